@@ -1,0 +1,25 @@
+"""Lazy imports of heavy or optional dependencies, with an install hint instead of a bare ImportError."""
+
+from __future__ import annotations
+
+import importlib
+from types import ModuleType
+
+from edge_emotion.errors import MissingDependencyError
+
+#: import name -> how to install it
+INSTALL_HINTS: dict[str, str] = {
+    "facenet_pytorch": "pip install --no-deps facenet-pytorch==2.6.0  (it pins torch<2.3; --no-deps keeps ours)",
+    "tensorrt": "pip install 'edge-emotion[trt]'  (needs NVIDIA's package index and a CUDA GPU)",
+    "onnxruntime": "pip install onnxruntime  (or 'edge-emotion[gpu]' for onnxruntime-gpu; never both)",
+    "matplotlib": "pip install matplotlib",
+}
+
+
+def require(module: str) -> ModuleType:
+    """Import `module` or raise MissingDependencyError saying how to install it."""
+    try:
+        return importlib.import_module(module)
+    except ImportError as exc:
+        hint = INSTALL_HINTS.get(module, f"pip install {module}")
+        raise MissingDependencyError(f"{module} is not installed: {hint}") from exc

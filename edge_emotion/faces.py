@@ -1,0 +1,110 @@
+"""Face boxes (MTCNN) and 224x224 face crops.
+
+No-face policy: a frame where MTCNN finds no face borrows the box of the nearest
+frame (in time) of the same clip where it did find one; if no frame of the clip
+has a face, every segment uses a centred square crop. The number of segments
+without a face of their own is reported, so callers can mark a row degraded.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import numpy as np
+from PIL import Image
+
+from edge_emotion.deps import require
+
+Box = tuple[float, float, float, float]  # x1, y1, x2, y2 in pixels of the full frame
+
+
+@dataclass(frozen=True)
+class FaceParams:
+    """Everything that defines the face input; written into exported models."""
+
+    size: int = 224  # crop side in pixels
+    margin: float = 0.25  # extra context around the face box, as a fraction of its side
+    min_face_size: int = 40  # MTCNN's smallest face, in pixels of the detection image
+    detect_max_side: int = 0  # downscale frames to this longest side before detection; 0 = full resolution
+    mean: tuple[float, float, float] = (0.5, 0.5, 0.5)  # crop / 255, minus mean, over std
+    std: tuple[float, float, float] = (0.5, 0.5, 0.5)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> FaceParams:
+        fields = {k: data[k] for k in cls.__dataclass_fields__ if k in data}
+        for key in ("mean", "std"):
+            if key in fields:
+                fields[key] = tuple(float(v) for v in fields[key])
+        return cls(**fields)
+
+
+class FaceDetector:
+    """MTCNN on the CPU or a GPU; one call detects the faces of many frames of one size."""
+
+    def __init__(self, params: FaceParams = FaceParams(), device: str = "cpu") -> None:
+        facenet = require("facenet_pytorch")
+        self.params = params
+        self._mtcnn = facenet.MTCNN(keep_all=False, min_face_size=params.min_face_size, device=device)
+
+    def detect(self, frames: Sequence[np.ndarray]) -> list[Box | None]:
+        """Most confident face box per [H, W, 3] uint8 frame, in full-frame pixels; None where no face."""
+        if not frames:
+            return []
+        scale = _detect_scale(frames[0].shape, self.params.detect_max_side)
+        images = np.stack([_resize(f, scale) for f in frames])  # [F, h, w, 3]
+        boxes, _ = self._mtcnn.detect(images)
+        return [None if b is None else tuple(float(v) / scale for v in np.asarray(b, dtype=float)[0]) for b in boxes]
+
+
+def _detect_scale(shape: tuple[int, ...], max_side: int) -> float:
+    longest = max(shape[0], shape[1])
+    return 1.0 if max_side <= 0 or longest <= max_side else max_side / longest
+
+
+def _resize(frame: np.ndarray, scale: float) -> np.ndarray:
+    if scale == 1.0:
+        return frame
+    h, w = frame.shape[:2]
+    return np.asarray(Image.fromarray(frame).resize((max(1, round(w * scale)), max(1, round(h * scale))), Image.BILINEAR))
+
+
+def fill_missing(boxes: Sequence[Box | None], frame_indices: Sequence[int]) -> tuple[list[Box | None], int]:
+    """Apply the no-face policy: borrow the nearest detected box. Returns (boxes, how many had none)."""
+    found = [(idx, box) for idx, box in zip(frame_indices, boxes) if box is not None]
+    missing = sum(box is None for box in boxes)
+    if not found:
+        return [None] * len(boxes), missing
+    filled = [box if box is not None else min(found, key=lambda f: abs(f[0] - idx))[1] for idx, box in zip(frame_indices, boxes)]
+    return filled, missing
+
+
+def crop_face(frame: np.ndarray, box: Box | None, params: FaceParams) -> np.ndarray:
+    """A square crop around the box (centre square of the frame if None), zero-padded, [S, S, 3] uint8."""
+    h, w = frame.shape[:2]
+    if box is None:
+        side = float(min(h, w))
+        cx, cy = w / 2, h / 2
+    else:
+        x1, y1, x2, y2 = box
+        side = max(x2 - x1, y2 - y1) * (1 + params.margin)
+        cx, cy = (x1 + x2) / 2, (y1 + y2) / 2
+    side = max(side, 1.0)
+    left, top = int(round(cx - side / 2)), int(round(cy - side / 2))
+    n = int(round(side))
+    square = np.zeros((n, n, 3), dtype=np.uint8)
+    sx1, sy1, sx2, sy2 = max(left, 0), max(top, 0), min(left + n, w), min(top + n, h)
+    if sx2 > sx1 and sy2 > sy1:
+        square[sy1 - top : sy2 - top, sx1 - left : sx2 - left] = frame[sy1:sy2, sx1:sx2]
+    return np.asarray(Image.fromarray(square).resize((params.size, params.size), Image.BILINEAR))
+
+
+def normalise_faces(crops: np.ndarray, params: FaceParams) -> np.ndarray:
+    """[N, S, S, 3] uint8 crops -> [N, 3, S, S] float32, (x / 255 - mean) / std."""
+    x = crops.astype(np.float32) / 255.0
+    x = (x - np.asarray(params.mean, np.float32)) / np.asarray(params.std, np.float32)
+    return np.ascontiguousarray(x.transpose(0, 3, 1, 2))

@@ -1,0 +1,80 @@
+"""Clip + planned segments -> model inputs (face crops and spectrograms). Shared by training and scoring.
+
+Scoring detects faces on the N planned frames; training passes boxes looked up
+in the prepare cache instead, so epochs never run MTCNN. Everything after the
+box (crop, normalisation, audio window, spectrogram) is this one code path.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from edge_emotion.audio import SpectrogramParams, audio_windows, is_silent, spectrograms
+from edge_emotion.decode import Clip, read_frames
+from edge_emotion.faces import Box, FaceDetector, FaceParams, crop_face, fill_missing, normalise_faces
+from edge_emotion.plan import Mode, Segment, plan_segments
+
+
+@dataclass(frozen=True)
+class PreprocessConfig:
+    """How a clip becomes model inputs; travels inside checkpoints and exported models."""
+
+    n_segments: int = 10
+    face: FaceParams = field(default_factory=FaceParams)
+    audio: SpectrogramParams = field(default_factory=SpectrogramParams)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"n_segments": self.n_segments, "face": self.face.to_dict(), "audio": self.audio.to_dict()}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> PreprocessConfig:
+        return cls(int(data["n_segments"]), FaceParams.from_dict(data["face"]), SpectrogramParams.from_dict(data["audio"]))
+
+
+@dataclass
+class SegmentInputs:
+    """The N segments of one clip, ready for a backend."""
+
+    faces: np.ndarray  # [N, 3, 224, 224] float32, normalised
+    spectrograms: np.ndarray  # [N, 1, 192, 120] float32
+    segments: list[Segment]
+    boxes: list[Box | None]  # face box used per segment (None: centre crop)
+    faceless: int  # segments whose own frame had no detected face
+    silent: int  # segments whose audio window is silent
+
+
+def plan_clip(clip: Clip, config: PreprocessConfig, mode: Mode = "test", rng: np.random.Generator | None = None) -> list[Segment]:
+    """Plan the clip's N segments with the config's jitter b."""
+    return plan_segments(config.n_segments, clip.frame_count, clip.fps, mode, rng, config.audio.jitter_s)
+
+
+def extract(
+    clip: Clip,
+    segments: Sequence[Segment],
+    config: PreprocessConfig,
+    detector: FaceDetector | None = None,
+    boxes: Sequence[Box | None] | None = None,
+) -> SegmentInputs:
+    """Decode the planned frames, crop faces (detected now, or the given boxes) and compute spectrograms."""
+    if (detector is None) == (boxes is None):
+        raise ValueError("pass exactly one of detector (scoring) or boxes (training from the cache)")
+    indices = [s.frame for s in segments]
+    decoded = read_frames(clip, indices)
+    frames = [decoded[i] for i in indices]
+    if boxes is None:
+        boxes = detector.detect(frames)
+    filled, faceless = fill_missing(boxes, indices)
+    crops = np.stack([crop_face(f, b, config.face) for f, b in zip(frames, filled)])  # [N, S, S, 3]
+    windows = audio_windows(clip.waveform, clip.sample_rate, np.array([s.centre for s in segments]), config.audio.window_s)
+    return SegmentInputs(
+        faces=normalise_faces(crops, config.face),
+        spectrograms=spectrograms(windows, config.audio),
+        segments=list(segments),
+        boxes=filled,
+        faceless=faceless,
+        silent=int(is_silent(windows).sum()),
+    )
