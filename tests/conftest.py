@@ -1,0 +1,105 @@
+"""Shared test fixtures: the real CREMA-D clips, and videos made on the spot with PyAV."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import av
+import numpy as np
+import pytest
+import torch
+
+FIXTURES = Path(__file__).parent / "fixtures"
+HAP = FIXTURES / "1001_DFA_HAP_XX.flv"
+NEU = FIXTURES / "1001_DFA_NEU_XX.flv"
+
+torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
+
+
+def write_video(
+    path: Path,
+    frames: np.ndarray | None = None,
+    fps: int = 10,
+    audio: np.ndarray | None = None,
+    sample_rate: int = 16_000,
+    codec: str = "mpeg4",
+) -> Path:
+    """Write [F, H, W, 3] uint8 frames (and optional mono float audio in [-1, 1]) with PyAV.
+
+    Defaults: 5 grey frames of 64x48 at 10 fps (0.5 s), no audio.
+    """
+    if frames is None:
+        frames = np.full((5, 48, 64, 3), 128, dtype=np.uint8)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with av.open(str(path), mode="w") as container:
+        vstream = container.add_stream(codec, rate=fps)
+        vstream.width, vstream.height = frames.shape[2], frames.shape[1]
+        vstream.pix_fmt = "yuv420p"
+        astream = None
+        if audio is not None:
+            astream = container.add_stream("aac", rate=sample_rate, layout="mono")
+        for image in frames:
+            for packet in vstream.encode(av.VideoFrame.from_ndarray(np.ascontiguousarray(image), format="rgb24")):
+                container.mux(packet)
+        for packet in vstream.encode():
+            container.mux(packet)
+        if astream is not None:
+            pcm = np.asarray(audio, dtype=np.float32).reshape(1, -1)
+            frame = av.AudioFrame.from_ndarray(pcm, format="flt", layout="mono")
+            frame.sample_rate = sample_rate
+            for packet in astream.encode(frame):
+                container.mux(packet)
+            for packet in astream.encode():
+                container.mux(packet)
+    return path
+
+
+def tone(seconds: float, freq: float = 440.0, sample_rate: int = 16_000, amplitude: float = 0.3) -> np.ndarray:
+    t = np.arange(int(seconds * sample_rate)) / sample_rate
+    return (amplitude * np.sin(2 * np.pi * freq * t)).astype(np.float32)
+
+
+@pytest.fixture(scope="session")
+def hap_clip_path() -> Path:
+    return HAP
+
+
+@pytest.fixture(scope="session")
+def neu_clip_path() -> Path:
+    return NEU
+
+
+@pytest.fixture(scope="session")
+def face_detector():
+    from edge_emotion.faces import FaceDetector
+
+    return FaceDetector()
+
+
+@pytest.fixture(scope="session")
+def fresh_checkpoint(tmp_path_factory) -> Path:
+    """A freshly initialised (untrained) model saved as a real checkpoint: enough for export and scoring plumbing."""
+    from edge_emotion import LABELS
+    from edge_emotion.checkpoint import save_checkpoint
+    from edge_emotion.model import WIDTHS, SegmentBranch
+    from edge_emotion.segments import PreprocessConfig
+
+    torch.manual_seed(0)
+    branch = SegmentBranch()
+    # a few train-mode passes give BatchNorm non-trivial running statistics
+    with torch.no_grad():
+        for _ in range(3):
+            branch(torch.randn(8, 3, 224, 224), torch.randn(8, 1, 192, 120))
+    path = tmp_path_factory.mktemp("ckpt") / "fresh.pt"
+    save_checkpoint(
+        path,
+        {
+            "model": branch.state_dict(),
+            "model_config": {"n_classes": 6, "modality": "both", "widths": list(WIDTHS)},
+            "labels": list(LABELS),
+            "preprocess": PreprocessConfig(n_segments=4).to_dict(),
+            "train_config": {"note": "untrained test model"},
+        },
+    )
+    return path
