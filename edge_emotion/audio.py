@@ -84,7 +84,8 @@ def spectrograms(windows: np.ndarray, params: SpectrogramParams) -> np.ndarray:
     log_mag = np.log(stft_magnitude(windows, params.n_fft, params.hop_length) + LOG_EPS)  # [N, F, T]
     mean = log_mag.mean(axis=(1, 2), keepdims=True)
     std = log_mag.std(axis=(1, 2), keepdims=True)
-    return ((log_mag - mean) / (std + NORM_EPS))[:, None].astype(np.float32)  # [N, 1, F, T]
+    scale = np.where(std > NORM_EPS, 1.0 / np.maximum(std, NORM_EPS), 0.0)  # a flat spectrogram maps to zeros
+    return ((log_mag - mean) * scale)[:, None].astype(np.float32)  # [N, 1, F, T]
 
 
 def is_silent(windows: np.ndarray, threshold: float = 1e-4) -> np.ndarray:

@@ -17,6 +17,9 @@ import numpy as np
 from edge_emotion.errors import VideoError
 
 DEFAULT_SAMPLE_RATE = 16_000
+# What PyAV raises on corrupt input: FFmpeg errors, and (seen in fuzzing) IndexError when a
+# damaged FLV announces a stream mid-file.
+DECODE_ERRORS = (av.FFmpegError, OSError, ValueError, RuntimeError, IndexError, KeyError, EOFError)
 
 
 @dataclass(frozen=True)
@@ -98,7 +101,7 @@ def open_clip(path: str | Path, sample_rate: int = DEFAULT_SAMPLE_RATE) -> Clip:
         width, height = video.codec_context.width, video.codec_context.height
     except VideoError:
         raise
-    except (av.FFmpegError, OSError, ValueError, RuntimeError) as exc:
+    except DECODE_ERRORS as exc:
         raise VideoError(path, f"corrupt or truncated stream ({_reason(exc)})") from exc
     finally:
         container.close()
@@ -129,7 +132,7 @@ def read_frames(clip: Clip, indices: Iterable[int]) -> dict[int, np.ndarray]:
                 last = frame.to_ndarray(format="rgb24")
                 if i in wanted:
                     frames[i] = last
-    except (av.FFmpegError, OSError, ValueError, RuntimeError) as exc:
+    except DECODE_ERRORS as exc:
         if last is None:
             raise VideoError(clip.path, f"video frames do not decode ({_reason(exc)})") from exc
     finally:

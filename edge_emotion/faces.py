@@ -27,7 +27,7 @@ class FaceParams:
     size: int = 224  # crop side in pixels
     margin: float = 0.25  # extra context around the face box, as a fraction of its side
     min_face_size: int = 40  # MTCNN's smallest face, in pixels of the detection image
-    detect_max_side: int = 0  # downscale frames to this longest side before detection; 0 = full resolution
+    detect_max_side: int = 640  # downscale larger frames to this longest side before detection; 0 = never
     mean: tuple[float, float, float] = (0.5, 0.5, 0.5)  # crop / 255, minus mean, over std
     std: tuple[float, float, float] = (0.5, 0.5, 0.5)
 
@@ -55,7 +55,11 @@ class FaceDetector:
         """Most confident face box per [H, W, 3] uint8 frame, in full-frame pixels; None where no face."""
         if not frames:
             return []
+        if len({f.shape for f in frames}) > 1:  # a stream that changes resolution: one call per frame
+            return [self.detect([f])[0] for f in frames]
         scale = _detect_scale(frames[0].shape, self.params.detect_max_side)
+        if min(frames[0].shape[:2]) * scale < self.params.min_face_size:
+            return [None] * len(frames)  # smaller than the smallest face MTCNN looks for
         images = np.stack([_resize(f, scale) for f in frames])  # [F, h, w, 3]
         boxes, _ = self._mtcnn.detect(images)
         return [None if b is None else tuple(float(v) / scale for v in np.asarray(b, dtype=float)[0]) for b in boxes]

@@ -1,0 +1,97 @@
+"""decode: real CREMA-D clips, generated videos, and the bad inputs that must fail clearly."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from conftest import tone, write_video
+from edge_emotion.decode import open_clip, read_frames
+from edge_emotion.errors import VideoError
+
+
+@pytest.mark.parametrize(
+    ("name", "frames", "seconds"),
+    [("1001_DFA_HAP_XX.flv", 56, 1.869), ("1001_DFA_NEU_XX.flv", 61, 2.035)],
+)
+def test_real_crema_d_clip_facts(hap_clip_path, name, frames, seconds):
+    clip = open_clip(hap_clip_path.parent / name)
+    assert clip.frame_count == frames
+    assert clip.fps == pytest.approx(29.97, abs=0.01)
+    assert clip.duration == pytest.approx(seconds, abs=0.01)
+    assert (clip.width, clip.height) == (480, 360)
+    assert clip.sample_rate == 16_000
+    # MP3 audio lasts about as long as the video (within an MP3 frame or two)
+    assert clip.waveform.shape[0] / clip.sample_rate == pytest.approx(seconds, abs=0.1)
+    assert clip.waveform.dtype == np.float32
+    assert 0.01 < np.abs(clip.waveform).max() <= 1.0
+
+
+def test_read_frames_keeps_only_wanted_frames(hap_clip_path):
+    clip = open_clip(hap_clip_path)
+    frames = read_frames(clip, [50, 0, 10, 10])
+    assert sorted(frames) == [0, 10, 50]
+    assert all(f.shape == (360, 480, 3) and f.dtype == np.uint8 for f in frames.values())
+    assert not np.array_equal(frames[0], frames[50])  # the actor moves
+
+
+def test_generated_mp4_with_audio(tmp_path):
+    path = write_video(tmp_path / "five.mp4", audio=tone(0.5))
+    clip = open_clip(path)
+    assert (clip.frame_count, clip.fps, clip.width, clip.height) == (5, 10.0, 64, 48)
+    assert clip.duration == pytest.approx(0.5)
+    # 440 Hz tone survives AAC: the strongest bin of its spectrum sits at 440 Hz
+    spectrum = np.abs(np.fft.rfft(clip.waveform))
+    assert np.fft.rfftfreq(clip.waveform.size, 1 / 16_000)[spectrum.argmax()] == pytest.approx(440, abs=5)
+
+
+def test_read_frames_past_the_end_repeats_the_last_frame(tmp_path):
+    frames = np.stack([np.full((48, 64, 3), 40 * i, np.uint8) for i in range(5)])
+    clip = open_clip(write_video(tmp_path / "ramp.mp4", frames, audio=tone(0.5)))
+    got = read_frames(clip, [4, 9])
+    assert np.array_equal(got[9], got[4])
+    assert abs(float(got[4].mean()) - 160) < 6
+
+
+def _bad_inputs(tmp_path, hap_clip_path):
+    zero = tmp_path / "zero.mp4"
+    zero.write_bytes(b"")
+    noise = tmp_path / "noise.flv"
+    noise.write_bytes(np.random.default_rng(0).integers(0, 256, 4096, dtype=np.uint8).tobytes())
+    truncated = tmp_path / "truncated.flv"
+    truncated.write_bytes(hap_clip_path.read_bytes()[:1024])
+    no_audio = write_video(tmp_path / "silent_film.mp4")
+    folder = tmp_path / "folder.mp4"
+    folder.mkdir()
+    return {
+        "empty file": zero,
+        "not a readable video": noise,
+        "truncated": truncated,
+        "no audio stream": no_audio,
+        "directory": folder,
+        "no such file": tmp_path / "missing.mp4",
+    }
+
+
+def test_bad_inputs_raise_video_error_naming_file_and_cause(tmp_path, hap_clip_path):
+    for cause, path in _bad_inputs(tmp_path, hap_clip_path).items():
+        with pytest.raises(VideoError) as info:
+            open_clip(path)
+        assert info.value.path == str(path)
+        assert str(path) in str(info.value)
+        if cause != "truncated":  # a 1 KB FLV may fail as unreadable or as frameless: both are fine
+            assert cause in str(info.value), (cause, str(info.value))
+
+
+def test_audio_only_file_is_refused(tmp_path):
+    import av
+
+    path = tmp_path / "voice.m4a"
+    with av.open(str(path), "w", format="mp4") as container:
+        stream = container.add_stream("aac", rate=16_000, layout="mono")
+        frame = av.AudioFrame.from_ndarray(tone(0.5).reshape(1, -1), format="flt", layout="mono")
+        frame.sample_rate = 16_000
+        for packet in [*stream.encode(frame), *stream.encode()]:
+            container.mux(packet)
+    with pytest.raises(VideoError, match="no video stream"):
+        open_clip(path)

@@ -1,0 +1,72 @@
+"""faces: MTCNN boxes on real CREMA-D frames, the no-face policy, crops and normalisation."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from edge_emotion.decode import open_clip, read_frames
+from edge_emotion.faces import FaceDetector, FaceParams, crop_face, fill_missing, normalise_faces
+
+
+@pytest.fixture(scope="module")
+def real_frames(hap_clip_path):
+    clip = open_clip(hap_clip_path)
+    return list(read_frames(clip, [0, 28, 55]).values())
+
+
+def test_face_box_on_real_clip_is_central_and_face_sized(face_detector, real_frames):
+    boxes = face_detector.detect(real_frames)
+    assert all(b is not None for b in boxes)
+    for x1, y1, x2, y2 in boxes:
+        # CREMA-D: 480x360 frame, actor centred, face about 100-130 px wide
+        assert 180 < (x1 + x2) / 2 < 300 and 90 < (y1 + y2) / 2 < 200
+        assert 70 < x2 - x1 < 150 and 90 < y2 - y1 < 170
+
+
+def test_no_face_on_a_blank_frame(face_detector):
+    assert face_detector.detect([np.zeros((360, 480, 3), np.uint8)]) == [None]
+
+
+def test_downscaled_detection_agrees_with_full_resolution(face_detector, real_frames):
+    small = FaceDetector(FaceParams(detect_max_side=240, min_face_size=20))
+    for full, fast in zip(face_detector.detect(real_frames), small.detect(real_frames)):
+        assert fast is not None
+        assert _iou(full, fast) > 0.8
+
+
+def _iou(a, b):
+    ix = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
+    iy = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
+    inter = ix * iy
+    return inter / ((a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter)
+
+
+def test_fill_missing_borrows_the_nearest_detected_box():
+    a, b = (0.0, 0.0, 10.0, 10.0), (5.0, 5.0, 15.0, 15.0)
+    filled, missing = fill_missing([None, a, None, None, b], [0, 10, 20, 33, 40])
+    assert filled == [a, a, a, b, b] and missing == 3
+    assert fill_missing([None, None], [0, 1]) == ([None, None], 2)
+
+
+def test_crop_is_square_sized_and_centred_on_the_box():
+    frame = np.zeros((100, 200, 3), np.uint8)
+    frame[40:60, 90:110] = 255  # a white 20x20 "face"
+    params = FaceParams(size=32, margin=1.0)  # 40 px square around the face
+    crop = crop_face(frame, (90, 40, 110, 60), params)
+    assert crop.shape == (32, 32, 3)
+    assert crop[16, 16].tolist() == [255, 255, 255] and crop[2, 2].tolist() == [0, 0, 0]
+
+
+def test_crop_past_the_frame_edge_is_zero_padded_and_none_means_centre():
+    frame = np.full((50, 80, 3), 200, np.uint8)
+    crop = crop_face(frame, (-20, -20, 10, 10), FaceParams(size=20, margin=0.0))
+    assert crop[0, 0].tolist() == [0, 0, 0] and crop[-1, -1].tolist() == [200, 200, 200]
+    assert np.all(crop_face(frame, None, FaceParams(size=20)) == 200)  # centre square lies inside
+
+
+def test_normalise_faces_layout_and_range():
+    crops = np.stack([np.zeros((4, 4, 3), np.uint8), np.full((4, 4, 3), 255, np.uint8)])
+    x = normalise_faces(crops, FaceParams())
+    assert x.shape == (2, 3, 4, 4) and x.dtype == np.float32
+    assert np.all(x[0] == -1.0) and np.all(x[1] == 1.0)
