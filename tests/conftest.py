@@ -103,3 +103,17 @@ def fresh_checkpoint(tmp_path_factory) -> Path:
         },
     )
     return path
+
+
+@pytest.fixture(scope="session")
+def synth_corpus(tmp_path_factory) -> Path:
+    """A small synthetic CREMA-D-shaped corpus, made once per session: 4 actors (1001-1004) x 6 emotions x 2 clips.
+
+    Returns the corpus root; the 48 FLV clips are in root / "VideoFlash". Seed 0,
+    15 fps, 240x180, 1.5-2.5 s each. Treat it as read-only: it is shared.
+    """
+    from edge_emotion.synth import make_corpus
+
+    root = tmp_path_factory.mktemp("synth_corpus")
+    make_corpus(root, actors=4, clips_per_class=2, seed=0)
+    return root
