@@ -7,7 +7,9 @@ box (crop, normalisation, audio window, spectrogram) is this one code path.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import time
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -52,27 +54,48 @@ def plan_clip(clip: Clip, config: PreprocessConfig, mode: Mode = "test", rng: np
     return plan_segments(config.n_segments, clip.frame_count, clip.fps, mode, rng, config.audio.jitter_s)
 
 
+@contextmanager
+def _timed(timings: dict[str, float] | None, stage: str) -> Iterator[None]:
+    """Add the block's wall time (seconds) to timings[stage]; a no-op without a dict."""
+    start = time.perf_counter()
+    try:
+        yield
+    finally:
+        if timings is not None:
+            timings[stage] = timings.get(stage, 0.0) + time.perf_counter() - start
+
+
 def extract(
     clip: Clip,
     segments: Sequence[Segment],
     config: PreprocessConfig,
     detector: FaceDetector | None = None,
     boxes: Sequence[Box | None] | None = None,
+    timings: dict[str, float] | None = None,
 ) -> SegmentInputs:
-    """Decode the planned frames, crop faces (detected now, or the given boxes) and compute spectrograms."""
+    """Decode the planned frames, crop faces (detected now, or the given boxes) and compute spectrograms.
+
+    `timings`, when given, receives seconds per stage ("frames", "faces", "spectrogram"),
+    so scoring and benchmarks can show where time goes without a second code path.
+    """
     if (detector is None) == (boxes is None):
         raise ValueError("pass exactly one of detector (scoring) or boxes (training from the cache)")
     indices = [s.frame for s in segments]
-    decoded = read_frames(clip, indices)
-    frames = [decoded[i] for i in indices]
-    if boxes is None:
-        boxes = detector.detect(frames)
-    filled, faceless = fill_missing(boxes, indices)
-    crops = np.stack([crop_face(f, b, config.face) for f, b in zip(frames, filled)])  # [N, S, S, 3]
-    windows = audio_windows(clip.waveform, clip.sample_rate, np.array([s.centre for s in segments]), config.audio.window_s)
+    with _timed(timings, "frames"):
+        decoded = read_frames(clip, indices)
+        frames = [decoded[i] for i in indices]
+    with _timed(timings, "faces"):
+        if boxes is None:
+            boxes = detector.detect(frames)
+        filled, faceless = fill_missing(boxes, indices)
+        crops = np.stack([crop_face(f, b, config.face) for f, b in zip(frames, filled)])  # [N, S, S, 3]
+        faces = normalise_faces(crops, config.face)
+    with _timed(timings, "spectrogram"):
+        windows = audio_windows(clip.waveform, clip.sample_rate, np.array([s.centre for s in segments]), config.audio.window_s)
+        specs = spectrograms(windows, config.audio)
     return SegmentInputs(
-        faces=normalise_faces(crops, config.face),
-        spectrograms=spectrograms(windows, config.audio),
+        faces=faces,
+        spectrograms=specs,
         segments=list(segments),
         boxes=filled,
         faceless=faceless,

@@ -1,0 +1,31 @@
+"""A stand-in worker job for WorkerPool tests: no torch and no MTCNN, so a worker starts in well under a second.
+
+It lives in its own small module because spawned workers import the job's module:
+importing a test module would pull in conftest (torch) in every worker.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from edge_emotion.workers import PreparedClip, PrepareFn
+
+
+@dataclass(frozen=True)
+class ScriptedJob:
+    """Files named hang* never finish, crash* kill their worker (exit code 3), others return a fixed error text."""
+
+    def setup(self, threads: int) -> PrepareFn:
+        return _run
+
+
+def _run(path: Path, index: int) -> PreparedClip:
+    name = Path(path).name
+    if name.startswith("hang"):
+        time.sleep(3600)
+    if name.startswith("crash"):
+        os._exit(3)
+    return PreparedClip(index, str(path), error=f"scripted {name}")
