@@ -41,6 +41,8 @@ class Clip:
 
 
 def _open_container(path: Path) -> av.container.InputContainer:
+    if path.is_symlink() and not path.exists():
+        raise VideoError(path, "broken or looping symbolic link")
     if path.is_dir():
         raise VideoError(path, "is a directory, not a video file")
     if not path.exists():
@@ -80,6 +82,8 @@ def open_clip(path: str | Path, sample_rate: int = DEFAULT_SAMPLE_RATE) -> Clip:
     path = Path(path)
     container = _open_container(path)
     try:
+        if not container.streams.video and not container.streams.audio:
+            raise VideoError(path, "no audio or video stream (empty or zero-duration file)")
         if not container.streams.video:
             raise VideoError(path, "no video stream")
         if not container.streams.audio:
@@ -112,8 +116,15 @@ def open_clip(path: str | Path, sample_rate: int = DEFAULT_SAMPLE_RATE) -> Clip:
     return Clip(path, fps, frame_count, width, height, waveform, sample_rate)
 
 
+def _upright(frame: av.VideoFrame) -> np.ndarray:
+    """[H, W, 3] uint8 RGB as displayed: a phone video's rotation metadata (display matrix) applied."""
+    image = frame.to_ndarray(format="rgb24")
+    quarter_turns = round((frame.rotation or 0) / 90) % 4  # counter-clockwise, as np.rot90 turns
+    return np.ascontiguousarray(np.rot90(image, quarter_turns)) if quarter_turns else image
+
+
 def read_frames(clip: Clip, indices: Iterable[int]) -> dict[int, np.ndarray]:
-    """Decode the video once and keep only the wanted frames, as [H, W, 3] uint8 RGB.
+    """Decode the video once and keep only the wanted frames, as [H, W, 3] uint8 RGB, upright.
 
     If the stream decodes to fewer frames than its packets promised (a truncated
     file), a missing index gets the last frame that did decode.
@@ -129,7 +140,7 @@ def read_frames(clip: Clip, indices: Iterable[int]) -> dict[int, np.ndarray]:
             if i > wanted[-1]:
                 break
             if i in wanted or i == 0:
-                last = frame.to_ndarray(format="rgb24")
+                last = _upright(frame)
                 if i in wanted:
                     frames[i] = last
     except DECODE_ERRORS as exc:

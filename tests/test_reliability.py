@@ -1,0 +1,67 @@
+"""Reliability: a folder of every kind of bad input scores to one row each, the rest unharmed.
+
+The corpus (tests/bad_inputs.py) is the one docs/RELIABILITY.md's table comes from.
+"""
+
+from __future__ import annotations
+
+import json
+import tracemalloc
+
+import pytest
+
+from bad_inputs import EXPECTED, build_corpus, can_read_unreadable
+from edge_emotion.decode import open_clip, read_frames
+from edge_emotion.score import ScoreOptions, score_folder
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory):
+    root = tmp_path_factory.mktemp("bad") / "corpus"
+    return root, build_corpus(root)
+
+
+@pytest.fixture(scope="module")
+def rows(corpus, fresh_checkpoint, tmp_path_factory):
+    root, _ = corpus
+    out = tmp_path_factory.mktemp("bad_rows") / "rows.jsonl"
+    summary = score_folder(root, fresh_checkpoint, out, ScoreOptions(workers=1, timeout=120, batch_size=16))
+    assert summary.rows == len(EXPECTED) + 1  # the symlink loop is two links
+    return {r["path"]: r for r in map(json.loads, out.read_text().splitlines())}
+
+
+@pytest.mark.parametrize("kind", list(EXPECTED))
+def test_each_bad_input_gets_its_row(kind, corpus, rows):
+    _, paths = corpus
+    name, status, cause = EXPECTED[kind]
+    row = rows[str(paths[kind])]
+    if kind.startswith("unreadable") and can_read_unreadable():
+        status, cause = "ok", ""  # root reads a chmod 000 file
+    assert row["status"] == status, row
+    if status == "error":
+        assert cause.lower() in row["error"].lower(), row["error"]
+        assert row["label"] is None
+    else:
+        assert row["error"] == "" and row["label"] in ("ANG", "DIS", "FEA", "HAP", "NEU", "SAD")
+        assert sum(row["probabilities"].values()) == pytest.approx(1.0, abs=1e-4)
+        assert row["n_segments"] == 4
+
+
+def test_degraded_rows_say_why(corpus, rows):
+    _, paths = corpus
+    assert rows[str(paths["silent audio"])]["silent"] == 4
+    assert rows[str(paths["no face (blank frames)"])]["faceless"] == 4
+    assert rows[str(paths["rotation metadata"])]["faceless"] == 0  # frames turned upright before MTCNN
+
+
+def test_ten_minute_video_keeps_memory_bounded(corpus):
+    _, paths = corpus
+    tracemalloc.start()
+    clip = open_clip(paths["10-minute video"])
+    frames = read_frames(clip, [0, 600, 1199])
+    _, peak = tracemalloc.get_traced_memory()
+    tracemalloc.stop()
+    assert clip.frame_count == 1200 and clip.duration == pytest.approx(600)
+    assert len(frames) == 3
+    # the 600 s waveform at 16 kHz is 38 MB of float32; frames are never all held
+    assert peak < 120e6, f"peak {peak / 1e6:.0f} MB"
