@@ -1,9 +1,136 @@
-"""Commands of the export stage."""
+"""Commands of the export stage: `export` (checkpoint -> checked ONNX / engine) and `check` (artifact vs checkpoint).
+
+Thin: parse options, call edge_emotion.export, print the parity report. Heavy
+imports (torch, onnx, onnxruntime, MTCNN, tensorrt) happen inside the bodies.
+"""
 
 from __future__ import annotations
+
+from enum import Enum
+from pathlib import Path
+from typing import Annotated
 
 import typer
 
 
+class Format(str, Enum):
+    onnx = "onnx"
+    engine = "engine"
+
+
+class CalibMethod(str, Enum):
+    minmax = "minmax"
+    entropy = "entropy"
+    percentile = "percentile"
+
+
+def _default_output(checkpoint: Path, precision: str, fmt: Format) -> Path:
+    suffix = "" if precision == "fp32" else f".{precision}"
+    return checkpoint.with_suffix(f"{suffix}.{fmt.value}")
+
+
+def export(
+    checkpoint: Annotated[Path, typer.Argument(help="Training checkpoint (.pt).")],
+    fmt: Annotated[
+        Format, typer.Option("--format", help="onnx, or a TensorRT engine (built from the ONNX).")
+    ] = Format.onnx,
+    fp16: Annotated[bool, typer.Option("--fp16", help="FP16 ONNX (pooling, linear, softmax stay FP32).")] = False,
+    int8: Annotated[bool, typer.Option("--int8", help="INT8 Q/DQ ONNX, calibrated on --calib videos.")] = False,
+    calib: Annotated[Path | None, typer.Option("--calib", help="Folder of videos for INT8 calibration.")] = None,
+    calib_method: Annotated[CalibMethod, typer.Option("--calib-method", help="Range estimation.")] = CalibMethod.minmax,
+    calib_segments: Annotated[int, typer.Option("--calib-segments", min=1, help="Calibration segments.")] = 500,
+    calib_per_clip: Annotated[
+        int | None, typer.Option("--calib-per-clip", min=1, help="Segments per clip (default N).")
+    ] = None,
+    calib_cache: Annotated[
+        Path | None, typer.Option("--calib-cache", help="Ranges cache (default OUT.calib.json).")
+    ] = None,
+    prepare_cache: Annotated[
+        Path | None, typer.Option("--prepare-cache", help="Prepare cache: boxes without MTCNN.")
+    ] = None,
+    parity_data: Annotated[
+        list[Path] | None,
+        typer.Option("--parity-data", help="Videos or folders for the parity check (default: --calib)."),
+    ] = None,
+    output: Annotated[Path | None, typer.Option("--output", "-o", help="Artifact to write.")] = None,
+    opset: Annotated[int, typer.Option("--opset", min=13, help="ONNX opset.")] = 17,
+    profile: Annotated[str, typer.Option("--profile", help="Engine S profile min,opt,max.")] = "1,10,64",
+    workspace_mib: Annotated[
+        int, typer.Option("--workspace-mib", min=1, help="Engine builder workspace limit.")
+    ] = 1024,
+    timing_cache: Annotated[
+        Path | None, typer.Option("--timing-cache", help="TensorRT timing cache (loaded and saved).")
+    ] = None,
+) -> None:
+    """Export the shared per-segment branch, check it against torch on real segments, refuse it beyond tolerance."""
+    from edge_emotion.checkpoint import load_checkpoint, preprocess_config
+    from edge_emotion.export.parity import load_inputs
+    from edge_emotion.export.pipeline import CalibrationOptions, export_engine_artifact, export_onnx_artifact
+    from edge_emotion.export.tensorrt_build import ShapeProfile, require_tensorrt
+    from edge_emotion.faces import FaceDetector
+
+    if fp16 and int8:
+        raise typer.BadParameter("choose one of --fp16 and --int8")
+    if int8 and calib is None:
+        raise typer.BadParameter("--int8 needs --calib DIR (a folder of videos)")
+    sources = parity_data or ([calib] if calib else None)
+    if not sources:
+        raise typer.BadParameter("the parity check needs real videos: pass --parity-data PATH (a video or a folder)")
+    if fmt is Format.engine:
+        require_tensorrt()  # fail before minutes of MTCNN and calibration, with the install hint
+    precision = "int8" if int8 else "fp16" if fp16 else "fp32"
+    output = output or _default_output(checkpoint, precision, fmt)
+    try:
+        shape_profile = ShapeProfile.parse(profile)
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc), param_hint="--profile") from exc
+    config = preprocess_config(load_checkpoint(checkpoint))
+    detector = FaceDetector(config.face)
+    inputs = load_inputs(sources, config, detector)
+    calibration = None
+    if int8:
+        calibration = CalibrationOptions(
+            calib, calib_method.value, calib_segments, calib_per_clip, cache=calib_cache, prepare_cache=prepare_cache
+        )
+    onnx_out = output if fmt is Format.onnx else output.with_suffix(".onnx")
+    result = export_onnx_artifact(checkpoint, onnx_out, inputs, precision, calibration, opset, detector=detector)
+    if result.calibration:
+        typer.echo(result.calibration.summary())
+    typer.echo(result.report.summary())
+    typer.echo(f"wrote {onnx_out}")
+    if fmt is Format.engine:
+        engine = export_engine_artifact(
+            onnx_out, output, checkpoint, inputs, shape_profile, workspace_mib << 20, timing_cache
+        )
+        typer.echo(engine.report.summary())
+        typer.echo(f"wrote {output}")
+
+
+def check(
+    artifact: Annotated[Path, typer.Argument(help="Exported artifact (.onnx or .engine).")],
+    against: Annotated[Path, typer.Option("--against", help="The checkpoint it was exported from.")],
+    parity_data: Annotated[list[Path], typer.Option("--parity-data", help="Videos or folders to compare on.")],
+    backend: Annotated[
+        str | None, typer.Option("--backend", help="torch | onnxruntime | tensorrt (default: by suffix).")
+    ] = None,
+    provider: Annotated[
+        str, typer.Option("--provider", help="ONNX Runtime EP: auto | cpu | cuda | tensorrt.")
+    ] = "auto",
+) -> None:
+    """Compare an artifact with its checkpoint on real segments (like `polygraphy run --onnxrt --trt`); exit 1 on failure."""
+    from edge_emotion.backends import backend_for
+    from edge_emotion.checkpoint import load_checkpoint, preprocess_config
+    from edge_emotion.export.parity import load_inputs, run_parity
+
+    inputs = load_inputs(parity_data, preprocess_config(load_checkpoint(against)))
+    options = {"provider": provider} if (backend or backend_for(artifact)) == "onnxruntime" else {}
+    report = run_parity(artifact, against, inputs, backend=backend, **options)
+    typer.echo(report.summary())
+    if not report.passed:
+        raise typer.Exit(1)
+
+
 def register(app: typer.Typer) -> None:
     """Add this stage's commands to the app."""
+    app.command()(export)
+    app.command()(check)

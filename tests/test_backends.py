@@ -1,0 +1,152 @@
+"""The backend interface: one open/infer/close for torch, ONNX Runtime and TensorRT; clear errors for bad artifacts."""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+import onnx
+import pytest
+import torch
+from export_helpers import parity_batch
+
+from edge_emotion.backends import backend_for, open_backend
+from edge_emotion.backends.onnxruntime_backend import (
+    CPU_EP,
+    CUDA_EP,
+    TRT_EP,
+    OnnxRuntimeBackend,
+    available_providers,
+    wanted_providers,
+)
+from edge_emotion.checkpoint import build_branch, load_checkpoint
+from edge_emotion.errors import ArtifactError, MissingDependencyError
+from edge_emotion.export.onnx_export import ProbabilityBranch, example_inputs, export_onnx, set_metadata
+from edge_emotion.export.pipeline import checkpoint_contract
+
+
+@pytest.fixture(scope="module")
+def onnx_model(fresh_checkpoint, tmp_path_factory):
+    """A contract-carrying FP32 ONNX of the fresh checkpoint (no parity: that is test_export_onnx's job)."""
+    state = load_checkpoint(fresh_checkpoint)
+    return export_onnx(build_branch(state), checkpoint_contract(state), tmp_path_factory.mktemp("b") / "m.onnx")
+
+
+def test_all_backends_share_the_interface(fresh_checkpoint, onnx_model):
+    batch = parity_batch()
+    outputs = {}
+    for path in (fresh_checkpoint, onnx_model):
+        with open_backend(path, device="cpu") as backend:
+            assert backend.contract.labels[3] == "HAP" and backend.precision == "fp32"
+            outputs[backend.name] = backend.infer(batch.faces, batch.spectrograms)  # [8, 6]
+    assert set(outputs) == {"torch", "onnxruntime"}
+    np.testing.assert_allclose(outputs["torch"], outputs["onnxruntime"], atol=1e-5)
+
+
+def test_backend_for_suffix():
+    assert [backend_for(p) for p in ("a.pt", "b.onnx", "c.engine")] == ["torch", "onnxruntime", "tensorrt"]
+
+
+def test_wrong_shape_is_refused(onnx_model):
+    with (
+        open_backend(onnx_model) as backend,
+        pytest.raises(ValueError, match=r"face input has shape \[2, 3, 112, 112\]"),
+    ):
+        backend.infer(np.zeros((2, 3, 112, 112), np.float32), np.zeros((2, 1, 192, 120), np.float32))
+
+
+def test_inputs_cast_to_model_dtype(onnx_model):
+    batch = parity_batch()
+    with open_backend(onnx_model) as backend:
+        from_half = backend.infer(batch.faces.astype(np.float16), batch.spectrograms.astype(np.float64))
+    assert from_half.dtype == np.float32 and from_half.shape == (8, 6)
+
+
+def test_corrupt_onnx_names_the_file(tmp_path):
+    bad = tmp_path / "corrupt.onnx"
+    bad.write_bytes(b"\x08\x07garbage, not a protobuf" * 10)
+    with pytest.raises(ArtifactError, match=r"corrupt\.onnx: not a loadable ONNX model"):
+        open_backend(bad)
+
+
+def test_truncated_onnx_names_the_file(onnx_model, tmp_path):
+    cut = tmp_path / "cut.onnx"
+    cut.write_bytes(onnx_model.read_bytes()[:5000])
+    with pytest.raises(ArtifactError, match=r"cut\.onnx: not a loadable ONNX model"):
+        open_backend(cut)
+
+
+def test_onnx_without_contract_says_what_is_missing(fresh_checkpoint, tmp_path):
+    plain = tmp_path / "plain.onnx"
+    model = ProbabilityBranch(build_branch(load_checkpoint(fresh_checkpoint)))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(
+            model,
+            example_inputs(checkpoint_contract(load_checkpoint(fresh_checkpoint))),
+            str(plain),
+            dynamo=False,
+            input_names=["face", "spectrogram"],
+            output_names=["probabilities"],
+        )
+    with pytest.raises(
+        ArtifactError, match=r"plain\.onnx: no edge-emotion contract \(missing metadata: labels, n_segments"
+    ):
+        open_backend(plain)
+
+
+def test_onnx_with_broken_contract(onnx_model, tmp_path):
+    proto = onnx.load(str(onnx_model))
+    set_metadata(proto, {"edge_emotion.precision": "int4"})
+    broken = tmp_path / "broken.onnx"
+    onnx.save(proto, str(broken))
+    with pytest.raises(ArtifactError, match=r"broken\.onnx: contract precision must be one of"):
+        open_backend(broken)
+
+
+def test_missing_file(tmp_path):
+    with pytest.raises(ArtifactError, match="ONNX file not found"):
+        OnnxRuntimeBackend(tmp_path / "nope.onnx")
+
+
+def test_provider_choice_is_pure():
+    assert wanted_providers("auto", "cpu") == [CPU_EP]
+    assert wanted_providers("auto", "auto") == [CUDA_EP, CPU_EP]
+    assert wanted_providers("tensorrt", "cuda:1") == [TRT_EP, CUDA_EP, CPU_EP]
+    with pytest.raises(ValueError, match="provider must be one of"):
+        wanted_providers("rocm", "auto")
+
+
+def test_auto_falls_back_to_cpu_quietly():
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert available_providers([CUDA_EP, CPU_EP], [CPU_EP]) == [CPU_EP]
+
+
+def test_requested_gpu_provider_falls_back_with_warning(onnx_model):
+    import onnxruntime
+
+    if CUDA_EP in onnxruntime.get_available_providers():
+        pytest.skip("this onnxruntime has CUDA: no fallback to observe")
+    with pytest.warns(UserWarning, match="CUDAExecutionProvider not available.*Falling back"):
+        backend = OnnxRuntimeBackend(onnx_model, provider="cuda")
+    assert backend.providers == [CPU_EP]
+
+
+def test_tensorrt_backend_without_tensorrt(tmp_path, onnx_model):
+    try:
+        import tensorrt  # noqa: F401
+
+        pytest.skip("tensorrt is installed: see test_export_tensorrt.py for the real engine")
+    except ImportError:
+        pass
+    from edge_emotion.export.onnx_export import read_contract
+    from edge_emotion.export.tensorrt_build import EngineHeader, Platform, ShapeProfile, write_engine
+
+    header = EngineHeader(
+        Platform("10.9.0", "NVIDIA H100", (9, 0)), "fp32", ShapeProfile(), read_contract(onnx_model).to_metadata()
+    )
+    engine = tmp_path / "m.engine"
+    write_engine(engine, header, b"engine-bytes")
+    with pytest.raises(MissingDependencyError, match="tensorrt is not installed: pip install"):
+        open_backend(engine)
