@@ -281,6 +281,7 @@ def stage_breakdown(backend: Backend, videos: Sequence[Path]) -> tuple[StageTime
     Returns the times and the concatenated segment inputs of the clips that decoded.
     """
     preparer = InlinePreparer(backend.contract.preprocess)
+    list(preparer.run(list(videos[:1])))  # warm-up, untimed: MTCNN's first call pays one-off set-up costs
     totals = dict.fromkeys(STAGES, 0.0)
     faces, specs = [], []
     clips = failed = 0

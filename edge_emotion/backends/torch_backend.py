@@ -37,15 +37,16 @@ class TorchBackend(Backend):
         self.device = resolve_device(device)
         if precision == "fp16" and self.device.type != "cuda":
             raise ValueError("fp16 in the torch backend needs a CUDA device (CPU half convolutions are slow or missing)")
-        self.model = build_branch(state).to(self.device)
-        if self.device.type == "cuda":
-            self.model = self.model.to(memory_format=torch.channels_last)
+        # channels_last: oneDNN (CPU) and cuDNN (GPU) both run these 3x3 convolutions faster in NHWC
+        self.model = build_branch(state).to(self.device, memory_format=torch.channels_last)
 
     @torch.inference_mode()
     def infer(self, faces: np.ndarray, spectrograms: np.ndarray) -> np.ndarray:
         self.check_inputs(faces, spectrograms)
         face = torch.from_numpy(np.ascontiguousarray(faces, dtype=np.float32)).to(self.device, non_blocking=True)
         spec = torch.from_numpy(np.ascontiguousarray(spectrograms, dtype=np.float32)).to(self.device, non_blocking=True)
+        face = face.contiguous(memory_format=torch.channels_last)
+        spec = spec.contiguous(memory_format=torch.channels_last)
         with torch.autocast(self.device.type, dtype=torch.float16, enabled=self.precision == "fp16"):
             probs = self.model(face, spec).float().softmax(dim=1)  # [S, K]
         return probs.cpu().numpy()

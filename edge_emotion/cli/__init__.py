@@ -11,7 +11,7 @@ import sys
 
 import typer
 
-from edge_emotion.cli import export_cmds, inspect_cmds, score_cmds, synth_cmds, train_cmds
+from edge_emotion.cli import demo_cmds, export_cmds, inspect_cmds, score_cmds, synth_cmds, train_cmds
 
 app = typer.Typer(
     name="edge-emotion",
@@ -34,7 +34,7 @@ def _root(
         raise typer.Exit()
 
 
-for module in (inspect_cmds, synth_cmds, train_cmds, export_cmds, score_cmds):
+for module in (demo_cmds, inspect_cmds, synth_cmds, train_cmds, export_cmds, score_cmds):
     module.register(app)
 
 

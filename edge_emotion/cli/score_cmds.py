@@ -219,12 +219,12 @@ def bench(
         raise typer.BadParameter(str(exc)) from exc
     report = run_bench(targets, sizes, iterations, warmup, device, clips, max_seconds)
     console = _console()
-    table, notes = _bench_table(report)
+    table, notes = bench_table(report)
     console.print(table)
     for note in notes:
         console.print(note, markup=False, highlight=False)
     if report.stages is not None:
-        console.print(_stage_table(report.stages))
+        console.print(stage_table(report.stages))
     if json_out is not None:
         atomic_write_text(json_out, json.dumps(report.to_dict(), indent=2))
         console.print(f"wrote {json_out}")
@@ -237,7 +237,7 @@ def _fmt(value: float | None, spec: str) -> str:
     return "-" if value is None else format(value, spec)
 
 
-def _bench_table(report: Any) -> tuple[Table, list[str]]:
+def bench_table(report: Any) -> tuple[Table, list[str]]:
     """Compact like `yolo benchmark`: one line per backend x artifact x batch; artifacts and reasons as notes below."""
     where = report.machine.get("cuda") or report.machine.get("cpu") or report.machine.get("platform")
     table = Table(title=f"edge-emotion bench on {where}", caption=f"agreement: top-1 vs the FP32 reference on {report.inputs}")
@@ -258,7 +258,7 @@ def _bench_table(report: Any) -> tuple[Table, list[str]]:
     return table, [f"[{ref}] {note}" for note, ref in notes.items()]
 
 
-def _stage_table(stages: Any) -> Table:
+def stage_table(stages: Any) -> Table:
     table = Table(title=f"end to end, one clip at a time: {stages.clips} clips ({stages.failed} failed), {stages.times_real_time:.2f}x real time")
     table.add_column("stage")
     table.add_column("ms / clip", justify="right")
