@@ -6,6 +6,7 @@ imports (torch, onnx, onnxruntime, MTCNN, tensorrt) happen inside the bodies.
 
 from __future__ import annotations
 
+import tempfile
 from enum import Enum
 from pathlib import Path
 from typing import Annotated
@@ -29,6 +30,16 @@ def _default_output(checkpoint: Path, precision: str, fmt: Format) -> Path:
     return checkpoint.with_suffix(f"{suffix}.{fmt.value}")
 
 
+def _parity_sources(given: list[Path] | None, scratch: Path) -> list[Path]:
+    """The videos parity runs on: the ones given, else six generated synthetic clips (said on stderr)."""
+    if given:
+        return given
+    from edge_emotion.export.parity import synthetic_parity_videos
+
+    typer.echo("no --parity-data: checking parity on 6 generated synthetic clips (pass real videos for a closer check)", err=True)
+    return [synthetic_parity_videos(scratch)]
+
+
 def export(
     checkpoint: Annotated[Path, typer.Argument(help="Training checkpoint (.pt).")],
     fmt: Annotated[
@@ -50,7 +61,9 @@ def export(
     ] = None,
     parity_data: Annotated[
         list[Path] | None,
-        typer.Option("--parity-data", help="Videos or folders for the parity check (default: --calib)."),
+        typer.Option(
+            "--parity-data", help="Videos or folders for the parity check (default: --calib, else generated clips)."
+        ),
     ] = None,
     output: Annotated[Path | None, typer.Option("--output", "-o", help="Artifact to write.")] = None,
     opset: Annotated[int, typer.Option("--opset", min=13, help="ONNX opset.")] = 17,
@@ -73,9 +86,6 @@ def export(
         raise typer.BadParameter("choose one of --fp16 and --int8")
     if int8 and calib is None:
         raise typer.BadParameter("--int8 needs --calib DIR (a folder of videos)")
-    sources = parity_data or ([calib] if calib else None)
-    if not sources:
-        raise typer.BadParameter("the parity check needs real videos: pass --parity-data PATH (a video or a folder)")
     if fmt is Format.engine:
         require_tensorrt()  # fail before minutes of MTCNN and calibration, with the install hint
     precision = "int8" if int8 else "fp16" if fp16 else "fp32"
@@ -86,7 +96,8 @@ def export(
         raise typer.BadParameter(str(exc), param_hint="--profile") from exc
     config = preprocess_config(load_checkpoint(checkpoint))
     detector = FaceDetector(config.face)
-    inputs = load_inputs(sources, config, detector)
+    with tempfile.TemporaryDirectory() as scratch:
+        inputs = load_inputs(_parity_sources(parity_data or ([calib] if calib else None), Path(scratch)), config, detector)
     calibration = None
     if int8:
         calibration = CalibrationOptions(
@@ -109,7 +120,10 @@ def export(
 def check(
     artifact: Annotated[Path, typer.Argument(help="Exported artifact (.onnx or .engine).")],
     against: Annotated[Path, typer.Option("--against", help="The checkpoint it was exported from.")],
-    parity_data: Annotated[list[Path], typer.Option("--parity-data", help="Videos or folders to compare on.")],
+    parity_data: Annotated[
+        list[Path] | None,
+        typer.Option("--parity-data", help="Videos or folders to compare on (default: generated synthetic clips)."),
+    ] = None,
     backend: Annotated[
         str | None, typer.Option("--backend", help="torch | onnxruntime | tensorrt (default: by suffix).")
     ] = None,
@@ -122,7 +136,8 @@ def check(
     from edge_emotion.checkpoint import load_checkpoint, preprocess_config
     from edge_emotion.export.parity import load_inputs, run_parity
 
-    inputs = load_inputs(parity_data, preprocess_config(load_checkpoint(against)))
+    with tempfile.TemporaryDirectory() as scratch:
+        inputs = load_inputs(_parity_sources(parity_data, Path(scratch)), preprocess_config(load_checkpoint(against)))
     options = {"provider": provider} if (backend or backend_for(artifact)) == "onnxruntime" else {}
     report = run_parity(artifact, against, inputs, backend=backend, **options)
     typer.echo(report.summary())

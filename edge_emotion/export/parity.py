@@ -173,3 +173,17 @@ def require_parity(report: ParityReport, path: str | Path) -> None:
     """Refuse an artifact that failed its parity check (ArtifactError naming the file and the broken limits)."""
     if not report.passed:
         raise ArtifactError(path, f"refused, parity check failed: {'; '.join(report.failures)} ({report.summary()})")
+
+
+def synthetic_parity_videos(folder: str | Path, seed: int = 0) -> Path:
+    """Six generated clips (one synthetic actor, every emotion) for when no real videos are given.
+
+    Parity is about numerics, not accuracy: these clips go through the same decode,
+    MTCNN and spectrogram path as real ones, so the comparison is still on real
+    preprocessed inputs, not random tensors.
+    """
+    from edge_emotion.synth import make_corpus
+
+    make_corpus(folder, actors=1, clips_per_class=1, seed=seed)
+    return Path(folder) / "VideoFlash"
+
