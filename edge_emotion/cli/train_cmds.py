@@ -1,9 +1,265 @@
-"""Commands of the train stage."""
+"""Commands of the train stage: `prepare`, `train`, `cv`. They parse options and call edge_emotion.train.
+
+torch, MTCNN and matplotlib are imported inside the command bodies only, so
+`edge-emotion --help` stays fast. `train` runs unchanged under torchrun:
+    torchrun --nproc-per-node 2 --no-python edge-emotion train DATA --cache CACHE -o RUN
+"""
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
+from typing import Annotated, Any
+
 import typer
+
+DataDir = Annotated[
+    Path, typer.Argument(help="CREMA-D folder (VideoFlash/AAAA_SSS_EEE_LL.flv) or a flat folder of such videos.")
+]
+CacheDir = Annotated[Path, typer.Option("--cache", "-c", help="Folder written by `edge-emotion prepare`.")]
+Recipe = Annotated[
+    str,
+    typer.Option(help="paper (SGD 0.9, lr 1e-3 /10 every 50 steps per epoch) or modern (AdamW + warm-up + cosine)."),
+]
+Segments = Annotated[int | None, typer.Option("--n-segments", "-n", min=1, help="Segments per clip N [10].")]
+Epochs = Annotated[int | None, typer.Option(min=1, help="Epochs [10].")]
+Batch = Annotated[
+    int | None, typer.Option("--batch-size", min=1, help="Global batch size, split over torchrun ranks [16].")
+]
+Optimizer = Annotated[str | None, typer.Option(help="sgd or adamw [from the recipe].")]
+Lr = Annotated[float | None, typer.Option(help="Base learning rate [1e-3].")]
+Momentum = Annotated[float | None, typer.Option(help="SGD momentum [0.9].")]
+WeightDecay = Annotated[float | None, typer.Option(help="Weight decay [paper 0, modern 0.05].")]
+Schedule = Annotated[str | None, typer.Option(help="paper, cosine or constant [from the recipe].")]
+StepSize = Annotated[int | None, typer.Option(help="paper schedule: steps between lr divisions [50].")]
+Gamma = Annotated[float | None, typer.Option(help="paper schedule: lr factor at each division [0.1].")]
+Warmup = Annotated[float | None, typer.Option(help="cosine schedule: share of the steps spent warming up [0.05].")]
+Modality = Annotated[str | None, typer.Option(help="both, audio or video (ablation) [both].")]
+NFolds = Annotated[int | None, typer.Option(min=2, help="Actor-disjoint folds [10].")]
+FoldsSeed = Annotated[int | None, typer.Option(help="Seed of the actor-to-fold assignment [0].")]
+Seed = Annotated[int | None, typer.Option(help="Seed of initialisation, clip order and frame sampling [0].")]
+Workers = Annotated[int | None, typer.Option(min=0, help="DataLoader worker processes [0].")]
+Device = Annotated[str | None, typer.Option(help="auto (CUDA when present), cpu, cuda, cuda:1 ... [auto].")]
+EvalEach = Annotated[
+    bool | None,
+    typer.Option("--eval-each-epoch/--no-eval-each-epoch", help="Test loss/accuracy after every epoch [on]."),
+]
+CkptEvery = Annotated[
+    int | None, typer.Option(min=0, help="Also checkpoint every this many steps [0: epoch ends only].")
+]
+
+
+def _is_main() -> bool:
+    return os.environ.get("RANK", "0") == "0"
+
+
+def prepare(
+    data_dir: DataDir,
+    output: Annotated[
+        Path, typer.Option("--output", "-o", help="Cache folder to write (resumable: done clips are skipped).")
+    ],
+    detect_every: Annotated[
+        int, typer.Option(min=1, help="Run MTCNN on every k-th frame, interpolate the boxes between.")
+    ] = 3,
+    workers: Annotated[
+        int | None, typer.Option(min=0, help="Worker processes, 0: this process [one per core].")
+    ] = None,
+    min_face_size: Annotated[int, typer.Option(min=1, help="MTCNN's smallest face in pixels.")] = 40,
+) -> None:
+    """Decode every clip and detect its faces once, so that training never runs MTCNN."""
+    from rich.progress import Progress
+
+    from edge_emotion.faces import FaceParams
+    from edge_emotion.train.prepare import default_workers, prepare_corpus
+
+    face = FaceParams(min_face_size=min_face_size)
+    with Progress() as bar:
+        task = bar.add_task("prepare", total=None)
+
+        def progress(done: int, total: int) -> None:
+            bar.update(task, completed=done, total=total)
+
+        report = prepare_corpus(
+            data_dir,
+            output,
+            face,
+            every=detect_every,
+            workers=default_workers() if workers is None else workers,
+            progress=progress,
+        )
+    for s in report.skipped_at_index + report.failed:
+        typer.secho(f"skipped {s.path}: {s.reason}", fg=typer.colors.YELLOW, err=True)
+    typer.echo(
+        f"{output}: {report.summary()} (errors in {output / 'errors.jsonl'})"
+        if report.failed
+        else f"{output}: {report.summary()}"
+    )
+
+
+def _config(recipe: str, **options: Any) -> Any:
+    from edge_emotion.train.loop import recipe_config
+
+    return recipe_config(recipe, **options)
+
+
+def train(
+    data_dir: DataDir,
+    cache: CacheDir,
+    output: Annotated[
+        Path, typer.Option("--output", "-o", help="Run folder: checkpoint.pt, steps.jsonl, epochs.jsonl, eval.json.")
+    ],
+    fold: Annotated[int, typer.Option(min=0, help="Test fold k (its actors are held out).")] = 0,
+    folds_file: Annotated[
+        Path | None, typer.Option("--folds-file", help="Folds JSON to use instead of making them from the seed.")
+    ] = None,
+    resume: Annotated[
+        bool, typer.Option(help="Continue the run folder's checkpoint (exactly where it stopped).")
+    ] = False,
+    stop_after: Annotated[
+        int, typer.Option(min=0, help="Stop after this many steps in all, as if killed (0: never).")
+    ] = 0,
+    recipe: Recipe = "paper",
+    n_segments: Segments = None,
+    epochs: Epochs = None,
+    batch_size: Batch = None,
+    optimizer: Optimizer = None,
+    lr: Lr = None,
+    momentum: Momentum = None,
+    weight_decay: WeightDecay = None,
+    schedule: Schedule = None,
+    step_size: StepSize = None,
+    gamma: Gamma = None,
+    warmup_fraction: Warmup = None,
+    modality: Modality = None,
+    n_folds: NFolds = None,
+    folds_seed: FoldsSeed = None,
+    seed: Seed = None,
+    workers: Workers = None,
+    device: Device = None,
+    eval_each_epoch: EvalEach = None,
+    checkpoint_every: CkptEvery = None,
+) -> None:
+    """Train one fold from the prepare cache and test it on the held-out actors (works under torchrun)."""
+    from edge_emotion.train.loop import train as run_training
+
+    config = _config(
+        recipe,
+        n_segments=n_segments,
+        epochs=epochs,
+        batch_size=batch_size,
+        optimizer=optimizer,
+        lr=lr,
+        momentum=momentum,
+        weight_decay=weight_decay,
+        schedule=schedule,
+        step_size=step_size,
+        gamma=gamma,
+        warmup_fraction=warmup_fraction,
+        modality=modality,
+        fold=fold,
+        n_folds=n_folds,
+        folds_seed=folds_seed,
+        seed=seed,
+        workers=workers,
+        device=device,
+        eval_each_epoch=eval_each_epoch,
+        checkpoint_every=checkpoint_every,
+        stop_after=stop_after,
+    )
+    result = run_training(data_dir, cache, output, config, resume=resume, folds_path=folds_file)
+    if _is_main():
+        state = f"stopped after step {result.global_step}" if result.stopped else f"test accuracy {result.accuracy:.4f}"
+        typer.echo(f"{output}: {state} (checkpoint {output / 'checkpoint.pt'})")
+
+
+def _int_list(text: str | None) -> list[int]:
+    return [int(v) for v in text.split(",") if v.strip()] if text else []
+
+
+def cv(
+    data_dir: DataDir,
+    cache: CacheDir,
+    output: Annotated[
+        Path, typer.Option("--output", "-o", help="Folder of the runs (n{N}/fold{k}), cv.json and the figures.")
+    ],
+    folds: Annotated[str | None, typer.Option(help="Comma-separated folds to run, e.g. 0,3 [all].")] = None,
+    sweep_n: Annotated[
+        str | None, typer.Option("--sweep-n", help="Also cross-validate these N, e.g. 1,3,5,10 (accuracy vs N figure).")
+    ] = None,
+    summary_table: Annotated[
+        Path | None,
+        typer.Option(
+            help="CREMA-D summaryTable.csv for the human baseline "
+            "[DATA_DIR/processedResults/summaryTable.csv if present]."
+        ),
+    ] = None,
+    recipe: Recipe = "paper",
+    n_segments: Segments = None,
+    epochs: Epochs = None,
+    batch_size: Batch = None,
+    optimizer: Optimizer = None,
+    lr: Lr = None,
+    momentum: Momentum = None,
+    weight_decay: WeightDecay = None,
+    schedule: Schedule = None,
+    step_size: StepSize = None,
+    gamma: Gamma = None,
+    warmup_fraction: Warmup = None,
+    modality: Modality = None,
+    n_folds: NFolds = None,
+    folds_seed: FoldsSeed = None,
+    seed: Seed = None,
+    workers: Workers = None,
+    device: Device = None,
+    eval_each_epoch: EvalEach = None,
+) -> None:
+    """Cross-validate by actor: per-fold and mean +- std accuracy, human baseline, and the paper's figures."""
+    from edge_emotion import LABELS
+    from edge_emotion.train.cv import run_cv
+    from edge_emotion.train.figures import cv_figures
+
+    config = _config(
+        recipe,
+        n_segments=n_segments,
+        epochs=epochs,
+        batch_size=batch_size,
+        optimizer=optimizer,
+        lr=lr,
+        momentum=momentum,
+        weight_decay=weight_decay,
+        schedule=schedule,
+        step_size=step_size,
+        gamma=gamma,
+        warmup_fraction=warmup_fraction,
+        modality=modality,
+        n_folds=n_folds,
+        folds_seed=folds_seed,
+        seed=seed,
+        workers=workers,
+        device=device,
+        eval_each_epoch=eval_each_epoch,
+    )
+    default_table = data_dir / "processedResults" / "summaryTable.csv"
+    table = summary_table or (default_table if default_table.exists() else None)
+
+    def on_fold(r: Any) -> None:
+        human = f", human {r.human['accuracy']:.4f}" if r.human else ""
+        typer.echo(f"N={r.n_segments} fold {r.fold}: accuracy {r.accuracy:.4f} on {r.clips} clips{human}")
+
+    summary = run_cv(
+        data_dir, cache, output, config, _int_list(folds) or None, _int_list(sweep_n), table, on_fold
+    ).to_dict()
+    for n, row in summary["per_n"].items():
+        human = f"  (human {row['human_mean']:.4f})" if row["human_mean"] is not None else ""
+        typer.echo(
+            f"N={n}: mean accuracy {row['mean']:.4f} +- {row['std']:.4f} over {len(row['folds'])} fold(s){human}"
+        )
+    for path in cv_figures(summary, output, config.n_segments, LABELS):
+        typer.echo(f"wrote {path}")
 
 
 def register(app: typer.Typer) -> None:
     """Add this stage's commands to the app."""
+    app.command()(prepare)
+    app.command()(train)
+    app.command()(cv)
