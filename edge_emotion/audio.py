@@ -1,8 +1,10 @@
 """Audio windows and spectrograms: [c - d/2, c + d/2] of the waveform -> normalised 192x120 log-magnitude.
 
-The STFT is vectorised numpy (same numbers as `librosa.stft(center=True,
-pad_mode="constant", window="hann")`, checked by a test) so that no process pays
-librosa's numba compile (20-25 s cold) and N windows go through one FFT call.
+The STFT is torch.stft on all N windows at once: the same numbers as
+`librosa.stft(center=True, pad_mode="constant", window="hann")` (a test checks
+both), 5x faster than numpy's FFT for n_fft = 382 (= 2 x 191, a prime factor
+pocketfft handles slowly) and without librosa's numba compile (20-25 s in every
+cold process).
 With d = 1.28 s at 16 kHz, n_fft = 382 gives 192 bins and hop = 171 gives 120
 frames: the paper's 192x120 without any resize.
 """
@@ -13,6 +15,7 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 import numpy as np
+import torch
 
 LOG_EPS = 1e-6
 NORM_EPS = 1e-5
@@ -60,19 +63,13 @@ def audio_windows(waveform: np.ndarray, sample_rate: int, centres: np.ndarray, w
     return out
 
 
-def _hann(n_fft: int) -> np.ndarray:
-    """Periodic Hann window, as scipy.signal.get_window('hann', n_fft, fftbins=True)."""
-    return (0.5 - 0.5 * np.cos(2 * np.pi * np.arange(n_fft) / n_fft)).astype(np.float32)
-
-
 def stft_magnitude(windows: np.ndarray, n_fft: int, hop_length: int) -> np.ndarray:
-    """|STFT| of [N, L] signals, centred frames with zero padding: [N, n_fft//2+1, 1 + L//hop]."""
-    pad = n_fft // 2
-    padded = np.pad(windows, ((0, 0), (pad, pad)))  # [N, L + n_fft]
-    n_frames = 1 + (padded.shape[1] - n_fft) // hop_length
-    frames = np.lib.stride_tricks.sliding_window_view(padded, n_fft, axis=1)[:, ::hop_length][:, :n_frames]  # [N, T, n_fft]
-    spectrum = np.fft.rfft(frames * _hann(n_fft), axis=-1)  # [N, T, F]
-    return np.abs(spectrum).astype(np.float32).transpose(0, 2, 1)  # [N, F, T]
+    """|STFT| of [N, L] signals, centred frames with zero padding, periodic Hann: [N, n_fft//2+1, 1 + L//hop]."""
+    signal = torch.from_numpy(np.ascontiguousarray(windows, dtype=np.float32))
+    window = torch.hann_window(n_fft, periodic=True)
+    with torch.no_grad():
+        spectrum = torch.stft(signal, n_fft, hop_length, window=window, center=True, pad_mode="constant", return_complex=True)
+    return spectrum.abs().numpy()  # [N, F, T]
 
 
 def spectrograms(windows: np.ndarray, params: SpectrogramParams) -> np.ndarray:

@@ -27,7 +27,7 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from multiprocessing.connection import Connection, wait
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 from edge_emotion.decode import open_clip
 from edge_emotion.errors import EdgeEmotionError, VideoError
@@ -115,7 +115,7 @@ class PrepareJob:
         return lambda path, index: prepare_clip(path, self.config, detector, index)
 
 
-def _worker_main(tasks: Connection, results: Connection, job: WorkerJob, threads: int) -> None:
+def _worker_main(tasks: Connection, results: Connection, job: WorkerJob, threads: int, current: Any) -> None:
     """Body of a worker process: set the job up, then run it on each (index, path) task until told to stop.
 
     Results go out through a sender thread, so a large result waiting for the
@@ -124,18 +124,16 @@ def _worker_main(tasks: Connection, results: Connection, job: WorkerJob, threads
     """
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle
     parent = os.getppid()
-    outbox: queue.Queue = queue.Queue(maxsize=2)
-    sender = threading.Thread(target=_send_all, args=(outbox, results), daemon=True)
-    sender.start()
     try:
         prepare = job.setup(threads)
     except BaseException as exc:  # noqa: BLE001 - reported to the parent, which stops the run
-        outbox.put(("init_error", f"{type(exc).__name__}: {exc}"))
-        outbox.put(None)
-        sender.join(timeout=5)
+        results.send(("init_error", f"{type(exc).__name__}: {exc}"))
         return
-    if not _post(outbox, ("ready", None), parent):
-        return
+    # sent directly, before any task: a file that kills the worker at once must not take "ready" with it
+    results.send(("ready", None))
+    outbox: queue.Queue = queue.Queue(maxsize=2)
+    sender = threading.Thread(target=_send_all, args=(outbox, results), daemon=True)
+    sender.start()
     while os.getppid() == parent:  # an orphan (its `score` was killed) stops instead of finishing queued files
         if not tasks.poll(1.0):
             continue
@@ -146,6 +144,7 @@ def _worker_main(tasks: Connection, results: Connection, job: WorkerJob, threads
         if task is None:
             break
         index, path = task
+        current.value = index  # shared memory: the parent knows which file a crash came from
         if not _post(outbox, ("start", index), parent):
             return
         if not _post(outbox, ("done", prepare(path, index)), parent):
@@ -181,6 +180,16 @@ class _Worker:
     assigned: deque[tuple[int, Path]] = field(default_factory=deque)  # in the order the worker runs them
     ready: bool = False
     started_at: float | None = None  # monotonic time the head of `assigned` started
+    current: Any = None  # shared int: index of the file the worker is on; survives the worker's crash
+
+
+def _take_current(worker: _Worker) -> tuple[int, Path]:
+    """Remove and return the task the worker was on when it stopped (its "done" messages may have died with it)."""
+    for k, (index, path) in enumerate(worker.assigned):
+        if index == worker.current.value:
+            del worker.assigned[k]
+            return index, path
+    return worker.assigned.popleft()
 
 
 class WorkerPool:
@@ -210,16 +219,17 @@ class WorkerPool:
     def _spawn(self) -> _Worker:
         task_reader, task_writer = self._context.Pipe(duplex=False)
         result_reader, result_writer = self._context.Pipe(duplex=False)
+        current = self._context.Value("q", -1, lock=False)
         process = self._context.Process(
             target=_worker_main,
-            args=(task_reader, result_writer, self.job, self._threads),
+            args=(task_reader, result_writer, self.job, self._threads, current),
             daemon=True,
             name="edge-emotion-prep",
         )
         process.start()
         task_reader.close()
         result_writer.close()
-        return _Worker(process, task_writer, result_reader)
+        return _Worker(process, task_writer, result_reader, current=current)
 
     def run(self, paths: Sequence[Path]) -> Iterator[PreparedClip]:
         """Yield one PreparedClip per path (index = position in `paths`), in completion order."""
@@ -292,7 +302,7 @@ class WorkerPool:
             if not worker.ready:
                 raise EdgeEmotionError(f"a preprocessing worker died while starting (exit code {worker.process.exitcode})")
             if worker.assigned:
-                index, path = worker.assigned.popleft()
+                index, path = _take_current(worker)
                 cause = (
                     f"timed out after {self.timeout:g} s (preprocessing did not finish)"
                     if overdue

@@ -32,7 +32,7 @@ def test_window_entirely_outside_is_silent_and_finite():
     assert np.isfinite(spec).all() and np.all(spec == 0)
 
 
-def test_numpy_stft_matches_librosa():
+def test_stft_matches_librosa():
     librosa = pytest.importorskip("librosa")
     x = np.random.default_rng(0).standard_normal((2, 20_480)).astype(np.float32)
     ours = stft_magnitude(x, 382, 171)

@@ -28,9 +28,11 @@ def test_no_face_on_a_blank_frame(face_detector):
     assert face_detector.detect([np.zeros((360, 480, 3), np.uint8)]) == [None]
 
 
-def test_downscaled_detection_agrees_with_full_resolution(face_detector, real_frames):
-    small = FaceDetector(FaceParams(detect_max_side=240, min_face_size=20))
-    for full, fast in zip(face_detector.detect(real_frames), small.detect(real_frames)):
+@pytest.mark.parametrize("max_side", [320, 240])
+def test_downscaled_detection_agrees_with_full_resolution(real_frames, max_side):
+    full_resolution = FaceDetector(FaceParams(detect_max_side=0))
+    small = FaceDetector(FaceParams(detect_max_side=max_side))
+    for full, fast in zip(full_resolution.detect(real_frames), small.detect(real_frames)):
         assert fast is not None
         assert _iou(full, fast) > 0.8
 

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 
 from conftest import tone, write_video
-from edge_emotion.decode import open_clip
-from edge_emotion.segments import PreprocessConfig, extract, plan_clip
+from edge_emotion.decode import open_clip, read_frames
+from edge_emotion.segments import PreprocessConfig, detect_strided, extract, plan_clip
 
 
 def test_extract_real_clip(hap_clip_path, face_detector):
@@ -55,3 +57,21 @@ def test_extract_needs_exactly_one_source_of_boxes(hap_clip_path, face_detector)
 def test_config_round_trip():
     config = PreprocessConfig(n_segments=3)
     assert PreprocessConfig.from_dict(config.to_dict()) == config
+
+
+def test_strided_detection_reuses_the_nearest_detected_box(hap_clip_path, face_detector):
+    clip = open_clip(hap_clip_path)
+    config = PreprocessConfig(n_segments=5)
+    decoded = read_frames(clip, [s.frame for s in plan_clip(clip, config)])
+    frames = [decoded[i] for i in sorted(decoded)]
+    every = face_detector.detect(frames)
+    strided = detect_strided(face_detector, frames, 2)  # detects frames 0, 2, 4
+
+    def same(a, b):  # MTCNN's boxes move by a pixel with the batch it runs in
+        return np.allclose(a, b, atol=2.0)
+
+    assert same(strided[0], every[0]) and same(strided[2], every[2]) and same(strided[4], every[4])
+    assert strided[1] in (strided[0], strided[2]) and strided[3] in (strided[2], strided[4])
+    config2 = replace(config, face=replace(config.face, detect_stride=2))
+    inputs = extract(clip, plan_clip(clip, config2), config2, detector=face_detector)
+    assert inputs.boxes == strided and inputs.faceless == 0

@@ -64,7 +64,25 @@ def prepare(
     workers: Annotated[
         int | None, typer.Option(min=0, help="Worker processes, 0: this process [one per core].")
     ] = None,
-    min_face_size: Annotated[int, typer.Option(min=1, help="MTCNN's smallest face in pixels.")] = 40,
+    min_face_size: Annotated[
+        int, typer.Option(min=1, help="MTCNN's smallest face, in pixels of the (downscaled) detection image.")
+    ] = 40,
+    detect_max_side: Annotated[
+        int,
+        typer.Option(
+            min=0,
+            help="Downscale frames to this longest side before MTCNN (0: never). Travels with the model: "
+            "scoring detects the same way. 240 scores CREMA-D about 25 % faster than 320 (box IoU 0.93 vs full).",
+        ),
+    ] = 320,
+    detect_stride: Annotated[
+        int,
+        typer.Option(
+            min=1,
+            help="Scoring with this model runs MTCNN on every k-th of the N planned frames, the nearest box for "
+            "the others (2 halves MTCNN's cost). Travels with the model; training uses the cache's boxes.",
+        ),
+    ] = 1,
 ) -> None:
     """Decode every clip and detect its faces once, so that training never runs MTCNN."""
     from rich.progress import Progress
@@ -72,7 +90,7 @@ def prepare(
     from edge_emotion.faces import FaceParams
     from edge_emotion.train.prepare import default_workers, prepare_corpus
 
-    face = FaceParams(min_face_size=min_face_size)
+    face = FaceParams(min_face_size=min_face_size, detect_max_side=detect_max_side, detect_stride=detect_stride)
     with Progress() as bar:
         task = bar.add_task("prepare", total=None)
 
