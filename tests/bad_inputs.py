@@ -60,7 +60,8 @@ def face_frames(count: int, size: tuple[int, int] | None = None) -> np.ndarray:
     return np.stack(frames)
 
 
-def _audio_only(path: Path) -> None:
+def write_audio_only(path: Path) -> None:
+    """An MP4 holding a 1 s AAC tone and no video stream."""
     with av.open(str(path), "w", format="mp4") as container:
         stream = container.add_stream("aac", rate=16_000, layout="mono")
         frame = av.AudioFrame.from_ndarray(tone(1.0).reshape(1, -1), format="flt", layout="mono")
@@ -143,7 +144,7 @@ def build_corpus(root: Path) -> dict[str, Path]:
         "random bytes named .mp4": lambda p: p.write_bytes(rng.integers(0, 256, 8192, dtype=np.uint8).tobytes()),
         "real clip truncated at 1 KB": lambda p: p.write_bytes(real[:1024]),
         "real clip truncated at half": lambda p: p.write_bytes(real[: len(real) // 2]),
-        "audio only": _audio_only,
+        "audio only": write_audio_only,
         "video only": lambda p: write_video(p, face_frames(10, (160, 120)), fps=10),
         "zero duration (header, no frames)": _zero_duration,
         "silent audio": lambda p: write_video(p, face_frames(20, (160, 120)), fps=10, audio=np.zeros(32_000, np.float32)),

@@ -84,14 +84,9 @@ def test_bad_inputs_raise_video_error_naming_file_and_cause(tmp_path, hap_clip_p
 
 
 def test_audio_only_file_is_refused(tmp_path):
-    import av
+    from bad_inputs import write_audio_only
 
-    path = tmp_path / "voice.m4a"
-    with av.open(str(path), "w", format="mp4") as container:
-        stream = container.add_stream("aac", rate=16_000, layout="mono")
-        frame = av.AudioFrame.from_ndarray(tone(0.5).reshape(1, -1), format="flt", layout="mono")
-        frame.sample_rate = 16_000
-        for packet in [*stream.encode(frame), *stream.encode()]:
-            container.mux(packet)
+    path = tmp_path / "voice.mp4"
+    write_audio_only(path)
     with pytest.raises(VideoError, match="no video stream"):
         open_clip(path)

@@ -114,10 +114,14 @@ def prepare(
     )
 
 
-def _config(recipe: str, **options: Any) -> Any:
-    from edge_emotion.train.loop import recipe_config
+def _config(recipe: str, arguments: dict[str, Any]) -> Any:
+    """The TrainConfig of a recipe, overridden by the command's training options that were given."""
+    from dataclasses import fields
 
-    return recipe_config(recipe, **options)
+    from edge_emotion.train.loop import TrainConfig, recipe_config
+
+    names = {f.name for f in fields(TrainConfig)}
+    return recipe_config(recipe, **{k: v for k, v in arguments.items() if k in names})
 
 
 def train(
@@ -160,30 +164,7 @@ def train(
     """Train one fold from the prepare cache and test it on the held-out actors (works under torchrun)."""
     from edge_emotion.train.loop import train as run_training
 
-    config = _config(
-        recipe,
-        n_segments=n_segments,
-        epochs=epochs,
-        batch_size=batch_size,
-        optimizer=optimizer,
-        lr=lr,
-        momentum=momentum,
-        weight_decay=weight_decay,
-        schedule=schedule,
-        step_size=step_size,
-        gamma=gamma,
-        warmup_fraction=warmup_fraction,
-        modality=modality,
-        fold=fold,
-        n_folds=n_folds,
-        folds_seed=folds_seed,
-        seed=seed,
-        workers=workers,
-        device=device,
-        eval_each_epoch=eval_each_epoch,
-        checkpoint_every=checkpoint_every,
-        stop_after=stop_after,
-    )
+    config = _config(recipe, locals())
     result = run_training(data_dir, cache, output, config, resume=resume, folds_path=folds_file)
     if _is_main():
         state = f"stopped after step {result.global_step}" if result.stopped else f"test accuracy {result.accuracy:.4f}"
@@ -236,27 +217,7 @@ def cv(
     from edge_emotion.train.cv import run_cv
     from edge_emotion.train.figures import cv_figures
 
-    config = _config(
-        recipe,
-        n_segments=n_segments,
-        epochs=epochs,
-        batch_size=batch_size,
-        optimizer=optimizer,
-        lr=lr,
-        momentum=momentum,
-        weight_decay=weight_decay,
-        schedule=schedule,
-        step_size=step_size,
-        gamma=gamma,
-        warmup_fraction=warmup_fraction,
-        modality=modality,
-        n_folds=n_folds,
-        folds_seed=folds_seed,
-        seed=seed,
-        workers=workers,
-        device=device,
-        eval_each_epoch=eval_each_epoch,
-    )
+    config = _config(recipe, locals())
     default_table = data_dir / "processedResults" / "summaryTable.csv"
     table = summary_table or (default_table if default_table.exists() else None)
 
