@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import warnings
 
 import numpy as np
@@ -102,6 +103,25 @@ def test_onnx_with_broken_contract(onnx_model, tmp_path):
     onnx.save(proto, str(broken))
     with pytest.raises(ArtifactError, match=r"broken\.onnx: contract precision must be one of"):
         open_backend(broken)
+
+
+@pytest.mark.parametrize(
+    ("key", "change", "message"),
+    [
+        ("edge_emotion.labels", lambda v: json.dumps(json.loads(v)[:5]), "probabilities axis 1 is 6 in the graph, 5 in the contract"),
+        ("edge_emotion.preprocess", lambda v: v.replace('"size": 224', '"size": 112'), "face axis 2 is 224 in the graph, 112"),
+        ("edge_emotion.preprocess", lambda v: v.replace('"n_fft": 382', '"n_fft": 510'), "spectrogram axis 2 is 192 in the graph, 256"),
+    ],
+)
+def test_onnx_whose_contract_does_not_match_its_graph(onnx_model, tmp_path, key, change, message):
+    proto = onnx.load(str(onnx_model))
+    meta = {p.key: p.value for p in proto.metadata_props}
+    set_metadata(proto, {key: change(meta[key])})
+    tampered = tmp_path / "tampered.onnx"
+    onnx.save(proto, str(tampered))
+    with pytest.raises(ArtifactError, match=r"tampered\.onnx: the graph does not match its contract") as info:
+        open_backend(tampered)
+    assert message in str(info.value)
 
 
 def test_missing_file(tmp_path):

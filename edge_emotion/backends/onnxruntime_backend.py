@@ -120,4 +120,18 @@ def _contract(session, path: Path) -> ModelContract:
             f"graph has inputs {sorted(names[0])} and outputs {sorted(names[1])}, the contract says "
             f"{[FACE_INPUT, SPEC_INPUT]} -> [{OUTPUT}]",
         )
+    mismatches = _shape_mismatches(session, contract)
+    if mismatches:
+        raise ArtifactError(path, "the graph does not match its contract: " + "; ".join(mismatches))
     return contract
+
+
+def _shape_mismatches(session, contract: ModelContract) -> list[str]:
+    """Where the graph's fixed dimensions disagree with the contract's shapes (labels, face size, spectrogram)."""
+    want = {**contract.input_shapes(), OUTPUT: ["S", len(contract.labels)]}
+    found = []
+    for tensor in [*session.get_inputs(), *session.get_outputs()]:
+        for axis, (have, expected) in enumerate(zip(tensor.shape[1:], want[tensor.name][1:]), start=1):
+            if isinstance(have, int) and have != expected:
+                found.append(f"{tensor.name} axis {axis} is {have} in the graph, {expected} in the contract")
+    return found
