@@ -30,7 +30,7 @@ from typing import Any
 
 import numpy as np
 
-from edge_emotion.atomic import atomic_open
+from edge_emotion.atomic import atomic_open, atomic_write_text
 from edge_emotion.consensus import clip_label, clip_probabilities
 from edge_emotion.errors import EdgeEmotionError
 from edge_emotion.workers import PreparedClip
@@ -217,7 +217,7 @@ def format_for(path: str | Path, labels: Sequence[str]) -> CsvFormat | JsonlForm
 class ResultsFile:
     """An append-only results file that survives SIGKILL: complete rows, fsynced one by one."""
 
-    def __init__(self, path: str | Path, labels: Sequence[str]) -> None:
+    def __init__(self, path: str | Path, labels: Sequence[str], model: dict[str, str] | None = None) -> None:
         self.path = Path(path)
         self.format = format_for(self.path, labels)
         self.rows: dict[str, Row] = {}  # path -> row already in the file
@@ -235,8 +235,27 @@ class ResultsFile:
         except (ValueError, KeyError, json.JSONDecodeError) as exc:
             os.close(self._fd)
             raise EdgeEmotionError(f"{self.path}: cannot resume this results file: {exc}; write to a new file") from exc
+        if model is not None:
+            self._check_model(model, resuming=bool(self.rows))
         if not text:
             self._append(self.format.header())
+
+    @property
+    def model_path(self) -> Path:
+        """Sidecar naming the model that wrote the rows, so a resume never mixes two models' scores."""
+        return self.path.with_name(self.path.name + ".model.json")
+
+    def _check_model(self, model: dict[str, str], resuming: bool) -> None:
+        if resuming and self.model_path.exists():
+            earlier = json.loads(self.model_path.read_text())
+            same = {k: v for k, v in earlier.items() if k != "artifact"} == {k: v for k, v in model.items() if k != "artifact"}
+            if not same:  # the same bytes moved elsewhere are the same model
+                os.close(self._fd)
+                raise EdgeEmotionError(
+                    f"{self.path}: its rows were scored by another model ({earlier.get('artifact')}, "
+                    f"sha256 {earlier.get('sha256', '?')[:12]}); write to a new file or delete it"
+                )
+        atomic_write_text(self.model_path, json.dumps(model, indent=1, sort_keys=True) + "\n")
 
     def _recover(self) -> str:
         """Cut off a trailing partial line (left by a kill) and return the complete text."""

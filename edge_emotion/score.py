@@ -10,6 +10,7 @@ file an uninterrupted run writes.
 
 from __future__ import annotations
 
+import hashlib
 import time
 from collections import deque
 from collections.abc import Iterable, Iterator, Sequence
@@ -176,6 +177,15 @@ def plan_folder(root: str | Path, options: ScoreOptions) -> list[FileKey]:
     return [file_key(p) for p in paths]
 
 
+def model_identity(artifact: str | Path, backend: Backend) -> dict[str, str]:
+    """What a results file records of the model behind its rows: the artifact's bytes, backend and precision."""
+    digest = hashlib.sha256()
+    with open(artifact, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            digest.update(chunk)
+    return {"artifact": str(Path(artifact).resolve()), "sha256": digest.hexdigest(), "backend": backend.name, "precision": backend.precision}
+
+
 def score_folder(
     root: str | Path,
     artifact: str | Path,
@@ -187,7 +197,9 @@ def score_folder(
     progress = progress or _NoProgress()
     started = time.perf_counter()
     keys = plan_folder(root, options)
-    with open_backend(artifact, options.backend, options.device) as backend, ResultsFile(output, backend.contract.labels) as results:
+    with open_backend(artifact, options.backend, options.device) as backend, ResultsFile(
+        output, backend.contract.labels, model_identity(artifact, backend)
+    ) as results:
         results.drop(k.path for k in keys if k.path in results.rows and not results.done(k))
         todo = [k for k in keys if not results.done(k)]
         summary = Summary(skipped=len(keys) - len(todo))

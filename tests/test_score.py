@@ -243,3 +243,18 @@ def test_scan_finds_videos_recursively_and_never_follows_dir_links(video_folder,
     (loop / "odd.mp4").mkdir()  # a directory with a video's name is listed, so it gets an error row
     assert [p.name for p in find_videos(loop)] == ["odd.mp4"]
     assert os.path.isabs(find_videos(loop)[0])
+
+
+def test_resuming_with_another_model_is_refused(video_folder, fresh_checkpoint, tmp_path):
+    from edge_emotion.checkpoint import load_checkpoint, save_checkpoint
+
+    other = tmp_path / "other.pt"
+    state = load_checkpoint(fresh_checkpoint)
+    state["model"] = {k: v + 0.01 if v.is_floating_point() else v for k, v in state["model"].items()}
+    save_checkpoint(other, state)
+    out = tmp_path / "rows.csv"
+    score_folder(video_folder / "real", fresh_checkpoint, out, ScoreOptions(workers=0))
+    before = out.read_text()
+    with pytest.raises(EdgeEmotionError, match=r"rows\.csv: its rows were scored by another model"):
+        score_folder(video_folder / "real", other, out, ScoreOptions(workers=0))
+    assert out.read_text() == before  # nothing appended by the refused run
