@@ -68,6 +68,7 @@ def test_export_killed_leaves_nothing_at_the_final_path(fresh_checkpoint, hap_cl
             assert not out.exists(), f"killed after {delay} s, yet {out} exists"
     assert subprocess.run(cmd, capture_output=True).returncode == 0
     onnx.checker.check_model(onnx.load(str(out)))
+    assert not list(tmp_path.glob(".model.onnx.*.tmp"))  # the killed runs' temporaries were cleared
 
 
 def test_train_killed_resumes_from_an_intact_checkpoint(folder, tmp_path):
