@@ -85,7 +85,7 @@ class BenchRow:
     artifact: str | None
     status: str  # ok | unavailable | skipped | failed
     reason: str = ""
-    precision: str = "?"
+    precision: str = "-"  # unknown until the artifact opens
     file_mb: float | None = None
     batch_size: int | None = None
     latency_ms: LatencyStats | None = None
