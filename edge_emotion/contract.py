@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
-from typing import Any
 
 from edge_emotion import LABELS, __version__
 from edge_emotion.segments import PreprocessConfig

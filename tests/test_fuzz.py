@@ -7,7 +7,6 @@ the file: never another exception type, never NaN inputs.
 from __future__ import annotations
 
 import numpy as np
-import pytest
 
 from edge_emotion.decode import open_clip
 from edge_emotion.errors import VideoError

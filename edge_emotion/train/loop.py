@@ -25,12 +25,9 @@ epochs.jsonl (train and test loss/accuracy per epoch), checkpoint.pt, eval.json
 
 from __future__ import annotations
 
-import contextlib
 import json
-import math
-import os
-from collections.abc import Iterator, Sequence
-from dataclasses import asdict, dataclass, fields, replace
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -45,58 +42,20 @@ from edge_emotion.checkpoint import load_checkpoint, save_checkpoint
 from edge_emotion.consensus import consensus
 from edge_emotion.model import WIDTHS, ClipModel, SegmentBranch, clip_loss
 from edge_emotion.segments import PreprocessConfig
+from edge_emotion.train.config import (
+    RUNTIME_KEYS,
+    TrainConfig,
+    epoch_batches,
+    learning_rate,
+    make_optimizer,
+    recipe_config,
+)
 from edge_emotion.train.crema import ClipItem, index_corpus, make_folds, read_folds, split, write_folds
 from edge_emotion.train.dataset import CachedClips, missing_from_cache
+from edge_emotion.train.distributed import Dist, all_reduce_sum, barrier, distributed, pick_device
 from edge_emotion.train.prepare import cache_face_params
 
-#: options that change how a run executes, not what it computes: a resume may change them
-RUNTIME_KEYS = ("workers", "device", "checkpoint_every", "stop_after")
-
-
-@dataclass(frozen=True)
-class TrainConfig:
-    """Every training option; stored in the checkpoint (config hash, resume check)."""
-
-    n_segments: int = 10
-    epochs: int = 10
-    batch_size: int = 16  # global batch (split over DDP ranks)
-    optimizer: str = "sgd"  # sgd | adamw
-    lr: float = 1e-3
-    momentum: float = 0.9
-    weight_decay: float = 0.0
-    schedule: str = "paper"  # paper (step, restarts each epoch) | cosine (warm-up + cosine) | constant
-    step_size: int = 50  # paper: steps between lr divisions
-    gamma: float = 0.1  # paper: the division
-    warmup_fraction: float = 0.05  # cosine: share of all steps spent warming up
-    modality: str = "both"  # both | audio | video
-    fold: int = 0
-    n_folds: int = 10
-    folds_seed: int = 0
-    seed: int = 0
-    eval_each_epoch: bool = True  # test loss/accuracy per epoch, for the curves
-    workers: int = 0  # DataLoader workers
-    device: str = "auto"  # auto (CUDA when present) | cpu | cuda | cuda:1 ...
-    checkpoint_every: int = 0  # also checkpoint every this many steps (0: at epoch ends only)
-    stop_after: int = 0  # stop, as if killed, after this many steps in all (0: run to the end)
-
-
-RECIPES: dict[str, dict[str, Any]] = {
-    "paper": {"optimizer": "sgd", "lr": 1e-3, "momentum": 0.9, "weight_decay": 0.0, "schedule": "paper"},
-    "modern": {"optimizer": "adamw", "lr": 1e-3, "weight_decay": 0.05, "schedule": "cosine", "warmup_fraction": 0.05},
-}
-
-
-def recipe_config(recipe: str = "paper", **overrides: Any) -> TrainConfig:
-    """A TrainConfig from a recipe; overrides with value None are ignored (so CLI defaults can be None)."""
-    if recipe not in RECIPES:
-        raise ValueError(f"recipe must be one of {sorted(RECIPES)}, got {recipe!r}")
-    known = {f.name for f in fields(TrainConfig)}
-    unknown = set(overrides) - known
-    if unknown:
-        raise ValueError(f"unknown training options {sorted(unknown)}")
-    values = {**RECIPES[recipe], **{k: v for k, v in overrides.items() if v is not None}}
-    return TrainConfig(**values)
-
+__all__ = ["TrainConfig", "TrainResult", "build_model", "evaluate", "learning_rate", "recipe_config", "train", "with_options"]
 
 @dataclass
 class TrainResult:
@@ -104,44 +63,6 @@ class TrainResult:
     global_step: int
     stopped: bool  # True when stop_after ended the run early
     accuracy: float | None  # test accuracy of the finished run (None when stopped early)
-
-
-def learning_rate(config: TrainConfig, epoch: int, step: int, steps_per_epoch: int) -> float:
-    """The learning rate of a step, from the epoch and the step inside it: no scheduler state to save."""
-    if config.schedule == "paper":
-        return config.lr * config.gamma ** (step // config.step_size)
-    if config.schedule == "constant":
-        return config.lr
-    if config.schedule == "cosine":
-        total = max(1, config.epochs * steps_per_epoch)
-        t = epoch * steps_per_epoch + step
-        warmup = int(config.warmup_fraction * total)
-        if t < warmup:
-            return config.lr * (t + 1) / warmup
-        return 0.5 * config.lr * (1 + math.cos(math.pi * (t - warmup) / max(1, total - warmup)))
-    raise ValueError(f"schedule must be paper, cosine or constant, got {config.schedule!r}")
-
-
-def make_optimizer(config: TrainConfig, params: Iterator[nn.Parameter]) -> torch.optim.Optimizer:
-    if config.optimizer == "sgd":
-        return torch.optim.SGD(params, lr=config.lr, momentum=config.momentum, weight_decay=config.weight_decay)
-    if config.optimizer == "adamw":
-        return torch.optim.AdamW(params, lr=config.lr, weight_decay=config.weight_decay)
-    raise ValueError(f"optimizer must be sgd or adamw, got {config.optimizer!r}")
-
-
-def epoch_batches(
-    n_items: int, batch_size: int, seed: int, epoch: int, rank: int = 0, world: int = 1
-) -> list[list[int]]:
-    """This rank's batches of one epoch: a (seed, epoch) permutation, padded to a multiple of the world size.
-
-    A pure function of (seed, epoch): a resumed run sees the same batches, and skips those it has done.
-    """
-    order = torch.randperm(n_items, generator=torch.Generator().manual_seed(seed * 100_003 + epoch)).tolist()
-    order += order[: (-len(order)) % world]
-    mine = order[rank::world]
-    per_rank = batch_size // world
-    return [mine[i : i + per_rank] for i in range(0, len(mine), per_rank)]
 
 
 class SegmentLogits(nn.Module):
@@ -153,43 +74,6 @@ class SegmentLogits(nn.Module):
 
     def forward(self, faces: torch.Tensor, spectrograms: torch.Tensor) -> torch.Tensor:
         return self.clip_model.segment_logits(faces, spectrograms)  # [B, N, K]
-
-
-@dataclass(frozen=True)
-class Dist:
-    """Where this process stands in a (possibly one-process) distributed run."""
-
-    rank: int = 0
-    world: int = 1
-    local_rank: int = 0
-
-    @property
-    def main(self) -> bool:
-        return self.rank == 0
-
-
-@contextlib.contextmanager
-def distributed(device: torch.device) -> Iterator[Dist]:
-    """Join the torchrun process group when WORLD_SIZE > 1 (nccl on CUDA, gloo otherwise); leave it at the end."""
-    world = int(os.environ.get("WORLD_SIZE", "1"))
-    if world <= 1:
-        yield Dist()
-        return
-    backend = "nccl" if device.type == "cuda" else "gloo"
-    torch.distributed.init_process_group(backend=backend)
-    try:
-        yield Dist(torch.distributed.get_rank(), world, int(os.environ.get("LOCAL_RANK", "0")))
-    finally:
-        torch.distributed.destroy_process_group()
-
-
-def pick_device(name: str) -> torch.device:
-    """auto: this rank's CUDA device when there is one, else the CPU."""
-    if name == "auto":
-        if torch.cuda.is_available():
-            return torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")) % torch.cuda.device_count())
-        return torch.device("cpu")
-    return torch.device(name)
 
 
 def fold_items(
@@ -347,20 +231,6 @@ def _restore(run_dir: Path, model: ClipModel, optimizer: torch.optim.Optimizer, 
     return Progress(**state["progress"])
 
 
-def _reduce(values: list[float], device: torch.device, dist: Dist) -> list[float]:
-    """Sum per-rank numbers over all ranks (for logging the global batch)."""
-    if dist.world == 1:
-        return values
-    t = torch.tensor(values, dtype=torch.float64, device=device)
-    torch.distributed.all_reduce(t)
-    return t.tolist()
-
-
-def _barrier(dist: Dist) -> None:
-    if dist.world > 1:
-        torch.distributed.barrier()
-
-
 def train(
     data_dir: str | Path,
     cache_dir: str | Path,
@@ -415,7 +285,7 @@ def _train(
         write_folds(run_dir / "folds.json", folds, config.folds_seed)
         _truncate_jsonl(run_dir / "steps.jsonl", lambda r: r["global_step"] <= progress.global_step)
         _truncate_jsonl(run_dir / "epochs.jsonl", lambda r: r["epoch"] < progress.epoch)
-    _barrier(dist)
+    barrier(dist)
     step_model: nn.Module = SegmentLogits(model)
     if dist.world > 1:
         step_model = nn.parallel.DistributedDataParallel(
@@ -431,7 +301,7 @@ def _train(
     while progress.epoch < config.epochs and not stopped:
         stopped = _train_epoch(run)
     accuracy = None if stopped else _finish(run)
-    _barrier(dist)
+    barrier(dist)
     return TrainResult(run_dir, progress.global_step, stopped, accuracy)
 
 
@@ -464,7 +334,7 @@ def _train_epoch(run: Run) -> bool:
         loss.backward()
         run.optimizer.step()
         hits = int((logits.detach().softmax(-1).sum(1).argmax(-1) == labels).sum())  # consensus = sum over N
-        loss_sum, correct, seen = _reduce([float(loss.detach()) * len(labels), hits, len(labels)], run.device, dist)
+        loss_sum, correct, seen = all_reduce_sum([float(loss.detach()) * len(labels), hits, len(labels)], run.device, dist)
         progress.loss_sum, progress.correct, progress.seen = (
             progress.loss_sum + loss_sum,
             progress.correct + int(correct),
@@ -507,7 +377,7 @@ def _end_epoch(run: Run) -> None:
     progress.epoch, progress.step = progress.epoch + 1, 0
     progress.loss_sum, progress.correct, progress.seen = 0.0, 0, 0
     _save(run)
-    _barrier(run.dist)
+    barrier(run.dist)
 
 
 def with_options(config: TrainConfig, **changes: Any) -> TrainConfig:
