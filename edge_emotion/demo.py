@@ -130,10 +130,11 @@ def _export(checkpoint: Path, corpus: Path, held_out: Path, config: DemoConfig) 
 def _score_accuracy(folder: Path, artifact: Path, output: Path) -> float:
     """Score the folder with the artifact; accuracy against the emotion in each CREMA-D file name."""
     from edge_emotion.score import ScoreOptions, score_folder
+    from edge_emotion.train.crema import parse_name
 
     score_folder(folder, artifact, output, ScoreOptions(workers=1))
     rows = [json.loads(line) for line in output.read_text().splitlines()]
-    correct = [r["label"] == Path(r["path"]).stem.split("_")[2] for r in rows]
+    correct = [r["label"] == parse_name(Path(r["path"]).stem).emotion for r in rows]
     return sum(correct) / max(1, len(correct))
 
 

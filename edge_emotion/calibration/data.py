@@ -33,8 +33,8 @@ from edge_emotion.errors import EdgeEmotionError
 from edge_emotion.faces import FaceDetector
 from edge_emotion.plan import Mode, plan_segments
 from edge_emotion.segments import PreprocessConfig, SegmentInputs, extract
+from edge_emotion.train.crema import VIDEO_SUFFIXES, parse_name, video_dir
 
-VIDEO_SUFFIXES = (".flv", ".mp4", ".mkv", ".avi", ".webm", ".mov")
 DEFAULT_SEGMENTS = 500
 DEFAULT_HOLDOUT = 100
 UNKNOWN = "unknown"
@@ -67,15 +67,13 @@ SegmentLoader = Callable[[ClipRef, int, Mode, "np.random.Generator | None"], Seg
 
 def label_of(name: str) -> str:
     """The emotion code of a CREMA-D name (AAAA_SSS_EEE_LL), or 'unknown'."""
-    parts = name.split("_")
-    return parts[2] if len(parts) == 4 and parts[0].isdigit() and len(parts[2]) == 3 and parts[2].isupper() else UNKNOWN
+    item = parse_name(name)
+    return UNKNOWN if isinstance(item, str) else item.emotion
 
 
 def list_videos(folder: str | Path) -> list[ClipRef]:
     """Video files of a folder (CREMA-D's VideoFlash/ inside it if present), sorted by name."""
-    folder = Path(folder)
-    if (folder / "VideoFlash").is_dir():
-        folder = folder / "VideoFlash"
+    folder = video_dir(folder)
     if not folder.is_dir():
         raise FileNotFoundError(f"{folder}: no such directory of videos")
     paths = sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in VIDEO_SUFFIXES)
@@ -108,7 +106,6 @@ def detected_loader(config: PreprocessConfig, detector: FaceDetector) -> Segment
 
 def cached_loader(config: PreprocessConfig, cache_dir: str | Path) -> SegmentLoader:
     """Segments of a clip whose face boxes the prepare cache holds (no MTCNN; the training path)."""
-    from edge_emotion.train.crema import parse_name
     from edge_emotion.train.prepare import load_cached
 
     def load(ref: ClipRef, n: int, mode: Mode, rng: np.random.Generator | None) -> SegmentInputs:
