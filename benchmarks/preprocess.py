@@ -26,7 +26,7 @@ import torch
 
 from edge_emotion.audio import SpectrogramParams, audio_windows, spectrograms
 from edge_emotion.decode import open_clip, read_frames
-from edge_emotion.faces import Box, FaceDetector, FaceParams
+from edge_emotion.faces import FaceDetector, FaceParams, box_iou
 from edge_emotion.plan import plan_segments
 
 CLIPS = sorted((Path(__file__).resolve().parents[1] / "tests" / "fixtures").glob("*.flv"))
@@ -42,15 +42,6 @@ def timed(fn: Callable[[], object], repeats: int) -> tuple[float, object]:
         result = fn()
         times.append((time.perf_counter() - start) * 1000)
     return statistics.median(times), result
-
-
-def iou(a: Box | None, b: Box | None) -> float:
-    if a is None or b is None:
-        return 0.0
-    ix = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
-    iy = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
-    inter = ix * iy
-    return inter / ((a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter)
 
 
 def clip_frames(path: Path) -> tuple[list[np.ndarray], float]:
@@ -87,7 +78,7 @@ def mtcnn_rows(repeats: int) -> list[dict]:
             }[mode]
             t, boxes = timed(run, repeats)
             ms.append(t)
-            ious += [iou(a, b) for a, b in zip(ref, boxes)]
+            ious += [box_iou(a, b) for a, b in zip(ref, boxes)]
         rows.append({"stage": f"MTCNN: {name}", "ms_per_clip": statistics.mean(ms), "ms_per_frame": statistics.mean(ms) / N,
                      "iou_mean": float(np.mean(ious)), "iou_min": float(np.min(ious))})
     return rows

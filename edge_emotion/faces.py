@@ -81,6 +81,16 @@ def _resize(frame: np.ndarray, scale: float) -> np.ndarray:
     return np.asarray(Image.fromarray(frame).resize((max(1, round(w * scale)), max(1, round(h * scale))), Image.BILINEAR))
 
 
+def box_iou(a: Box | None, b: Box | None) -> float:
+    """Intersection over union of two boxes; 0 when either is missing (how the speed levers are judged)."""
+    if a is None or b is None:
+        return 0.0
+    ix = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
+    iy = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
+    inter = ix * iy
+    return inter / ((a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter)
+
+
 def fill_missing(boxes: Sequence[Box | None], frame_indices: Sequence[int]) -> tuple[list[Box | None], int]:
     """Apply the no-face policy: borrow the nearest detected box. Returns (boxes, how many had none)."""
     found = [(idx, box) for idx, box in zip(frame_indices, boxes) if box is not None]

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from edge_emotion.decode import open_clip, read_frames
-from edge_emotion.faces import FaceDetector, FaceParams, crop_face, fill_missing, normalise_faces
+from edge_emotion.faces import FaceDetector, FaceParams, box_iou, crop_face, fill_missing, normalise_faces
 
 
 @pytest.fixture(scope="module")
@@ -34,14 +34,7 @@ def test_downscaled_detection_agrees_with_full_resolution(real_frames, max_side)
     small = FaceDetector(FaceParams(detect_max_side=max_side))
     for full, fast in zip(full_resolution.detect(real_frames), small.detect(real_frames)):
         assert fast is not None
-        assert _iou(full, fast) > 0.8
-
-
-def _iou(a, b):
-    ix = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
-    iy = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
-    inter = ix * iy
-    return inter / ((a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter)
+        assert box_iou(full, fast) > 0.8
 
 
 def test_fill_missing_borrows_the_nearest_detected_box():

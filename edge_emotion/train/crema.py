@@ -21,9 +21,10 @@ import numpy as np
 
 from edge_emotion import LABELS
 from edge_emotion.atomic import atomic_write_text
+from edge_emotion.scan import DEFAULT_EXTENSIONS
 
 NAME = re.compile(r"^(?P<actor>\d{4})_(?P<sentence>[A-Z]{3})_(?P<emotion>[A-Z]{3})_(?P<level>[A-Z]{2})$")
-VIDEO_SUFFIXES = (".flv", ".mp4", ".mkv", ".avi", ".webm", ".mov")
+VIDEO_SUFFIXES = DEFAULT_EXTENSIONS  # one list of what counts as a video, shared with `score`
 #: summaryTable.csv vote letters -> label
 VOTE_LETTERS = {"A": "ANG", "D": "DIS", "F": "FEA", "H": "HAP", "N": "NEU", "S": "SAD"}
 
