@@ -58,9 +58,11 @@ def mtcnn_rows(repeats: int) -> list[dict]:
     reference = [full.detect(frames) for frames, _ in clips]
     levers = {
         "full resolution, one call for N frames": (FaceParams(detect_max_side=0), "batch"),
+        "full resolution, facenet's NCHW layout": (FaceParams(detect_max_side=0), "nchw"),
         "full resolution, one call per frame": (FaceParams(detect_max_side=0), "per-frame"),
         "full resolution, min_face_size 80": (FaceParams(detect_max_side=0, min_face_size=80), "batch"),
         "downscale to 320 px (default)": (FaceParams(detect_max_side=320), "batch"),
+        "downscale to 320 px, facenet's NCHW layout": (FaceParams(detect_max_side=320), "nchw"),
         "downscale to 240 px": (FaceParams(detect_max_side=240), "batch"),
         "downscale to 160 px": (FaceParams(detect_max_side=160, min_face_size=20), "batch"),
         "full resolution, detect first frame only, reuse box": (FaceParams(detect_max_side=0), "reuse"),
@@ -68,11 +70,12 @@ def mtcnn_rows(repeats: int) -> list[dict]:
     }
     rows = []
     for name, (params, mode) in levers.items():
-        detector = FaceDetector(params)
+        detector = FaceDetector(params, channels_last=mode != "nchw")
         ms, ious = [], []
         for (frames, _), ref in zip(clips, reference):
             run = {
                 "batch": lambda: detector.detect(frames),
+                "nchw": lambda: detector.detect(frames),
                 "per-frame": lambda: [detector.detect([f])[0] for f in frames],
                 "reuse": lambda: detector.detect(frames[:1]) * len(frames),
             }[mode]

@@ -37,6 +37,17 @@ def test_downscaled_detection_agrees_with_full_resolution(real_frames, max_side)
         assert box_iou(full, fast) > 0.8
 
 
+def test_detector_speedups_keep_facenets_own_boxes(real_frames):
+    """channels_last and the batched call are speed levers only: plain facenet MTCNN finds the same boxes."""
+    from facenet_pytorch import MTCNN
+
+    params = FaceParams(detect_max_side=0)
+    plain = MTCNN(keep_all=False, min_face_size=params.min_face_size)
+    for frame, ours in zip(real_frames, FaceDetector(params).detect(real_frames)):
+        theirs, _ = plain.detect(frame[None])  # [1, faces, 4]
+        np.testing.assert_allclose(ours, np.asarray(theirs[0][0], dtype=float), atol=1e-2)
+
+
 def test_fill_missing_borrows_the_nearest_detected_box():
     a, b = (0.0, 0.0, 10.0, 10.0), (5.0, 5.0, 15.0, 15.0)
     filled, missing = fill_missing([None, a, None, None, b], [0, 10, 20, 33, 40])
