@@ -2,6 +2,7 @@
 
     python benchmarks/e2e.py                      # 10 real fixture clips, N = 10, workers 1 and 2
     python benchmarks/e2e.py --workers 1,2 --detect-max-side 0,320,240 --json e2e.json
+    python benchmarks/e2e.py --artifacts checkpoint,onnx    # torch backend vs ONNX Runtime FP32, one run
 
 What it measures, per (workers, FaceParams.detect_max_side):
 - steady state: the worker pool and the backend are warmed up on one clip per
@@ -35,7 +36,8 @@ import torch
 from edge_emotion import LABELS
 from edge_emotion.backends import open_backend
 from edge_emotion.bench import machine_info, stage_breakdown
-from edge_emotion.checkpoint import save_checkpoint
+from edge_emotion.checkpoint import load_checkpoint, save_checkpoint
+from edge_emotion.export.pipeline import build_onnx
 from edge_emotion.model import WIDTHS, SegmentBranch
 from edge_emotion.score import score_prepared
 from edge_emotion.segments import PreprocessConfig
@@ -144,6 +146,7 @@ def main() -> None:
     parser.add_argument("--segments", type=int, default=10, help="N")
     parser.add_argument("--workers", default="1,2")
     parser.add_argument("--detect-max-side", default="0,320,240", help="FaceParams.detect_max_side values (0 = full frame)")
+    parser.add_argument("--artifacts", default="checkpoint", help="checkpoint (torch backend), onnx (FP32, ONNX Runtime) or both")
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--threads", type=int, default=0, help="torch threads per process (0: the default)")
     parser.add_argument("--no-pools", action="store_true", help="only MTCNN alone and the one-process breakdown")
@@ -158,13 +161,21 @@ def main() -> None:
             base = PreprocessConfig(n_segments=args.segments)
             config = replace(base, face=replace(base.face, detect_max_side=side))
             checkpoint = make_checkpoint(Path(tmp) / f"side{side}.pt", config)
-            run = {"detect_max_side": side, "mtcnn": detector_cpu_ms(clips, side), "one_process": one_process(checkpoint, clips), "pools": []}
-            print(json.dumps({"detect_max_side": side, "mtcnn": run["mtcnn"], "one_process": run["one_process"]}), flush=True)
-            for workers in () if args.no_pools else (int(w) for w in args.workers.split(",")):
-                pool = steady_state(checkpoint, clips, workers, args.batch_size, args.threads or None)
-                run["pools"].append(pool)
-                print(json.dumps({"detect_max_side": side, **pool}), flush=True)
-            results["runs"].append(run)
+            models = {"checkpoint": checkpoint}
+            if "onnx" in args.artifacts.split(","):
+                models["onnx"] = Path(tmp) / f"side{side}.onnx"
+                build_onnx(load_checkpoint(checkpoint), models["onnx"])
+            mtcnn = detector_cpu_ms(clips, side)
+            for kind in args.artifacts.split(","):
+                model = models[kind]
+                run = {"detect_max_side": side, "artifact": kind, "mtcnn": mtcnn,
+                       "one_process": one_process(model, clips), "pools": []}
+                print(json.dumps({"detect_max_side": side, "artifact": kind, "mtcnn": run["mtcnn"], "one_process": run["one_process"]}), flush=True)
+                for workers in () if args.no_pools else (int(w) for w in args.workers.split(",")):
+                    pool = steady_state(model, clips, workers, args.batch_size, args.threads or None)
+                    run["pools"].append(pool)
+                    print(json.dumps({"detect_max_side": side, "artifact": kind, **pool}), flush=True)
+                results["runs"].append(run)
     results["load_average_end"] = os.getloadavg()
     if args.json:
         args.json.write_text(json.dumps(results, indent=2))
@@ -174,26 +185,26 @@ def main() -> None:
 def print_markdown(results: dict) -> None:
     """The tables for benchmarks/README."""
     print(f"\nload average at start {results['load_average_start']}, at end {results['load_average_end']}")
-    print("\n| detect_max_side | workers | clips/s | x real time | CPU s/clip | x real time on 2 free cores (est.) | faceless segs | startup s |")
-    print("|---|---|---|---|---|---|---|---|")
+    print("\n| detect_max_side | model | workers | clips/s | x real time | CPU s/clip | x real time on 2 free cores (est.) | faceless segs | startup s |")
+    print("|---|---|---|---|---|---|---|---|---|")
     for run in results["runs"]:
         for pool in run["pools"]:
             print(
-                f"| {run['detect_max_side'] or 'full'} | {pool['workers']} | {pool['clips_per_s']} | {pool['times_real_time']} "
+                f"| {run['detect_max_side'] or 'full'} | {run['artifact']} | {pool['workers']} | {pool['clips_per_s']} | {pool['times_real_time']} "
                 f"| {pool['cpu_s_per_clip']} | {pool['times_real_time_2_free_cores_est']} | {pool['faceless_segments']} | {pool['startup_s']} |"
             )
     print("\n| detect_max_side | MTCNN CPU ms/frame (1 thread) | wall ms/frame | faces found |")
     print("|---|---|---|---|")
-    for run in results["runs"]:
+    for run in {r["detect_max_side"]: r for r in results["runs"]}.values():
         m = run["mtcnn"]
         print(f"| {run['detect_max_side'] or 'full'} | {m['cpu_ms_per_frame']} | {m['wall_ms_per_frame']} | {m['found']}/{m['frames']} |")
-    print("\n| detect_max_side | decode | faces | spectrogram | inference | consensus | total ms/clip | CPU s/clip | x real time (1 process) |")
-    print("|---|---|---|---|---|---|---|---|---|")
+    print("\n| detect_max_side | model | decode | faces | spectrogram | inference | consensus | total ms/clip | CPU s/clip | x real time (1 process) |")
+    print("|---|---|---|---|---|---|---|---|---|---|")
     for run in results["runs"]:
         one = run["one_process"]
         ms = one["ms_per_clip"]
         print(
-            f"| {run['detect_max_side'] or 'full'} | {ms['decode']} | {ms['faces']} | {ms['spectrogram']} | {ms['inference']} "
+            f"| {run['detect_max_side'] or 'full'} | {run['artifact']} | {ms['decode']} | {ms['faces']} | {ms['spectrogram']} | {ms['inference']} "
             f"| {ms['consensus']} | {one['total_ms']} | {one['cpu_s_per_clip']} | {one['times_real_time']} |"
         )
 
