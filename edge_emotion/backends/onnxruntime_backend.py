@@ -74,8 +74,8 @@ class OnnxRuntimeBackend(Backend):
         if threads:
             options.intra_op_num_threads = threads
         options.log_severity_level = 3  # errors only: EP fallbacks are reported by the warning below
-        # No busy-waiting between runs: while scoring, the backend shares the cores with decoding and MTCNN,
-        # and ORT's spinning threads took CPU from them (benchmarks/README.md, End to end).
+        # No busy-waiting between runs: while scoring, the backend shares the cores with decoding and MTCNN, which
+        # spinning threads would take CPU from. On 2 vCPUs the gain was within the machine's noise (benchmarks/README.md).
         options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         session = _open_session(ort, path, options, providers, _device_id(device))
         contract = _contract(session, path)
