@@ -114,20 +114,25 @@ def test_checkpoint_with_a_malicious_pickle_is_refused(tiny: tuple[Path, Path], 
     assert not marker.exists()
 
 
-def test_ddp_with_two_cpu_processes_writes_one_checkpoint(tiny: tuple[Path, Path], tmp_path: Path) -> None:
-    data, cache = tiny
+def _torchrun(*args: str) -> subprocess.CompletedProcess:
+    """`edge-emotion ARGS` in 2 CPU processes under torchrun (gloo)."""
     beside = Path(sys.executable).parent / "edge-emotion"  # the console script of this interpreter's environment
     script = str(beside) if beside.exists() else shutil.which("edge-emotion")
     assert script, "the edge-emotion console script is not installed"
-    command = [
-        sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2", "--no-python", script,
-        "train", str(data), "-c", str(cache), "-o", str(tmp_path / "ddp"),
-        "-n", "2", "--epochs", "1", "--batch-size", "4", "--n-folds", "3", "--device", "cpu",
-    ]  # fmt: skip
+    command = [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2", "--no-python", script, *args]
     done = subprocess.run(
         command, capture_output=True, text=True, timeout=300, env={**os.environ, "OMP_NUM_THREADS": "1"}
     )
     assert done.returncode == 0, done.stderr[-3000:]
+    return done
+
+
+def test_ddp_with_two_cpu_processes_writes_one_checkpoint(tiny: tuple[Path, Path], tmp_path: Path) -> None:
+    data, cache = tiny
+    done = _torchrun(
+        "train", str(data), "-c", str(cache), "-o", str(tmp_path / "ddp"),
+        "-n", "2", "--epochs", "1", "--batch-size", "4", "--n-folds", "3", "--device", "cpu",
+    )  # fmt: skip
     assert done.stdout.count("test accuracy") == 1  # rank 0 alone reports
     run = tmp_path / "ddp"
     assert sorted(p.name for p in run.glob("*.pt")) == ["checkpoint.pt"] and not list(run.glob(".*.tmp"))
@@ -136,6 +141,23 @@ def test_ddp_with_two_cpu_processes_writes_one_checkpoint(tiny: tuple[Path, Path
     assert [s["global_step"] for s in steps] == [1, 2, 3]  # 12 clips, global batch 4 = 2 ranks x 2, logged once
     state = load_checkpoint(run / "checkpoint.pt")
     assert state["progress"]["finished"] and build_branch(state) is not None
+
+
+def test_cv_under_torchrun_trains_each_fold_once_on_both_ranks(tiny: tuple[Path, Path], tmp_path: Path) -> None:
+    data, cache = tiny
+    out = tmp_path / "cv"
+    done = _torchrun(
+        "cv", str(data), "-c", str(cache), "-o", str(out), "--folds", "0,2",
+        "-n", "2", "--epochs", "1", "--batch-size", "4", "--n-folds", "3", "--device", "cpu",
+    )  # fmt: skip
+    assert done.stdout.count("mean accuracy") == 1 and done.stdout.count("fold 2: accuracy") == 1  # rank 0 reports
+    summary = json.loads((out / "cv.json").read_text())
+    assert summary["per_n"]["2"]["folds"] == [0, 2]
+    for k in (0, 2):
+        run = out / "n2" / f"fold{k}"
+        assert json.loads((run / "config.json").read_text())["world_size"] == 2
+        assert [json.loads(line)["global_step"] for line in (run / "steps.jsonl").read_text().splitlines()] == [1, 2, 3]
+        assert json.loads((run / "eval.json").read_text())["fold"] == k
 
 
 def test_train_and_cv_commands_write_runs_summary_and_figures(tiny: tuple[Path, Path], tmp_path: Path) -> None:

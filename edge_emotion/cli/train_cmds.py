@@ -1,7 +1,7 @@
 """Commands of the train stage: `prepare`, `train`, `cv`. They parse options and call edge_emotion.train.
 
 torch, MTCNN and matplotlib are imported inside the command bodies only, so
-`edge-emotion --help` stays fast. `train` runs unchanged under torchrun:
+`edge-emotion --help` stays fast. `train` and `cv` run unchanged under torchrun:
     torchrun --nproc-per-node 2 --no-python edge-emotion train DATA --cache CACHE -o RUN
 """
 
@@ -212,7 +212,7 @@ def cv(
     device: Device = None,
     eval_each_epoch: EvalEach = None,
 ) -> None:
-    """Cross-validate by actor: per-fold and mean +- std accuracy, human baseline, and the paper's figures."""
+    """Cross-validate by actor: per-fold and mean +- std accuracy, human baseline, the paper's figures (torchrun too)."""
     from edge_emotion import LABELS
     from edge_emotion.train.cv import run_cv
     from edge_emotion.train.figures import cv_figures
@@ -228,6 +228,8 @@ def cv(
     summary = run_cv(
         data_dir, cache, output, config, _int_list(folds) or None, _int_list(sweep_n), table, on_fold
     ).to_dict()
+    if not _is_main():
+        return
     for n, row in summary["per_n"].items():
         human = f"  (human {row['human_mean']:.4f})" if row["human_mean"] is not None else ""
         typer.echo(

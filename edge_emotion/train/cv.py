@@ -1,7 +1,9 @@
 """Actor-independent cross-validation: train and test every fold (or some), for one N or a sweep over N.
 
 Each (N, fold) run lives in OUT/n{N}/fold{k} and is resumable: a finished run is
-read back, an interrupted one continues from its checkpoint. The summary holds
+read back, an interrupted one continues from its checkpoint. Under torchrun all
+ranks train every fold together (DDP); rank 0 alone writes folds.json and
+cv.json. The summary holds
 per-fold and mean +- std accuracy (sample std over folds), the confusion matrix
 summed over folds, and, when CREMA-D's summaryTable.csv is given, the crowd's
 accuracy on exactly the same test clips (a tie counts as a miss).
@@ -19,6 +21,7 @@ import numpy as np
 
 from edge_emotion.atomic import atomic_write_text
 from edge_emotion.train.crema import human_accuracy, index_corpus, make_folds, read_votes, split, write_folds
+from edge_emotion.train.distributed import Dist, barrier, distributed, pick_device
 from edge_emotion.train.loop import TrainConfig, train, with_options
 
 HUMAN_COLUMNS = {"audio": "VoiceVote", "video": "FaceVote", "both": "MultiModalVote"}
@@ -97,10 +100,27 @@ def run_cv(
 ) -> CVSummary:
     """Cross-validate config.n_segments (and every N of sweep_n) over the chosen folds; write OUT/cv.json."""
     data_dir, cache_dir, out_dir = Path(data_dir), Path(cache_dir), Path(out_dir)
+    with distributed(pick_device(config.device)) as dist:  # under torchrun every fold trains on all ranks
+        return _run_folds(data_dir, cache_dir, out_dir, config, folds, sweep_n, summary_table, on_fold, dist)
+
+
+def _run_folds(
+    data_dir: Path,
+    cache_dir: Path,
+    out_dir: Path,
+    config: TrainConfig,
+    folds: Sequence[int] | None,
+    sweep_n: Sequence[int],
+    summary_table: str | Path | None,
+    on_fold: Callable[[FoldResult], None] | None,
+    dist: Dist,
+) -> CVSummary:
     items, _ = index_corpus(data_dir)
     all_folds = make_folds([i.actor for i in items], config.n_folds, config.folds_seed)
     folds_path = out_dir / "folds.json"
-    write_folds(folds_path, all_folds, config.folds_seed)
+    if dist.main:
+        write_folds(folds_path, all_folds, config.folds_seed)
+    barrier(dist)
     chosen = list(range(config.n_folds)) if folds is None else list(folds)
     table = Path(summary_table) if summary_table else None
     summary = CVSummary()
@@ -115,7 +135,8 @@ def run_cv(
             )
             result.human = fold_human(table, data_dir, all_folds, k, config.modality)
             summary.folds.append(result)
-            if on_fold is not None:
+            if on_fold is not None and dist.main:
                 on_fold(result)
-    atomic_write_text(out_dir / "cv.json", json.dumps(summary.to_dict(), indent=1) + "\n")
+    if dist.main:
+        atomic_write_text(out_dir / "cv.json", json.dumps(summary.to_dict(), indent=1) + "\n")
     return summary

@@ -25,10 +25,16 @@ class Dist:
 
 @contextlib.contextmanager
 def distributed(device: torch.device) -> Iterator[Dist]:
-    """Join the torchrun process group when WORLD_SIZE > 1 (nccl on CUDA, gloo otherwise); leave it at the end."""
+    """Join the torchrun process group when WORLD_SIZE > 1 (nccl on CUDA, gloo otherwise); leave it at the end.
+
+    Nested use (cv's folds each calling train) reuses the group the outer call joined.
+    """
     world = int(os.environ.get("WORLD_SIZE", "1"))
     if world <= 1:
         yield Dist()
+        return
+    if torch.distributed.is_initialized():  # an enclosing run (cv over folds) joined already: share its group
+        yield Dist(torch.distributed.get_rank(), world, int(os.environ.get("LOCAL_RANK", "0")))
         return
     backend = "nccl" if device.type == "cuda" else "gloo"
     torch.distributed.init_process_group(backend=backend)
