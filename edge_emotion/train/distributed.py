@@ -36,6 +36,8 @@ def distributed(device: torch.device) -> Iterator[Dist]:
     if torch.distributed.is_initialized():  # an enclosing run (cv over folds) joined already: share its group
         yield Dist(torch.distributed.get_rank(), world, int(os.environ.get("LOCAL_RANK", "0")))
         return
+    if device.type == "cuda":
+        torch.cuda.set_device(device)  # nccl binds the group to the current device: this rank's own
     backend = "nccl" if device.type == "cuda" else "gloo"
     torch.distributed.init_process_group(backend=backend)
     try:
