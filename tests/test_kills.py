@@ -62,10 +62,11 @@ def test_score_killed_three_times_then_resumed_equals_one_run(folder, fresh_chec
 
 
 def _kill_when_temporary_appears(cmd: list[str], folder: Path, pattern: str, timeout: float = 120.0) -> int | None:
-    """Run cmd, SIGKILL it the moment a temporary matching `pattern` shows up in folder (mid-write)."""
+    """Run cmd, SIGKILL it the moment a new temporary matching `pattern` shows up in folder (mid-write)."""
+    earlier = set(folder.glob(pattern))  # left by runs killed before: not this run's
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.monotonic() + timeout
-    while proc.poll() is None and time.monotonic() < deadline and not list(folder.glob(pattern)):
+    while proc.poll() is None and time.monotonic() < deadline and not set(folder.glob(pattern)) - earlier:
         time.sleep(0.002)
     if proc.poll() is not None:
         return proc.returncode
