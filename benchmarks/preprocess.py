@@ -23,10 +23,11 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from PIL import Image
 
 from edge_emotion.audio import SpectrogramParams, audio_windows, spectrograms
 from edge_emotion.decode import open_clip, read_frames
-from edge_emotion.faces import FaceDetector, FaceParams, box_iou
+from edge_emotion.faces import FaceDetector, FaceParams, box_iou, downscale
 from edge_emotion.plan import plan_segments
 
 CLIPS = sorted((Path(__file__).resolve().parents[1] / "tests" / "fixtures").glob("*.flv"))
@@ -94,6 +95,13 @@ def decode_and_audio_rows(repeats: int) -> list[dict]:
     rows.append({"stage": "decode: open_clip (demux + audio)", "ms_per_clip": t_open})
     t_frames = statistics.mean(timed(lambda p=p: clip_frames(p), repeats)[0] for p in CLIPS) - t_open
     rows.append({"stage": "decode: read_frames (N frames kept)", "ms_per_clip": t_frames})
+    frames = np.stack(clip_frames(CLIPS[0])[0])  # [N, 360, 480, 3]
+    scale = 320 / max(frames.shape[1:3])
+    size = (round(frames.shape[2] * scale), round(frames.shape[1] * scale))
+    t_down, _ = timed(lambda: downscale(frames, scale), repeats)
+    rows.append({"stage": "downscale N frames to 320 px: this package (torch, one call)", "ms_per_clip": t_down})
+    t_pil, _ = timed(lambda: [Image.fromarray(f).resize(size, Image.BILINEAR) for f in frames], repeats)
+    rows.append({"stage": "downscale N frames to 320 px: PIL BILINEAR, per frame (same pixels)", "ms_per_clip": t_pil})
     clip = open_clip(CLIPS[0])
     centres = np.array([s.centre for s in plan_segments(N, clip.frame_count, clip.fps, "test")])
     windows = audio_windows(clip.waveform, clip.sample_rate, centres, params.window_s)

@@ -69,7 +69,7 @@ class FaceDetector:
         scale = _detect_scale(frames[0].shape, self.params.detect_max_side)
         if min(frames[0].shape[:2]) * scale < self.params.min_face_size:
             return [None] * len(frames)  # smaller than the smallest face MTCNN looks for
-        images = np.stack([_resize(f, scale) for f in frames])  # [F, h, w, 3]
+        images = downscale(np.stack(frames), scale)  # [F, h, w, 3]
         boxes, _ = self._mtcnn.detect(images)
         return [None if b is None else tuple(float(v) / scale for v in np.asarray(b, dtype=float)[0]) for b in boxes]
 
@@ -79,11 +79,20 @@ def _detect_scale(shape: tuple[int, ...], max_side: int) -> float:
     return 1.0 if max_side <= 0 or longest <= max_side else max_side / longest
 
 
-def _resize(frame: np.ndarray, scale: float) -> np.ndarray:
+def downscale(frames: np.ndarray, scale: float) -> np.ndarray:
+    """[F, H, W, 3] uint8 -> [F, h, w, 3] uint8, bilinear with antialiasing.
+
+    torch's uint8 kernel gives PIL's pixels (BILINEAR resize; tested equal) about 4x faster, all frames in one call.
+    """
     if scale == 1.0:
-        return frame
-    h, w = frame.shape[:2]
-    return np.asarray(Image.fromarray(frame).resize((max(1, round(w * scale)), max(1, round(h * scale))), Image.BILINEAR))
+        return frames
+    import torch
+
+    _, h, w, _ = frames.shape
+    size = (max(1, round(h * scale)), max(1, round(w * scale)))
+    x = torch.from_numpy(frames).permute(0, 3, 1, 2)  # [F, 3, H, W], channels_last strides
+    small = torch.nn.functional.interpolate(x, size=size, mode="bilinear", antialias=True, align_corners=False)
+    return small.permute(0, 2, 3, 1).numpy()  # [F, h, w, 3]
 
 
 def box_iou(a: Box | None, b: Box | None) -> float:

@@ -6,7 +6,15 @@ import numpy as np
 import pytest
 
 from edge_emotion.decode import open_clip, read_frames
-from edge_emotion.faces import FaceDetector, FaceParams, box_iou, crop_face, fill_missing, normalise_faces
+from edge_emotion.faces import (
+    FaceDetector,
+    FaceParams,
+    box_iou,
+    crop_face,
+    downscale,
+    fill_missing,
+    normalise_faces,
+)
 
 
 @pytest.fixture(scope="module")
@@ -46,6 +54,18 @@ def test_detector_speedups_keep_facenets_own_boxes(real_frames):
     for frame, ours in zip(real_frames, FaceDetector(params).detect(real_frames)):
         theirs, _ = plain.detect(frame[None])  # [1, faces, 4]
         np.testing.assert_allclose(ours, np.asarray(theirs[0][0], dtype=float), atol=1e-2)
+
+
+@pytest.mark.parametrize("scale", [320 / 480, 240 / 480, 0.37])
+def test_downscale_gives_pils_bilinear_pixels(real_frames, scale):
+    from PIL import Image
+
+    frames = np.stack(real_frames)  # [F, 360, 480, 3]
+    got = downscale(frames, scale)
+    h, w = round(360 * scale), round(480 * scale)
+    want = np.stack([np.asarray(Image.fromarray(f).resize((w, h), Image.BILINEAR)) for f in frames])
+    assert got.shape == want.shape == (len(frames), h, w, 3) and got.dtype == np.uint8
+    assert np.abs(got.astype(int) - want).max() <= 1
 
 
 def test_fill_missing_borrows_the_nearest_detected_box():
