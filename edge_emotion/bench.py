@@ -299,8 +299,7 @@ def stage_breakdown(backend: Backend, videos: Sequence[Path]) -> tuple[StageTime
         start = time.perf_counter()
         build_row(prepared, probs, backend.contract.labels, file_key(prepared.path))
         consensus_s = time.perf_counter() - start
-        t = prepared.timings
-        for stage, seconds in zip(STAGES, (t["decode"] + t["frames"], t["faces"], t["spectrogram"], infer_s, consensus_s)):
+        for stage, seconds in {**prepared.stage_seconds(), "inference": infer_s, "consensus": consensus_s}.items():
             totals[stage] += seconds
         faces.append(prepared.inputs.faces)
         specs.append(prepared.inputs.spectrograms)

@@ -222,14 +222,7 @@ def _rows(scored: Iterable[ScoredClip], keys: Sequence[FileKey], labels: Sequenc
     for item in scored:
         start = time.perf_counter()
         row = build_row(item.prepared, item.probs, labels, keys[item.prepared.index])
-        t = item.prepared.timings
-        stages = {
-            "decode": t.get("decode", 0.0) + t.get("frames", 0.0),  # demux + audio, then the planned video frames
-            "faces": t.get("faces", 0.0),
-            "spectrogram": t.get("spectrogram", 0.0),
-            "inference": item.infer_s,
-            "consensus": time.perf_counter() - start,
-        }
+        stages = {**item.prepared.stage_seconds(), "inference": item.infer_s, "consensus": time.perf_counter() - start}
         for stage, seconds in stages.items():
             summary.stages[stage] = summary.stages.get(stage, 0.0) + seconds
         summary.scored += 1

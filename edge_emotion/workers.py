@@ -49,6 +49,16 @@ class PreparedClip:
     error: str | None = None
     timings: dict[str, float] = field(default_factory=dict)  # seconds per stage: decode, frames, faces, spectrogram
 
+    def stage_seconds(self) -> dict[str, float]:
+        """Preprocessing seconds as reports name the stages: decode (demux + audio, then the planned frames),
+        faces, spectrogram."""
+        t = self.timings
+        return {
+            "decode": t.get("decode", 0.0) + t.get("frames", 0.0),
+            "faces": t.get("faces", 0.0),
+            "spectrogram": t.get("spectrogram", 0.0),
+        }
+
 
 def prepare_clip(path: str | Path, config: PreprocessConfig, detector: FaceDetector, index: int = 0) -> PreparedClip:
     """Decode, plan (test mode: middle frames, deterministic), detect faces, crop, spectrograms.

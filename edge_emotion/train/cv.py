@@ -20,7 +20,15 @@ from typing import Any
 import numpy as np
 
 from edge_emotion.atomic import atomic_write_text
-from edge_emotion.train.crema import human_accuracy, index_corpus, make_folds, read_votes, split, write_folds
+from edge_emotion.train.crema import (
+    ClipItem,
+    human_accuracy,
+    index_corpus,
+    make_folds,
+    read_votes,
+    split,
+    write_folds,
+)
 from edge_emotion.train.distributed import Dist, barrier, distributed, pick_device
 from edge_emotion.train.loop import TrainConfig, train, with_options
 
@@ -67,14 +75,13 @@ class CVSummary:
 
 
 def fold_human(
-    summary_table: Path | None, data_dir: Path, folds: list[list[int]], fold: int, modality: str
+    votes: dict[str, str] | None, items: list[ClipItem], folds: list[list[int]], fold: int
 ) -> dict[str, Any] | None:
-    """The crowd's accuracy on this fold's test clips (the vote of the same modality), or None without a table."""
-    if summary_table is None:
+    """The crowd's accuracy on this fold's test clips, or None without votes (no summaryTable.csv)."""
+    if votes is None:
         return None
-    items, _ = index_corpus(data_dir)
     _, test = split(items, folds, fold)
-    return human_accuracy(read_votes(summary_table, HUMAN_COLUMNS[modality]), test)
+    return human_accuracy(votes, test)
 
 
 def run_fold(data_dir: Path, cache_dir: Path, run_dir: Path, config: TrainConfig, folds_path: Path) -> FoldResult:
@@ -122,7 +129,8 @@ def _run_folds(
         write_folds(folds_path, all_folds, config.folds_seed)
     barrier(dist)
     chosen = list(range(config.n_folds)) if folds is None else list(folds)
-    table = Path(summary_table) if summary_table else None
+    # the crowd's votes of the same modality, read once for all folds
+    votes = read_votes(summary_table, HUMAN_COLUMNS[config.modality]) if summary_table else None
     summary = CVSummary()
     for n in dict.fromkeys([config.n_segments, *sweep_n]):
         for k in chosen:
@@ -133,7 +141,7 @@ def _run_folds(
                 with_options(config, n_segments=n, fold=k),
                 folds_path,
             )
-            result.human = fold_human(table, data_dir, all_folds, k, config.modality)
+            result.human = fold_human(votes, items, all_folds, k)
             summary.folds.append(result)
             if on_fold is not None and dist.main:
                 on_fold(result)

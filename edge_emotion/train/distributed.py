@@ -33,17 +33,16 @@ def distributed(device: torch.device) -> Iterator[Dist]:
     if world <= 1:
         yield Dist()
         return
-    if torch.distributed.is_initialized():  # an enclosing run (cv over folds) joined already: share its group
-        yield Dist(torch.distributed.get_rank(), world, int(os.environ.get("LOCAL_RANK", "0")))
-        return
-    if device.type == "cuda":
-        torch.cuda.set_device(device)  # nccl binds the group to the current device: this rank's own
-    backend = "nccl" if device.type == "cuda" else "gloo"
-    torch.distributed.init_process_group(backend=backend)
+    joins = not torch.distributed.is_initialized()  # False inside an enclosing run (cv over folds): share its group
+    if joins:
+        if device.type == "cuda":
+            torch.cuda.set_device(device)  # nccl binds the group to the current device: this rank's own
+        torch.distributed.init_process_group(backend="nccl" if device.type == "cuda" else "gloo")
     try:
         yield Dist(torch.distributed.get_rank(), world, int(os.environ.get("LOCAL_RANK", "0")))
     finally:
-        torch.distributed.destroy_process_group()
+        if joins:
+            torch.distributed.destroy_process_group()
 
 
 def pick_device(name: str) -> torch.device:
