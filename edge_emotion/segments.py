@@ -8,7 +8,7 @@ box (crop, normalisation, audio window, spectrogram) is this one code path.
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
@@ -85,17 +85,20 @@ def extract(
     detector: FaceDetector | None = None,
     boxes: Sequence[Box | None] | None = None,
     timings: dict[str, float] | None = None,
+    decoded: Mapping[int, np.ndarray] | None = None,
 ) -> SegmentInputs:
     """Decode the planned frames, crop faces (detected now, or the given boxes) and compute spectrograms.
 
-    `timings`, when given, receives seconds per stage ("frames", "faces", "spectrogram"),
-    so scoring and benchmarks can show where time goes without a second code path.
+    `decoded` holds frames already in memory by index (a live stream's window); without it the planned
+    frames are decoded from `clip.path`. `timings`, when given, receives seconds per stage ("frames",
+    "faces", "spectrogram"), so scoring and benchmarks can show where time goes without a second code path.
     """
     if (detector is None) == (boxes is None):
         raise ValueError("pass exactly one of detector (scoring) or boxes (training from the cache)")
     indices = [s.frame for s in segments]
     with _timed(timings, "frames"):
-        decoded = read_frames(clip, indices)
+        if decoded is None:
+            decoded = read_frames(clip, indices)
         frames = [decoded[i] for i in indices]
     with _timed(timings, "faces"):
         if boxes is None:
