@@ -7,6 +7,9 @@ Two passes keep memory bounded for long videos: `open_clip` demuxes every packet
 
 from __future__ import annotations
 
+import errno
+import os
+import stat
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -40,15 +43,39 @@ class Clip:
         return self.frame_count / self.fps
 
 
+#: stat test -> how an error names a file that is not a regular file (it is never opened: a FIFO would block,
+#: /dev/zero or /dev/urandom would never end)
+_SPECIAL_FILES = (
+    (stat.S_ISFIFO, "FIFO"),
+    (stat.S_ISCHR, "character device"),
+    (stat.S_ISBLK, "block device"),
+    (stat.S_ISSOCK, "socket"),
+)
+
+
+def file_problem(path: Path) -> str | None:
+    """Why `path` (links followed) cannot be a video file, from its stat alone; None for a non-empty regular file."""
+    try:
+        st = os.stat(path)
+    except FileNotFoundError:
+        return "broken or looping symbolic link" if path.is_symlink() else "no such file"
+    except PermissionError:
+        return "permission denied"
+    except OSError as exc:
+        return "broken or looping symbolic link" if exc.errno == errno.ELOOP else f"cannot stat ({_reason(exc)})"
+    if stat.S_ISDIR(st.st_mode):
+        return "is a directory, not a video file"
+    if not stat.S_ISREG(st.st_mode):
+        kind = next((name for test, name in _SPECIAL_FILES if test(st.st_mode)), "unknown file type")
+        return f"not a regular file ({kind})"
+    if st.st_size == 0:
+        return "empty file (0 bytes)"
+    return None
+
+
 def _open_container(path: Path) -> av.container.InputContainer:
-    if path.is_symlink() and not path.exists():
-        raise VideoError(path, "broken or looping symbolic link")
-    if path.is_dir():
-        raise VideoError(path, "is a directory, not a video file")
-    if not path.exists():
-        raise VideoError(path, "no such file")
-    if path.stat().st_size == 0:
-        raise VideoError(path, "empty file (0 bytes)")
+    if (problem := file_problem(path)) is not None:
+        raise VideoError(path, problem)
     try:
         return av.open(str(path), mode="r", timeout=10.0)
     except PermissionError as exc:

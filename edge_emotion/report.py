@@ -17,6 +17,7 @@ time, the audio window's centre and the segment's probabilities.
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import io
 import json
@@ -30,7 +31,7 @@ from typing import Any
 
 import numpy as np
 
-from edge_emotion.atomic import atomic_open, atomic_write_text
+from edge_emotion.atomic import NEW_FILE_MODE, atomic_open, atomic_write_text, exclusive_lock, fsync_directory
 from edge_emotion.consensus import clip_label, clip_probabilities
 from edge_emotion.errors import EdgeEmotionError
 from edge_emotion.workers import PreparedClip
@@ -215,25 +216,51 @@ def format_for(path: str | Path, labels: Sequence[str]) -> CsvFormat | JsonlForm
 
 
 class ResultsFile:
-    """An append-only results file that survives SIGKILL: complete rows, fsynced one by one."""
+    """An append-only results file that survives SIGKILL: complete rows, fsynced one by one.
+
+    One writer at a time: the file's lock (atomic.exclusive_lock) is taken before anything is
+    read or written and held until `close`, so a second run on the same file stops at once,
+    naming the process that holds it, instead of scoring every clip a second time.
+    """
 
     def __init__(self, path: str | Path, labels: Sequence[str], model: dict[str, str] | None = None) -> None:
         self.path = Path(path)
         self.format = format_for(self.path, labels)
         self.rows: dict[str, Row] = {}  # path -> row already in the file
+        self._lock = contextlib.ExitStack()
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
-            self._fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+            self._lock.enter_context(exclusive_lock(self.path))
+            self._fd = self._open()
         except OSError as exc:
+            self._lock.close()
             raise EdgeEmotionError(f"{self.path}: cannot write the results here ({exc.strerror or exc})") from exc
-        if not stat.S_ISREG(os.fstat(self._fd).st_mode):
-            os.close(self._fd)
+        except BaseException:
+            self._lock.close()
+            raise
+        try:
+            self._load(model)
+        except BaseException:
+            self.close()
+            raise
+
+    def _open(self) -> int:
+        """Open (or create, with `open`'s mode: 0666 less the umask) the file; refuse anything but a regular file."""
+        existed = self.path.exists()
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, NEW_FILE_MODE)
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            os.close(fd)
             raise EdgeEmotionError(f"{self.path}: the results must go to a regular file")
+        if not existed:
+            fsync_directory(self.path.parent)
+        return fd
+
+    def _load(self, model: dict[str, str] | None) -> None:
+        """Read the rows already there (after cutting a torn last line) and check they are this model's."""
         text = self._recover()
         try:
             self.rows = {row["path"]: row for row in self.format.read(text)}
         except (ValueError, KeyError, json.JSONDecodeError) as exc:
-            os.close(self._fd)
             raise EdgeEmotionError(f"{self.path}: cannot resume this results file: {exc}; write to a new file") from exc
         if model is not None:
             self._check_model(model, resuming=bool(self.rows))
@@ -250,7 +277,6 @@ class ResultsFile:
             earlier = json.loads(self.model_path.read_text())
             same = {k: v for k, v in earlier.items() if k != "artifact"} == {k: v for k, v in model.items() if k != "artifact"}
             if not same:  # the same bytes moved elsewhere are the same model
-                os.close(self._fd)
                 raise EdgeEmotionError(
                     f"{self.path}: its rows were scored by another model ({earlier.get('artifact')}, "
                     f"sha256 {earlier.get('sha256', '?')[:12]}); write to a new file or delete it"
@@ -308,7 +334,11 @@ class ResultsFile:
             ) from exc
 
     def close(self) -> None:
-        os.close(self._fd)
+        """Close the file and release its lock (idempotent)."""
+        if self._fd >= 0:
+            os.close(self._fd)
+            self._fd = -1
+        self._lock.close()
 
     def __enter__(self) -> ResultsFile:
         return self

@@ -21,6 +21,7 @@ import numpy as np
 
 from edge_emotion import LABELS
 from edge_emotion.atomic import atomic_write_text
+from edge_emotion.decode import file_problem
 from edge_emotion.scan import DEFAULT_EXTENSIONS
 
 NAME = re.compile(r"^(?P<actor>\d{4})_(?P<sentence>[A-Z]{3})_(?P<emotion>[A-Z]{3})_(?P<level>[A-Z]{2})$")
@@ -90,8 +91,8 @@ def index_corpus(data_dir: str | Path) -> tuple[list[ClipItem], list[Skipped]]:
         parsed = parse_name(path.stem, str(path))
         if isinstance(parsed, str):
             skipped.append(Skipped(str(path), parsed))
-        elif not path.is_file() or path.stat().st_size == 0:
-            skipped.append(Skipped(str(path), "empty file (0 bytes)"))
+        elif (problem := file_problem(path)) is not None:  # empty, a directory, a FIFO or a device: never opened
+            skipped.append(Skipped(str(path), problem))
         elif parsed.name in items:
             skipped.append(Skipped(str(path), f"duplicate of {items[parsed.name].path}"))
         else:

@@ -11,6 +11,7 @@ accuracy on exactly the same test clips (a tie counts as a miss).
 
 from __future__ import annotations
 
+import contextlib
 import json
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -19,7 +20,7 @@ from typing import Any
 
 import numpy as np
 
-from edge_emotion.atomic import atomic_write_text
+from edge_emotion.atomic import atomic_write_text, exclusive_lock
 from edge_emotion.train.crema import (
     ClipItem,
     human_accuracy,
@@ -107,8 +108,16 @@ def run_cv(
 ) -> CVSummary:
     """Cross-validate config.n_segments (and every N of sweep_n) over the chosen folds; write OUT/cv.json."""
     data_dir, cache_dir, out_dir = Path(data_dir), Path(cache_dir), Path(out_dir)
-    with distributed(pick_device(config.device)) as dist:  # under torchrun every fold trains on all ranks
+    with distributed(pick_device(config.device)) as dist, _sole_writer(out_dir, dist):  # every fold on all ranks
         return _run_folds(data_dir, cache_dir, out_dir, config, folds, sweep_n, summary_table, on_fold, dist)
+
+
+def _sole_writer(out_dir: Path, dist: Dist) -> contextlib.AbstractContextManager:
+    """One cv per output folder, held by rank 0: two runs would train the same folds into the same files."""
+    if not dist.main:
+        return contextlib.nullcontext()
+    out_dir.mkdir(parents=True, exist_ok=True)
+    return exclusive_lock(out_dir)
 
 
 def _run_folds(

@@ -1,0 +1,129 @@
+"""One writer per output: a second `score` on the same results file, a second `prepare` on the same cache and a
+second `cv` on the same folder are refused at once (naming the process that holds it); a killed holder never
+blocks; results files keep their mode through a resume. Tested with real second processes."""
+
+from __future__ import annotations
+
+import os
+import signal
+import stat
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+from conftest import tone, write_video
+from reliability_helpers import hold, release
+
+from edge_emotion import LABELS
+from edge_emotion.atomic import FileLockedError, lock_path
+from edge_emotion.report import FileKey, ResultsFile, build_row
+from edge_emotion.score import ScoreOptions, score_folder
+from edge_emotion.workers import PreparedClip
+
+
+def _score_cli(folder: Path, checkpoint: Path, output: Path) -> subprocess.CompletedProcess:
+    command = [sys.executable, "-m", "edge_emotion", "score", str(folder), "-m", str(checkpoint), "-o", str(output)]
+    return subprocess.run([*command, "--workers", "0", "--quiet"], capture_output=True, text=True, timeout=300, check=False)
+
+
+def test_a_second_score_on_the_same_output_is_refused_and_a_killed_holder_never_blocks(tmp_path, fresh_checkpoint):
+    folder = tmp_path / "videos"
+    write_video(folder / "clip.mp4", np.full((4, 48, 64, 3), 90, np.uint8), fps=4, audio=tone(1.0))  # cheap to score
+    out = tmp_path / "out.csv"
+    holder = hold(out, results=True)  # a run that has the results file open (and so its lock)
+    before = out.read_bytes()
+    started = time.monotonic()
+    second = _score_cli(folder, fresh_checkpoint, out)
+    refused_after = time.monotonic() - started
+    assert second.returncode == 1, second.stderr
+    assert second.stderr.strip() == (
+        f"error: {out}: already being written by process {holder.pid}; "
+        "wait for that run to finish or write somewhere else"
+    )
+    assert out.read_bytes() == before  # not a row written, nothing truncated
+    holder.send_signal(signal.SIGKILL)
+    holder.wait()
+    assert lock_path(out).read_text().strip() == str(holder.pid)  # the dead holder's lock file is still there
+    summary = score_folder(folder, fresh_checkpoint, out, ScoreOptions(workers=0))  # ... and does not block
+    assert summary.rows == summary.scored == 1
+    assert len(out.read_text().splitlines()) == 2  # header + the one clip, once
+    print(f"second score refused after {refused_after:.1f} s (process start, model load included)")
+
+
+def _row(i: int) -> dict:
+    key = FileKey(f"/v/{i}.mp4", 10 + i, 5)
+    return build_row(PreparedClip(i, key.path, error="not a readable video container"), None, LABELS, key)
+
+
+def test_a_results_file_keeps_its_mode_through_a_resume(tmp_path):
+    out = tmp_path / "r.csv"
+    mask = os.umask(0o022)
+    os.umask(mask)
+    with ResultsFile(out, LABELS, {"artifact": "m.onnx", "sha256": "ab"}) as results:
+        results.write(_row(0))
+        results.write(_row(1))
+    assert stat.S_IMODE(out.stat().st_mode) == 0o666 & ~mask  # like open(): 0644 under umask 022, not 0600
+    assert stat.S_IMODE(results.model_path.stat().st_mode) == 0o666 & ~mask
+    out.chmod(0o640)
+    results.model_path.chmod(0o640)
+    with ResultsFile(out, LABELS, {"artifact": "m.onnx", "sha256": "ab"}) as results:
+        results.drop(["/v/0.mp4"])  # the atomic rewrite a resume does for a changed file
+    assert list(results.rows) == ["/v/1.mp4"]
+    assert stat.S_IMODE(out.stat().st_mode) == 0o640
+    assert stat.S_IMODE(results.model_path.stat().st_mode) == 0o640
+
+
+def test_a_results_file_that_fails_to_open_releases_its_lock(tmp_path):
+    out = tmp_path / "r.csv"
+    out.write_text("other,columns\n")
+    with pytest.raises(Exception, match="columns"):
+        ResultsFile(out, LABELS)
+    with ResultsFile(tmp_path / "r.jsonl", LABELS):  # another file: its own lock
+        pass
+    out.write_text("")
+    with ResultsFile(out, LABELS):  # the failed open did not keep the lock
+        pass
+
+
+def test_a_second_prepare_on_the_same_cache_is_refused(tmp_path):
+    from edge_emotion.train.prepare import prepare_corpus
+
+    cache = tmp_path / "cache"
+    cache.mkdir()
+    holder = hold(cache)
+    try:
+        with pytest.raises(FileLockedError, match=f"{cache}: already being written by process {holder.pid}"):
+            prepare_corpus(tmp_path / "no_corpus_needed", cache)
+    finally:
+        release(holder)
+    assert sorted(p.name for p in cache.iterdir()) == []  # refused before cache.json or errors.jsonl
+
+
+def test_a_second_cv_on_the_same_folder_is_refused(tmp_path):
+    from edge_emotion.train.cv import run_cv
+    from edge_emotion.train.loop import TrainConfig
+
+    out = tmp_path / "cv"
+    out.mkdir()
+    holder = hold(out)
+    try:
+        with pytest.raises(FileLockedError, match=f"{out}: already being written by process {holder.pid}"):
+            run_cv(tmp_path / "data", tmp_path / "cache", out, TrainConfig(device="cpu"))
+    finally:
+        release(holder)
+    assert list(out.iterdir()) == []  # no folds.json
+
+
+def test_results_rows_are_never_duplicated_by_sequential_runs(tmp_path):
+    """The lock is per run, not per file forever: the next run after a finished one resumes as before."""
+    out = tmp_path / "r.jsonl"
+    for _ in range(2):
+        with ResultsFile(out, LABELS) as results:
+            for i in range(3):
+                if not results.done(FileKey(f"/v/{i}.mp4", 10 + i, 5)):
+                    results.write(_row(i))
+    assert len(out.read_text().splitlines()) == 3
+    assert np.unique([line for line in out.read_text().splitlines()]).size == 3
