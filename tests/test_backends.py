@@ -160,11 +160,14 @@ def test_tensorrt_backend_without_tensorrt(tmp_path, onnx_model):
         pytest.skip("tensorrt is installed: see test_export_tensorrt.py for the real engine")
     except ImportError:
         pass
+    from edge_emotion.backends.engine_file import EngineHeader, Platform, ShapeRange
     from edge_emotion.export.onnx_export import read_contract
-    from edge_emotion.export.tensorrt_build import EngineHeader, Platform, ShapeProfile, write_engine
+    from edge_emotion.export.tensorrt_build import ShapeProfile, write_engine
 
+    contract = read_contract(onnx_model)
+    profile = {name: ShapeRange.of(shapes) for name, shapes in ShapeProfile().shapes(contract).items()}
     header = EngineHeader(
-        Platform("10.9.0", "NVIDIA H100", (9, 0)), "fp32", ShapeProfile(), read_contract(onnx_model).to_metadata()
+        Platform("10.9.0", "NVIDIA H100", (9, 0)), "fp32", (profile,), contract.to_metadata(), 1 << 30
     )
     engine = tmp_path / "m.engine"
     write_engine(engine, header, b"engine-bytes")

@@ -32,7 +32,7 @@ def open_backend(path: str | Path, backend: str | None = None, device: str = "au
     if name == "tensorrt":
         from edge_emotion.backends.tensorrt_backend import TensorRTBackend
 
-        return TensorRTBackend(path, **options)
+        return TensorRTBackend(path, device=device, **options)
     raise ValueError(f"unknown backend {name!r}; choose one of {BACKENDS}")
 
 

@@ -1,50 +1,61 @@
-"""TensorRT engines from the exported ONNX (FP32, FP16 or Q/DQ INT8), with a JSON header in front.
+"""TensorRT engines from ONNX files (the emotion branch, or any net such as MTCNN's PNet/RNet/ONet), header in front.
 
 UNVERIFIED ON A GPU: tensorrt cannot be installed on the development machines
-(see README). The calls below follow the TensorRT 10/11 Python API as the
-TensorRT repository documents it (python/src/infer/pyCore.cpp bindings,
-Polygraphy's backend/trt/loader.py and config.py): Builder.create_network(flags),
-OnnxParser.parse_from_file, IBuilderConfig.set_memory_pool_limit(MemoryPoolType.WORKSPACE),
+(see README). tests/test_tensorrt_api.py checks every TensorRT name, method and
+keyword argument used here against the real TensorRT 11.4 Python bindings
+(their pybind11 signatures); that verifies names and signatures, not behaviour.
+The calls follow the TensorRT 10/11 API as Polygraphy's backend/trt/loader.py
+uses it: Builder.create_network(flags), OnnxParser.parse_from_file,
+IBuilderConfig.set_memory_pool_limit(MemoryPoolType.WORKSPACE),
 create_optimization_profile / set_shape / add_optimization_profile,
 create_timing_cache / set_timing_cache / get_timing_cache().serialize(),
-Builder.build_serialized_network. Everything around them (header, refusal,
-profile) is plain Python and unit tested without tensorrt.
+Builder.build_serialized_network. Everything around them (header, profiles,
+refusal) is plain Python and unit tested without tensorrt.
 
 Precision lives in the ONNX file, not in builder flags: the network is strongly
-typed (TensorRT 10: NetworkDefinitionCreationFlag.STRONGLY_TYPED; TensorRT 11:
-always, the flag is deprecated and ignored), so an FP16 ONNX gives an FP16
-engine and a Q/DQ ONNX an INT8 one; no FP16/INT8 builder flags, no implicit
-calibrator (removed in TensorRT 11).
+typed (NetworkDefinitionCreationFlag.STRONGLY_TYPED, which TensorRT 10 needs and
+11 still accepts), so an FP16 ONNX gives an FP16 engine and a Q/DQ ONNX an INT8
+one. TensorRT 11 removed the FP16/INT8 builder flags and implicit calibration;
+this builder uses neither, on 10 or 11.
 
-Engine file layout (as Ultralytics does): 4-byte little-endian header length,
-the UTF-8 JSON header, then the serialized engine. The header holds the
-TensorRT version, GPU name and compute capability the engine was built for,
-precision, the shape profile of S and the model contract (metadata map).
+The file format (header, reading, platform check) is the runtime's:
+edge_emotion/backends/engine_file.py. This module only builds and writes.
 """
 
 from __future__ import annotations
 
-import json
-import struct
 import warnings
-from dataclasses import asdict, dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
-from types import ModuleType
+from typing import TYPE_CHECKING
 
 from edge_emotion.atomic import atomic_path
+from edge_emotion.backends.cuda_runtime import cuda_device_index, load_cudart
+from edge_emotion.backends.engine_file import (
+    EngineHeader,
+    Platform,
+    Shape,
+    ShapeRange,
+    current_platform,
+    encode_header,
+    require_tensorrt,
+)
 from edge_emotion.contract import ModelContract
-from edge_emotion.deps import require
 from edge_emotion.errors import ArtifactError
 
-ENGINE_FORMAT = "edge-emotion-engine/1"
-MAX_HEADER_BYTES = 1 << 20  # a header is a few KB; a larger length means this is not our file
+if TYPE_CHECKING:
+    import tensorrt as trt  # type: ignore[import-not-found]  # annotations only; imported lazily at run time
+
 DEFAULT_WORKSPACE = 1 << 30  # 1 GiB: plenty for a 0.4 M-parameter net, small enough for Jetson-class devices
-MIN_TRT_MAJOR = 10  # STRONGLY_TYPED, the tensor API (set_input_shape / execute_async_v3)
+
+#: one optimisation profile as callers write it: input name -> (min shape, opt shape, max shape)
+ProfileShapes = Mapping[str, tuple[Shape, Shape, Shape]]
 
 
 @dataclass(frozen=True)
 class ShapeProfile:
-    """The optimisation profile of the segment axis S: TensorRT tunes for `opt` and accepts min..max."""
+    """The emotion branch's optimisation profile of the segment axis S: TensorRT tunes for `opt`, accepts min..max."""
 
     min: int = 1
     opt: int = 10
@@ -66,7 +77,7 @@ class ShapeProfile:
             raise ValueError(f"profile must be three integers min,opt,max, got {text!r}")
         return cls(*(int(p) for p in parts))
 
-    def shapes(self, contract: ModelContract) -> dict[str, tuple[tuple[int, ...], tuple[int, ...], tuple[int, ...]]]:
+    def shapes(self, contract: ModelContract) -> dict[str, tuple[Shape, Shape, Shape]]:
         """{input name: (min shape, opt shape, max shape)} for IOptimizationProfile.set_shape."""
         out = {}
         for name, dims in contract.input_shapes().items():
@@ -75,131 +86,14 @@ class ShapeProfile:
         return out
 
 
-@dataclass(frozen=True)
-class Platform:
-    """What an engine is bound to: TensorRT version and GPU."""
-
-    trt_version: str
-    gpu_name: str
-    compute_capability: tuple[int, int]
-
-
-@dataclass(frozen=True)
-class EngineHeader:
-    """Everything a scorer needs to know before deserializing the engine bytes."""
-
-    platform: Platform
-    precision: str
-    profile: ShapeProfile
-    contract: dict[str, str]  # ModelContract.to_metadata()
-    workspace_bytes: int = DEFAULT_WORKSPACE
-    format: str = ENGINE_FORMAT
-
-    def to_json(self) -> str:
-        return json.dumps(asdict(self), sort_keys=True)
-
-    @classmethod
-    def from_json(cls, text: str) -> EngineHeader:
-        data = json.loads(text)
-        if data.get("format") != ENGINE_FORMAT:
-            raise ValueError(f"header format is {data.get('format')!r}, expected {ENGINE_FORMAT!r}")
-        platform = data["platform"]
-        return cls(
-            platform=Platform(platform["trt_version"], platform["gpu_name"], tuple(platform["compute_capability"])),
-            precision=data["precision"],
-            profile=ShapeProfile(**data["profile"]),
-            contract=dict(data["contract"]),
-            workspace_bytes=int(data["workspace_bytes"]),
-        )
-
-    def model_contract(self) -> ModelContract:
-        return ModelContract.from_metadata(self.contract)
+DEFAULT_PROFILE = ShapeProfile()
 
 
 def write_engine(path: str | Path, header: EngineHeader, engine: bytes) -> None:
-    """Header length (uint32 LE) + JSON header + engine bytes, written atomically."""
-    blob = header.to_json().encode("utf-8")
+    """Header (engine_file's layout) + engine bytes, written atomically: a killed build leaves no torn file."""
     with atomic_path(path) as tmp, open(tmp, "wb") as f:
-        f.write(struct.pack("<I", len(blob)))
-        f.write(blob)
+        f.write(encode_header(header))
         f.write(engine)
-
-
-def read_engine(path: str | Path) -> tuple[EngineHeader, bytes]:
-    """(header, engine bytes); ArtifactError if the file has no edge-emotion header (e.g. a bare trtexec engine)."""
-    path = Path(path)
-    if not path.is_file():
-        raise ArtifactError(path, "engine file not found")
-    data = path.read_bytes()
-    if len(data) < 4:
-        raise ArtifactError(path, "not an edge-emotion engine (file shorter than its header length)")
-    (length,) = struct.unpack("<I", data[:4])
-    if length > min(MAX_HEADER_BYTES, len(data) - 4):
-        raise ArtifactError(
-            path,
-            "not an edge-emotion engine (no JSON header; a bare TensorRT engine? rebuild with `edge-emotion export --format engine`)",
-        )
-    try:
-        header = EngineHeader.from_json(data[4 : 4 + length].decode("utf-8"))
-    except (UnicodeDecodeError, ValueError, KeyError, TypeError) as exc:
-        raise ArtifactError(path, f"not an edge-emotion engine (bad header: {exc})") from exc
-    return header, data[4 + length :]
-
-
-def check_platform(header: EngineHeader, running: Platform, path: str | Path) -> None:
-    """Refuse an engine built for another TensorRT version or GPU architecture; warn on another GPU model.
-
-    TensorRT engines are not portable across TensorRT versions (deserialization
-    fails or misbehaves) nor across compute capabilities (kernels are compiled
-    for one); the same compute capability on a different board runs but was
-    tuned for the other one.
-    """
-    built = header.platform
-    if built.trt_version != running.trt_version:
-        raise ArtifactError(
-            path,
-            f"engine built with TensorRT {built.trt_version}, this is TensorRT {running.trt_version}: "
-            "rebuild it here (`edge-emotion export --format engine`) from the ONNX",
-        )
-    if tuple(built.compute_capability) != tuple(running.compute_capability):
-        raise ArtifactError(
-            path,
-            f"engine built for {built.gpu_name} (compute capability {_cc(built)}), this GPU is {running.gpu_name} "
-            f"({_cc(running)}): rebuild it on this GPU",
-        )
-    if built.gpu_name != running.gpu_name:
-        warnings.warn(
-            f"{path}: engine tuned on {built.gpu_name}, running on {running.gpu_name} (same architecture)", stacklevel=2
-        )
-
-
-def _cc(p: Platform) -> str:
-    return ".".join(map(str, p.compute_capability))
-
-
-def current_platform(trt: ModuleType, device: str = "cuda:0") -> Platform:
-    """The running TensorRT version and CUDA GPU (via torch, which is installed anyway)."""
-    import torch
-
-    if not torch.cuda.is_available():
-        raise RuntimeError("TensorRT needs a CUDA GPU and none is visible to torch")
-    index = torch.device(device).index or 0
-    major, minor = torch.cuda.get_device_capability(index)
-    return Platform(trt.__version__, torch.cuda.get_device_name(index), (int(major), int(minor)))
-
-
-def require_tensorrt() -> ModuleType:
-    """Import tensorrt (>= 10) lazily, with the install hint when it is missing."""
-    trt = require("tensorrt")
-    major = int(trt.__version__.split(".")[0])
-    if major < MIN_TRT_MAJOR:
-        raise RuntimeError(
-            f"TensorRT {trt.__version__} is too old: strongly typed networks need TensorRT >= {MIN_TRT_MAJOR}"
-        )
-    return trt
-
-
-DEFAULT_PROFILE = ShapeProfile()
 
 
 def build_engine(
@@ -210,41 +104,126 @@ def build_engine(
     timing_cache: str | Path | None = None,
     device: str = "cuda:0",
 ) -> EngineHeader:
-    """Parse the ONNX, build a strongly typed engine for profile S = min..max, write header + engine atomically.
-
-    The timing cache (if given) is loaded before the build and saved after it, so
-    rebuilds (other profile, other precision of the same net) skip most tactic timing.
-    """
+    """The emotion branch: its ONNX (contract in the metadata) -> an engine for S = min..max, contract in the header."""
     from edge_emotion.export.onnx_export import read_contract
 
-    trt = require_tensorrt()
     contract = read_contract(onnx_path)
-    platform = current_platform(trt, device)
+    return build_onnx_engine(
+        onnx_path,
+        engine_path,
+        [profile.shapes(contract)],
+        contract.precision,
+        contract.to_metadata(),
+        workspace_bytes,
+        timing_cache,
+        device,
+    )
+
+
+def build_onnx_engine(
+    onnx_path: str | Path,
+    engine_path: str | Path,
+    profiles: Sequence[ProfileShapes],
+    precision: str,
+    metadata: Mapping[str, str] | None = None,
+    workspace_bytes: int = DEFAULT_WORKSPACE,
+    timing_cache: str | Path | None = None,
+    device: str = "cuda:0",
+) -> EngineHeader:
+    """Any ONNX -> a strongly typed engine with one optimisation profile per entry of `profiles`, written atomically.
+
+    Each profile names every network input with its (min, opt, max) shapes, e.g.
+    PNet: [{"image": ((1, 3, 12, 12), (1, 3, 60, 80), (1, 3, 120, 160))},
+    {"image": ((1, 3, 120, 160), (1, 3, 240, 320), (1, 3, 360, 480))}]; the
+    runner picks the profile holding its input shapes. `precision` is what the
+    ONNX holds (it decides the engine's precision; recorded in the header).
+    The timing cache (if given) is loaded before the build and saved after it,
+    so rebuilds (other profiles, other precision of the same net) skip most
+    tactic timing.
+    """
+    ranges = _profile_ranges(profiles)
+    trt = require_tensorrt()
+    platform = _target_platform(trt, device)
     logger = trt.Logger(trt.Logger.WARNING)
     builder = trt.Builder(logger)
-    network = builder.create_network(1 << int(trt.NetworkDefinitionCreationFlag.STRONGLY_TYPED))
+    network = builder.create_network(network_flags(trt))
     parser = trt.OnnxParser(network, logger)
     if not parser.parse_from_file(str(onnx_path)):
-        errors = "; ".join(str(parser.get_error(i)) for i in range(parser.num_errors))
+        errors = "; ".join(_parser_error(parser.get_error(i)) for i in range(parser.num_errors))
         raise ArtifactError(onnx_path, f"TensorRT's ONNX parser refused it: {errors}")
+    _check_profile_inputs(network, ranges, onnx_path)
     config = builder.create_builder_config()
     config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, int(workspace_bytes))
-    trt_profile = builder.create_optimization_profile()
-    for name, (lo, opt, hi) in profile.shapes(contract).items():
-        trt_profile.set_shape(name, lo, opt, hi)
-    config.add_optimization_profile(trt_profile)
+    for index, shapes in enumerate(ranges):
+        profile = builder.create_optimization_profile()
+        for name, r in shapes.items():
+            profile.set_shape(name, r.min, r.opt, r.max)
+        if config.add_optimization_profile(profile) != index:
+            raise ArtifactError(onnx_path, f"TensorRT refused optimisation profile {index}: {_describe(shapes)}")
     _attach_timing_cache(config, timing_cache)
     serialized = builder.build_serialized_network(network, config)
     if serialized is None:
         raise ArtifactError(engine_path, "TensorRT failed to build the engine (see the TensorRT log above)")
     if timing_cache is not None:
         _save_timing_cache(config, timing_cache)
-    header = EngineHeader(platform, contract.precision, profile, contract.to_metadata(), int(workspace_bytes))
+    header = EngineHeader(platform, precision, tuple(ranges), dict(metadata or {}), int(workspace_bytes))
     write_engine(engine_path, header, bytes(serialized))
     return header
 
 
-def _attach_timing_cache(config, path: str | Path | None) -> None:
+def network_flags(trt) -> int:
+    """STRONGLY_TYPED on TensorRT 10; none from 11 on, where every network is strongly typed (the flag is deprecated)."""
+    if int(str(trt.__version__).split(".")[0]) >= 11:
+        return 0
+    return 1 << int(trt.NetworkDefinitionCreationFlag.STRONGLY_TYPED)
+
+
+def _parser_error(error: trt.ParserError) -> str:
+    """One parser error as 'node NAME (OP): description' (the node tells which ONNX op TensorRT refused)."""
+    return f"node {error.node_name() or '?'} ({error.node_operator() or '?'}): {error.desc()}"
+
+
+def _profile_ranges(profiles: Sequence[ProfileShapes]) -> list[dict[str, ShapeRange]]:
+    """Validated ShapeRanges per profile (ValueError naming the profile and input on a bad range)."""
+    if not profiles:
+        raise ValueError("an engine needs at least one optimisation profile")
+    out = []
+    for index, profile in enumerate(profiles):
+        ranges = {}
+        for name, shapes in profile.items():
+            try:
+                ranges[name] = ShapeRange.of(shapes)
+            except (TypeError, ValueError) as exc:
+                raise ValueError(f"optimisation profile {index}, input {name}: {exc}") from exc
+        out.append(ranges)
+    return out
+
+
+def _target_platform(trt, device: str) -> Platform:
+    """Make GPU `device` current (TensorRT builds for the current device) and describe it for the header."""
+    cuda = load_cudart()
+    index = cuda_device_index(device)
+    cuda.set_device(index)
+    return current_platform(trt, cuda, index)
+
+
+def _check_profile_inputs(
+    network: trt.INetworkDefinition, ranges: list[dict[str, ShapeRange]], path: str | Path
+) -> None:
+    """Every profile must give exactly the network's inputs a range (TensorRT's own error is less clear)."""
+    inputs = sorted(network.get_input(i).name for i in range(network.num_inputs))
+    for index, shapes in enumerate(ranges):
+        if sorted(shapes) != inputs:
+            raise ArtifactError(
+                path, f"optimisation profile {index} gives {sorted(shapes)}, the network's inputs are {inputs}"
+            )
+
+
+def _describe(shapes: Mapping[str, ShapeRange]) -> str:
+    return ", ".join(f"{name} {r.describe()}" for name, r in shapes.items())
+
+
+def _attach_timing_cache(config: trt.IBuilderConfig, path: str | Path | None) -> None:
     """Load the timing cache file (or start empty) and attach it; a cache from another setup starts empty."""
     data = Path(path).read_bytes() if path is not None and Path(path).is_file() else b""
     try:
@@ -258,7 +237,7 @@ def _attach_timing_cache(config, path: str | Path | None) -> None:
         config.set_timing_cache(config.create_timing_cache(b""), ignore_mismatch=False)
 
 
-def _save_timing_cache(config, path: str | Path) -> None:
+def _save_timing_cache(config: trt.IBuilderConfig, path: str | Path) -> None:
     """Write the (possibly grown) timing cache atomically."""
     serialized = config.get_timing_cache().serialize()
     with atomic_path(path) as tmp:
