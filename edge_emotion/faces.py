@@ -32,6 +32,8 @@ class FaceParams:
     # (benchmarks/README.md). The price: faces below min_face_size * longest side / 320 pixels are missed.
     detect_max_side: int = 320
     detect_stride: int = 1  # scoring: MTCNN on every k-th of the N planned frames, nearest box for the others
+    # which detector made the boxes: a prepare cache or model made with another one is not mixed with this one's
+    detector: str = "mtcnn-onnx/1"
     mean: tuple[float, float, float] = (0.5, 0.5, 0.5)  # crop / 255, minus mean, over std
     std: tuple[float, float, float] = (0.5, 0.5, 0.5)
 
@@ -48,20 +50,19 @@ class FaceParams:
 
 
 class FaceDetector:
-    """MTCNN on the CPU or a GPU; one call detects the faces of many frames of one size."""
+    """MTCNN (the packaged ONNX nets, edge_emotion.detector) on ONNX Runtime; one call detects many frames of one size."""
 
-    def __init__(self, params: FaceParams = FaceParams(), device: str = "cpu", channels_last: bool = True) -> None:
-        import torch  # here, not at the top: FaceParams is read by commands that never run a network
+    def __init__(self, params: FaceParams = FaceParams(), device: str = "cpu", threads: int | None = None) -> None:
+        from edge_emotion.backends.onnxruntime_backend import available_providers, wanted_providers
+        from edge_emotion.detector.mtcnn import CascadeSettings, Mtcnn
 
-        facenet = require("facenet_pytorch")
+        ort = require("onnxruntime")
+        providers = available_providers(wanted_providers("auto", device), ort.get_available_providers())
         self.params = params
-        mtcnn = facenet.MTCNN(keep_all=False, min_face_size=params.min_face_size, device=device)
-        # channels_last: MTCNN's convolutions and max-pools run faster on the CPU, with the same boxes to 1e-4 px
-        # (benchmarks/README.md, Preprocessing); False is facenet's own layout, kept for that comparison.
-        self._mtcnn = mtcnn.to(memory_format=torch.channels_last) if channels_last else mtcnn
+        self._mtcnn = Mtcnn.open(CascadeSettings(min_face=float(params.min_face_size)), providers, threads)
 
     def detect(self, frames: Sequence[np.ndarray]) -> list[Box | None]:
-        """Most confident face box per [H, W, 3] uint8 frame, in full-frame pixels; None where no face."""
+        """Largest face box per [H, W, 3] uint8 frame, in full-frame pixels; None where no face."""
         if not frames:
             return []
         if len({f.shape for f in frames}) > 1:  # a stream that changes resolution: one call per frame
@@ -70,8 +71,8 @@ class FaceDetector:
         if min(frames[0].shape[:2]) * scale < self.params.min_face_size:
             return [None] * len(frames)  # smaller than the smallest face MTCNN looks for
         images = downscale(np.stack(frames), scale)  # [F, h, w, 3]
-        boxes, _ = self._mtcnn.detect(images)
-        return [None if b is None else tuple(float(v) / scale for v in np.asarray(b, dtype=float)[0]) for b in boxes]
+        found = self._mtcnn.detect(images)  # per frame [k, 5], largest first
+        return [tuple(float(v) / scale for v in boxes[0, :4]) if len(boxes) else None for boxes in found]
 
 
 def _detect_scale(shape: tuple[int, ...], max_side: int) -> float:
@@ -80,19 +81,12 @@ def _detect_scale(shape: tuple[int, ...], max_side: int) -> float:
 
 
 def downscale(frames: np.ndarray, scale: float) -> np.ndarray:
-    """[F, H, W, 3] uint8 -> [F, h, w, 3] uint8, bilinear with antialiasing.
-
-    torch's uint8 kernel gives PIL's pixels (BILINEAR resize; tested equal) about 4x faster, all frames in one call.
-    """
+    """[F, H, W, 3] uint8 -> [F, h, w, 3] uint8 with PIL's bilinear (antialiased) resize."""
     if scale == 1.0:
         return frames
-    import torch
-
     _, h, w, _ = frames.shape
-    size = (max(1, round(h * scale)), max(1, round(w * scale)))
-    x = torch.from_numpy(frames).permute(0, 3, 1, 2)  # [F, 3, H, W], channels_last strides
-    small = torch.nn.functional.interpolate(x, size=size, mode="bilinear", antialias=True, align_corners=False)
-    return small.permute(0, 2, 3, 1).numpy()  # [F, h, w, 3]
+    size = (max(1, round(w * scale)), max(1, round(h * scale)))
+    return np.stack([np.asarray(Image.fromarray(f).resize(size, Image.BILINEAR)) for f in frames])
 
 
 def box_iou(a: Box | None, b: Box | None) -> float:

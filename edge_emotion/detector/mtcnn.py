@@ -1,0 +1,134 @@
+"""The MTCNN face detector on ONNX Runtime: the packaged PNet/RNet/ONet and the numpy cascade, batched.
+
+Per call, every pyramid level of all images goes through PNet in one run, and all surviving
+candidates of all images go through RNet, then ONet, in one run each: a clip's N frames cost three
+kinds of net call per level instead of facenet's per-image, per-box loop. No torch anywhere.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol
+
+import numpy as np
+
+from edge_emotion.detector import cascade
+from edge_emotion.detector.nets import NET_SPECS, NetSpec
+
+EMPTY_BOXES = np.zeros((0, 5), dtype=np.float32)
+
+
+@dataclass(frozen=True)
+class CascadeSettings:
+    """facenet-pytorch's MTCNN defaults, bar the smallest face (ours: FaceParams.min_face_size)."""
+
+    min_face: float = 20.0  # pixels of the image given to `detect`
+    thresholds: tuple[float, float, float] = (0.6, 0.7, 0.7)  # face probability to pass PNet, RNet, ONet
+    factor: float = 0.709  # pyramid step
+    nms_level: float = 0.5  # PNet, within one pyramid level
+    nms_image: float = 0.7  # PNet across levels, RNet, and (intersection over minimum) ONet
+
+
+class Net(Protocol):
+    """One network: a float32 NCHW batch in, its outputs (in NetSpec order) out."""
+
+    def __call__(self, batch: np.ndarray) -> list[np.ndarray]: ...
+
+
+class OnnxNet:
+    """A detector net in an ONNX Runtime session (CPU, or CUDA with onnxruntime-gpu)."""
+
+    def __init__(self, spec: NetSpec, path: Path | None = None, providers: Sequence[str] = ("CPUExecutionProvider",), threads: int | None = None) -> None:
+        from edge_emotion.deps import require
+
+        ort = require("onnxruntime")
+        options = ort.SessionOptions()
+        if threads:
+            options.intra_op_num_threads = threads
+            options.inter_op_num_threads = 1
+        options.log_severity_level = 3
+        # no busy-waiting between runs: the cascade's numpy steps need the same cores in between
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+        self.spec = spec
+        self.session = ort.InferenceSession(str(path or spec.path), sess_options=options, providers=list(providers))
+
+    def __call__(self, batch: np.ndarray) -> list[np.ndarray]:
+        return self.session.run(list(self.spec.outputs), {self.spec.input: batch})
+
+
+class Mtcnn:
+    """Face boxes for batches of same-sized RGB images."""
+
+    def __init__(self, pnet: Net, rnet: Net, onet: Net, settings: CascadeSettings = CascadeSettings()) -> None:
+        self.pnet, self.rnet, self.onet = pnet, rnet, onet
+        self.settings = settings
+
+    @classmethod
+    def open(cls, settings: CascadeSettings = CascadeSettings(), providers: Sequence[str] = ("CPUExecutionProvider",), threads: int | None = None) -> Mtcnn:
+        """The packaged nets on ONNX Runtime with the given execution providers."""
+        nets = [OnnxNet(NET_SPECS[name], providers=providers, threads=threads) for name in ("pnet", "rnet", "onet")]
+        return cls(*nets, settings=settings)
+
+    def detect(self, images: np.ndarray) -> list[np.ndarray]:
+        """[F, H, W, 3] uint8 -> per image a float32 [k, 5] array (x1, y1, x2, y2, probability), largest box first."""
+        count, height, width = images.shape[:3]
+        sat = cascade.summed_area(images)  # [F, H+1, W+1, 3]
+        boxes, image = self._propose(sat, height, width)
+        boxes, image = self._refine(sat, boxes, image)
+        boxes, image = self._output(sat, boxes, image)
+        area = (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])
+        per_image = []
+        for k in range(count):
+            mine = np.nonzero(image == k)[0]
+            per_image.append(boxes[mine[np.argsort(-area[mine], kind="stable")]] if mine.size else EMPTY_BOXES)
+        return per_image
+
+    def _propose(self, sat: np.ndarray, height: int, width: int) -> tuple[np.ndarray, np.ndarray]:
+        """Stage 1: PNet over the pyramid; squared, regressed candidates [M, 5] and their image [M]."""
+        s = self.settings
+        found, owners = [], []
+        for scale in cascade.pyramid_scales(height, width, s.min_face, s.factor):
+            regression, probability = self.pnet(cascade.pyramid_level(sat, height, width, scale))
+            boxes, image = cascade.pnet_boxes(regression, probability, scale, s.thresholds[0])
+            keep = cascade.nms(boxes, boxes[:, 4], image, s.nms_level)
+            found.append(boxes[keep])
+            owners.append(image[keep])
+        if not found or sum(len(b) for b in found) == 0:
+            return EMPTY_BOXES, np.zeros(0, np.int64)
+        boxes, image = np.concatenate(found), np.concatenate(owners)
+        keep = cascade.nms(boxes, boxes[:, 4], image, s.nms_image)
+        boxes, image = boxes[keep], image[keep]
+        regressed = cascade.apply_offsets(boxes[:, :5], boxes[:, 5:9], plus_one=False)
+        return cascade.to_square(regressed), image
+
+    def _refine(self, sat: np.ndarray, boxes: np.ndarray, image: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Stage 2: RNet on 24x24 crops of every candidate of every image at once."""
+        if len(boxes) == 0:
+            return boxes, image
+        crops, valid = cascade.crop_candidates(sat, image, boxes, NET_SPECS["rnet"].side or 24)
+        boxes, image = boxes[valid], image[valid]
+        regression, probability = self.rnet(crops)
+        score = probability[:, 1]
+        passed = score > self.settings.thresholds[1]
+        boxes = np.concatenate([boxes[passed, :4], score[passed, None]], axis=1)
+        image, regression = image[passed], regression[passed]
+        keep = cascade.nms(boxes, boxes[:, 4], image, self.settings.nms_image)
+        boxes = cascade.apply_offsets(boxes[keep], regression[keep], plus_one=True)
+        return cascade.to_square(boxes), image[keep]
+
+    def _output(self, sat: np.ndarray, boxes: np.ndarray, image: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Stage 3: ONet on 48x48 crops; final regression and intersection-over-minimum NMS."""
+        if len(boxes) == 0:
+            return boxes, image
+        crops, valid = cascade.crop_candidates(sat, image, boxes, NET_SPECS["onet"].side or 48)
+        boxes, image = boxes[valid], image[valid]
+        regression, _landmarks, probability = self.onet(crops)
+        score = probability[:, 1]
+        passed = score > self.settings.thresholds[2]
+        boxes = np.concatenate([boxes[passed, :4], score[passed, None]], axis=1)
+        boxes = cascade.apply_offsets(boxes, regression[passed], plus_one=True)
+        image = image[passed]
+        keep = cascade.nms(boxes, boxes[:, 4], image, self.settings.nms_image, method="min")
+        return boxes[keep], image[keep]
