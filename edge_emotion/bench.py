@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import os
 import platform
+import sys
 import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
@@ -313,14 +314,14 @@ def stage_breakdown(backend: Backend, videos: Sequence[Path]) -> tuple[StageTime
 def machine_info() -> dict[str, Any]:
     """Enough to tell two benchmark runs' machines apart."""
     info: dict[str, Any] = {"platform": platform.platform(), "python": platform.python_version(), "cpus": os.cpu_count()}
-    try:
-        import torch
-
+    torch = sys.modules.get("torch")  # only when a torch backend ran: never imported just to be described
+    if torch is not None:
         info["torch"] = torch.__version__
         info["torch_threads"] = torch.get_num_threads()
         info["cuda"] = torch.cuda.get_device_name(0) if torch.cuda.is_available() else None
-    except ImportError:
-        pass
+    ort = sys.modules.get("onnxruntime")
+    if ort is not None:
+        info["onnxruntime"] = ort.__version__
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
             if line.startswith("model name"):
