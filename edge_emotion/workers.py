@@ -35,6 +35,9 @@ from edge_emotion.faces import FaceDetector
 from edge_emotion.segments import PreprocessConfig, SegmentInputs, extract, plan_clip
 
 DEFAULT_TIMEOUT_S = 120.0
+# A worker's setup (import torch or ONNX Runtime, build the face detector) took 2.2-2.6 s here; 120 s is
+# ~50x that, room for a cold disk cache or a loaded machine, and still ends a hung start within minutes.
+DEFAULT_SETUP_TIMEOUT_S = 120.0
 
 
 @dataclass
@@ -118,10 +121,7 @@ class PrepareJob:
     face_device: str = "cpu"
 
     def setup(self, threads: int) -> PrepareFn:
-        import torch
-
-        torch.set_num_threads(threads)
-        detector = FaceDetector(self.config.face, device=self.face_device)
+        detector = FaceDetector(self.config.face, device=self.face_device, threads=threads)
         return lambda path, index: prepare_clip(path, self.config, detector, index)
 
 
@@ -189,6 +189,7 @@ class _Worker:
     results: Connection  # worker -> parent
     assigned: deque[tuple[int, Path]] = field(default_factory=deque)  # in the order the worker runs them
     ready: bool = False
+    spawned_at: float = field(default_factory=time.monotonic)  # setup must report "ready" within setup_timeout
     started_at: float | None = None  # monotonic time the head of `assigned` started
     current: Any = None  # shared int: index of the file the worker is on; survives the worker's crash
 
@@ -203,7 +204,13 @@ def _take_current(worker: _Worker) -> tuple[int, Path]:
 
 
 class WorkerPool:
-    """Worker processes that prepare clips, with a per-file timeout and crash recovery."""
+    """Worker processes that prepare clips, with a per-file timeout, a setup timeout and crash recovery.
+
+    A worker that does not report "ready" within `setup_timeout` is killed and the run fails
+    with one error, rather than being replaced: setup is the same for every worker and for
+    every file (imports, the detector), so what hung once would hang its replacement too, and
+    no file is to blame for an error row. A worker that dies during setup fails the run alike.
+    """
 
     def __init__(
         self,
@@ -213,16 +220,20 @@ class WorkerPool:
         prefetch: int = 2,
         start_method: str = "spawn",
         threads: int | None = None,
+        setup_timeout: float = DEFAULT_SETUP_TIMEOUT_S,
     ) -> None:
         if workers < 1:
             raise ValueError(f"a worker pool needs at least one worker, got {workers}")
         if timeout <= 0:
             raise ValueError(f"timeout must be positive, got {timeout}")
+        if setup_timeout <= 0:
+            raise ValueError(f"setup_timeout must be positive, got {setup_timeout}")
         self.job = job
         self.timeout = timeout
+        self.setup_timeout = setup_timeout
         self.prefetch = max(1, prefetch)
         self._context = mp.get_context(start_method)
-        self._threads = threads or max(1, (os.cpu_count() or 1) // workers)  # torch threads per worker (MTCNN)
+        self._threads = threads or max(1, (os.cpu_count() or 1) // workers)  # detector threads per worker (MTCNN's ONNX Runtime sessions)
         self._size = workers
         self._workers = [self._spawn() for _ in range(workers)]
 
@@ -301,6 +312,7 @@ class WorkerPool:
     def _reap(self, todo: deque[tuple[int, Path]]) -> Iterator[PreparedClip]:
         """Stop workers that died or overran the timeout: their current file gets an error, their queue goes back to `todo`."""
         for worker in list(self._workers):
+            yield from self._check_setup(worker)
             if worker.process.is_alive() and not self._overdue(worker):
                 continue
             yield from self._drain(worker)  # its last results may still be in the pipe
@@ -320,6 +332,20 @@ class WorkerPool:
                 )
                 yield PreparedClip(index, str(path), error=cause)
             todo.extendleft(reversed(worker.assigned))
+
+    def _check_setup(self, worker: _Worker) -> Iterator[PreparedClip]:
+        """Fail the run if a live worker has not finished its setup within setup_timeout (it hangs there)."""
+        if worker.ready or not worker.process.is_alive() or time.monotonic() - worker.spawned_at <= self.setup_timeout:
+            return
+        yield from self._drain(worker)  # "ready" (and results after it) may have arrived since the last collect
+        if worker.ready:
+            return
+        self._stop(worker, kill=True)
+        self._workers.remove(worker)
+        raise EdgeEmotionError(
+            f"a preprocessing worker did not finish its setup within {self.setup_timeout:g} s "
+            f"(pid {worker.process.pid}, killed): its imports or face detector hang; no file was scored by it"
+        )
 
     def _overdue(self, worker: _Worker) -> bool:
         return worker.started_at is not None and time.monotonic() - worker.started_at > self.timeout

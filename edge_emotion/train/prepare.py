@@ -16,29 +16,33 @@ What is cached, and why (measured on the two CREMA-D fixture clips, 2 CPU cores)
 
 Layout of CACHE: `cache.json` (face parameters, k, format), one `<clip>.npz` per
 clip (written atomically, so a killed run leaves no half file and a rerun skips
-the clips already done), `errors.jsonl` (one line per clip that failed, with the
-cause; damaged clips are skipped, never fatal).
+the clips already done), `errors.jsonl` (one line per clip that failed in the
+latest run, with the cause; damaged clips are skipped, never fatal), and `.lock`
+while a run writes (one run per cache at a time).
+
+Runs: in this process, or in a WorkerPool (`run_jobs`), which isolates each clip:
+a decoder that segfaults or hangs costs that clip an error line, not the corpus run.
 """
 
 from __future__ import annotations
 
 import functools
 import json
-import multiprocessing
 import os
-from collections.abc import Callable, Sequence
-from concurrent.futures import ProcessPoolExecutor, as_completed
+import sys
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import numpy as np
 
-from edge_emotion.atomic import atomic_path, atomic_write_text
+from edge_emotion.atomic import atomic_path, atomic_write_text, exclusive_lock
 from edge_emotion.decode import Clip, open_clip, read_frames
 from edge_emotion.errors import MissingDependencyError
 from edge_emotion.faces import Box, FaceDetector, FaceParams
 from edge_emotion.train.crema import ClipItem, Skipped, index_corpus
+from edge_emotion.workers import DEFAULT_TIMEOUT_S, PreparedClip, PrepareFn, WorkerPool
 
 CACHE_FORMAT = "edge-emotion-prepare/1"
 DEFAULT_DETECT_EVERY = 3
@@ -115,17 +119,16 @@ def detect_clip(clip: Clip, detector: FaceDetector, every: int) -> tuple[np.ndar
 
 
 def write_cached(path: Path, clip: Clip, boxes: np.ndarray, detected: np.ndarray) -> None:
-    with atomic_path(path) as tmp:
-        with open(tmp, "wb") as f:
-            np.savez(
-                f,
-                boxes=boxes,
-                detected=detected,
-                waveform=clip.waveform,
-                facts=np.array(
-                    [clip.fps, clip.frame_count, clip.width, clip.height, clip.sample_rate], dtype=np.float64
-                ),
-            )
+    with atomic_path(path) as tmp, open(tmp, "wb") as f:
+        np.savez(
+            f,
+            boxes=boxes,
+            detected=detected,
+            waveform=clip.waveform,
+            facts=np.array(
+                [clip.fps, clip.frame_count, clip.width, clip.height, clip.sample_rate], dtype=np.float64
+            ),
+        )
 
 
 def load_cached(cache_dir: str | Path, item: ClipItem) -> CachedClip:
@@ -136,32 +139,41 @@ def load_cached(cache_dir: str | Path, item: ClipItem) -> CachedClip:
         return CachedClip(clip, data["boxes"], data["detected"])
 
 
-@functools.lru_cache(maxsize=1)
-def _worker_detector(params_json: str) -> FaceDetector:
-    """One MTCNN per process, built on its first clip (a process pool cannot pickle a detector)."""
-    return FaceDetector(FaceParams.from_dict(json.loads(params_json)))
+@dataclass(frozen=True)
+class CacheJob:
+    """Caching as a worker job (edge_emotion.workers.WorkerJob): the detector once per process, then clip after clip.
 
+    The same job runs in this process (workers = 0) and in a WorkerPool; a distributed
+    runner can call `setup` once per actor the same way. The per-clip function returns a
+    PreparedClip without model inputs: `error` None means the clip's cache file is written.
+    """
 
-def _init_worker() -> None:
-    """Pool workers run one thread each: the pool, not torch, spreads the work over the cores."""
-    import torch
+    cache_dir: str
+    face: FaceParams
+    sample_rate: int = 16_000
+    every: int = DEFAULT_DETECT_EVERY
 
-    torch.set_num_threads(1)
+    def setup(self, threads: int) -> PrepareFn:
+        """Build the face detector; threads > 0 caps torch's threads (a pool spreads the cores over its workers)."""
+        detector = FaceDetector(self.face)
+        torch = sys.modules.get("torch")  # only if the detector runs on torch: never imported for that alone
+        if threads > 0 and torch is not None:
+            torch.set_num_threads(threads)
+        return functools.partial(self.cache_clip, detector)
 
-
-def prepare_clip(
-    item: ClipItem, cache_dir: str, params_json: str, sample_rate: int, every: int
-) -> tuple[str, str | None]:
-    """Decode one clip, detect its faces and write its cache file -> (name, error or None). Runs in a worker."""
-    try:
-        clip = open_clip(item.path, sample_rate)
-        boxes, detected = detect_clip(clip, _worker_detector(params_json), every)
-        write_cached(cache_file(cache_dir, item.name), clip, boxes, detected)
-        return item.name, None
-    except MissingDependencyError:
-        raise  # not the clip's fault: stop and say what to install
-    except Exception as exc:  # noqa: BLE001 - one damaged clip must never stop the corpus; the cause is logged
-        return item.name, f"{type(exc).__name__}: {exc}"
+    def cache_clip(self, detector: FaceDetector, path: Path, index: int) -> PreparedClip:
+        """Decode one clip, detect its faces, write its cache file; a failure becomes `error`, never an exception."""
+        result = PreparedClip(index, str(path))
+        try:
+            clip = open_clip(path, self.sample_rate)
+            result.fps, result.duration = clip.fps, clip.duration
+            boxes, detected = detect_clip(clip, detector, self.every)
+            write_cached(cache_file(self.cache_dir, Path(path).stem), clip, boxes, detected)
+        except MissingDependencyError:
+            raise  # not the clip's fault: stop and say what to install
+        except Exception as exc:  # noqa: BLE001 - one damaged clip must never stop the corpus; the cause is logged
+            result.error = f"{type(exc).__name__}: {exc}"
+        return result
 
 
 def _check_cache_params(cache_dir: Path, params: dict[str, Any]) -> None:
@@ -183,9 +195,30 @@ def cache_face_params(cache_dir: str | Path) -> FaceParams:
     return FaceParams.from_dict(json.loads(meta.read_text())["face"])
 
 
-def _log_error(cache_dir: Path, name: str, path: str, cause: str) -> None:
-    with open(cache_dir / "errors.jsonl", "a", encoding="utf-8") as f:
-        f.write(json.dumps({"clip": name, "path": path, "error": cause}) + "\n")
+def _log_error(log: IO[str], item: ClipItem, cause: str) -> None:
+    """One line of CACHE/errors.jsonl, flushed at once (a killed run keeps the lines so far)."""
+    log.write(json.dumps({"clip": item.name, "path": item.path, "error": cause}) + "\n")
+    log.flush()
+
+
+def run_jobs(
+    todo: Sequence[ClipItem], job: CacheJob, workers: int, timeout: float = DEFAULT_TIMEOUT_S
+) -> Iterator[tuple[ClipItem, str | None]]:
+    """(clip, error or None) for every clip of `todo`, in completion order.
+
+    workers = 0: in this process (no start-up, no timeout; best for a few clips). workers >= 1: a
+    WorkerPool, so a clip that crashes its decoder or hangs past `timeout` becomes an error and the
+    run goes on with a fresh worker; a worker whose setup fails or hangs stops the run with one error.
+    """
+    if workers <= 0:
+        cache = job.setup(threads=0)
+        for index, item in enumerate(todo):
+            yield item, cache(Path(item.path), index).error
+        return
+    # spawn (the pool's default): a forked child of a process that already ran torch's thread pools can hang
+    with WorkerPool(job, workers=workers, timeout=timeout) as pool:
+        for result in pool.run([Path(item.path) for item in todo]):
+            yield todo[result.index], result.error
 
 
 def prepare_corpus(
@@ -196,45 +229,36 @@ def prepare_corpus(
     every: int = DEFAULT_DETECT_EVERY,
     workers: int = 0,
     progress: Callable[[int, int], None] | None = None,
+    timeout: float = DEFAULT_TIMEOUT_S,
 ) -> PrepareReport:
     """Cache boxes and waveforms of every indexed clip of `data_dir`; resumable, parallel over clips.
 
-    workers = 0 runs in this process (no pool start-up, best for a few clips);
-    progress(done, total) is called after each clip.
+    One run at a time per cache (a second one is refused at once, naming the first one's pid):
+    two would write the same files and log each failure twice. progress(done, total) is called
+    after each clip; `timeout` is the seconds a worker may spend on one clip.
     """
     cache_dir = Path(cache_dir)
     cache_dir.mkdir(parents=True, exist_ok=True)
     params = json.loads(
         json.dumps({"format": CACHE_FORMAT, "face": face.to_dict(), "sample_rate": sample_rate, "detect_every": every})
     )
-    _check_cache_params(cache_dir, params)
-    items, skipped = index_corpus(data_dir)
-    report = PrepareReport(skipped_at_index=skipped)
-    todo = [i for i in items if not cache_file(cache_dir, i.name).exists()]
-    report.reused = [i.name for i in items if cache_file(cache_dir, i.name).exists()]
-    by_name = {i.name: i for i in todo}
-    args = (str(cache_dir), json.dumps(face.to_dict()), sample_rate, every)
-
-    def record(name: str, error: str | None) -> None:
-        if error is None:
-            report.done.append(name)
-        else:
-            report.failed.append(Skipped(by_name[name].path, error))
-            _log_error(cache_dir, name, by_name[name].path, error)
-        if progress is not None:
-            progress(len(report.done) + len(report.failed), len(todo))
-
-    if workers <= 0:
-        for item in todo:
-            record(*prepare_clip(item, *args))
-    else:
-        # spawn: a forked child of a process that already ran torch's thread pools can hang
-        with ProcessPoolExecutor(
-            max_workers=workers, mp_context=multiprocessing.get_context("spawn"), initializer=_init_worker
-        ) as pool:
-            futures = [pool.submit(prepare_clip, item, *args) for item in todo]
-            for future in as_completed(futures):
-                record(*future.result())
+    with exclusive_lock(cache_dir):
+        _check_cache_params(cache_dir, params)
+        items, skipped = index_corpus(data_dir)
+        report = PrepareReport(skipped_at_index=skipped)
+        todo = [i for i in items if not cache_file(cache_dir, i.name).exists()]
+        report.reused = [i.name for i in items if cache_file(cache_dir, i.name).exists()]
+        # errors.jsonl: the failures of this run. Each run retries every failed clip (it has no cache file),
+        # so appending would list a clip once per run.
+        with open(cache_dir / "errors.jsonl", "w", encoding="utf-8") as log:
+            for item, error in run_jobs(todo, CacheJob(str(cache_dir), face, sample_rate, every), workers, timeout):
+                if error is None:
+                    report.done.append(item.name)
+                else:
+                    report.failed.append(Skipped(item.path, error))
+                    _log_error(log, item, error)
+                if progress is not None:
+                    progress(len(report.done) + len(report.failed), len(todo))
     return report
 
 
