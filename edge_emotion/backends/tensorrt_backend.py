@@ -90,10 +90,18 @@ class EngineRunner:
         names = [self.engine.get_tensor_name(i) for i in range(self.engine.num_io_tensors)]
         self.input_names = [n for n in names if self.engine.get_tensor_mode(n) == trt.TensorIOMode.INPUT]
         self.output_names = [n for n in names if n not in self.input_names]
-        self.dtypes = {n: np.dtype(trt.nptype(self.engine.get_tensor_dtype(n))) for n in names}
+        self.dtypes = {n: self._numpy_dtype(trt, n) for n in names}
         self.profiles = [self._profile(i) for i in range(self.engine.num_optimization_profiles)]
         self._buffers = {n: DeviceBuffer(self._cuda) for n in names}
         self.stream = self._cuda.stream_create()
+
+    def _numpy_dtype(self, trt, name: str) -> np.dtype:
+        """The numpy dtype of tensor `name`; ArtifactError for types numpy lacks (bfloat16, fp8, int4, fp4)."""
+        dtype = self.engine.get_tensor_dtype(name)
+        try:
+            return np.dtype(trt.nptype(dtype))
+        except TypeError as exc:
+            raise ArtifactError(self.path, f"engine tensor {name} is {dtype}, which has no numpy type") from exc
 
     def _profile(self, index: int) -> dict[str, ShapeRange]:
         """The engine's own shape ranges of optimisation profile `index` (authoritative over the header)."""
