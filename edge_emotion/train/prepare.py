@@ -29,7 +29,6 @@ from __future__ import annotations
 import functools
 import json
 import os
-import sys
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -154,11 +153,9 @@ class CacheJob:
     every: int = DEFAULT_DETECT_EVERY
 
     def setup(self, threads: int) -> PrepareFn:
-        """Build the face detector; threads > 0 caps torch's threads (a pool spreads the cores over its workers)."""
-        detector = FaceDetector(self.face)
-        torch = sys.modules.get("torch")  # only if the detector runs on torch: never imported for that alone
-        if threads > 0 and torch is not None:
-            torch.set_num_threads(threads)
+        """Build the face detector; threads > 0 caps its threads (a pool spreads the cores over its workers),
+        0 leaves the default (this process alone)."""
+        detector = FaceDetector(self.face, threads=threads if threads > 0 else None)
         return functools.partial(self.cache_clip, detector)
 
     def cache_clip(self, detector: FaceDetector, path: Path, index: int) -> PreparedClip:
