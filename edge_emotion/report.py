@@ -101,6 +101,8 @@ def build_row(prepared: PreparedClip, segment_probs: np.ndarray | None, labels: 
                 "frame": seg.frame,
                 "time_s": round(seg.frame / prepared.fps, 4) if prepared.fps else None,
                 "audio_centre_s": round(seg.centre, 4),
+                "box": None if inputs.boxes[k] is None else [round(float(v), 1) for v in inputs.boxes[k]],
+                "detected": inputs.detected[k],
                 "probabilities": _prob_dict(segment_probs[k], labels),
             }
             for k, seg in enumerate(inputs.segments)

@@ -44,7 +44,8 @@ class SegmentInputs:
     faces: np.ndarray  # [N, 3, 224, 224] float32, normalised
     spectrograms: np.ndarray  # [N, 1, 192, 120] float32
     segments: list[Segment]
-    boxes: list[Box | None]  # face box used per segment (None: centre crop)
+    boxes: list[Box | None]  # face box used per segment, full-frame pixels (None: centre crop)
+    detected: list[bool]  # per segment: its own frame had a face (False: box borrowed from another frame, or none)
     faceless: int  # segments whose own frame had no detected face
     silent: int  # segments whose audio window is silent
 
@@ -103,6 +104,7 @@ def extract(
     with _timed(timings, "faces"):
         if boxes is None:
             boxes = detect_strided(detector, frames, config.face.detect_stride)
+        detected = [b is not None for b in boxes]
         filled, faceless = fill_missing(boxes, indices)
         crops = np.stack([crop_face(f, b, config.face) for f, b in zip(frames, filled)])  # [N, S, S, 3]
         faces = normalise_faces(crops, config.face)
@@ -114,6 +116,7 @@ def extract(
         spectrograms=specs,
         segments=list(segments),
         boxes=filled,
+        detected=detected,
         faceless=faceless,
         silent=int(is_silent(windows).sum()),
     )

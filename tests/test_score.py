@@ -75,8 +75,13 @@ def test_one_row_per_clip_errors_name_the_cause(reference_rows, video_folder):
         seg_probs = np.array([[s["probabilities"][k] for k in LABELS] for s in row["timeline"]])  # [N, K]
         np.testing.assert_allclose(seg_probs.mean(0), probs, atol=2e-6)  # consensus / N
         assert [s["frame"] for s in row["timeline"]] == sorted(s["frame"] for s in row["timeline"])
+    for name in ("1001_DFA_HAP_XX.flv", "1001_DFA_NEU_XX.flv"):  # 480x360, the actor's face near the centre
+        for seg in by_name[name]["timeline"]:
+            x1, y1, x2, y2 = seg["box"]
+            assert seg["detected"] is True and 0 <= x1 < x2 <= 480 and 0 <= y1 < y2 <= 360 and 70 < x2 - x1 < 150
     blank = by_name["blank_silent.mp4"]
     assert blank["status"] == "degraded" and blank["faceless"] == N and blank["silent"] == N
+    assert all(seg["box"] is None and seg["detected"] is False for seg in blank["timeline"])  # centre crops
     assert by_name["face_tone.mp4"]["duration_s"] == pytest.approx(1.0, abs=0.01)
 
 
@@ -172,7 +177,7 @@ def _prepared(index: int, n: int) -> PreparedClip:
 
     faces = np.zeros((n, 3, 224, 224), np.float32)
     faces[:, 0, 0, 0] = index * 100 + np.arange(n)
-    inputs = SegmentInputs(faces, np.zeros((n, 1, 192, 120), np.float32), [Segment(k, k / 10) for k in range(n)], [None] * n, 0, 0)
+    inputs = SegmentInputs(faces, np.zeros((n, 1, 192, 120), np.float32), [Segment(k, k / 10) for k in range(n)], [None] * n, [False] * n, 0, 0)
     return PreparedClip(index, f"clip{index}", inputs, fps=10.0, duration=1.0)
 
 
