@@ -19,7 +19,7 @@ import av
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).parent))
-from conftest import HAP, tone, write_video  # noqa: E402
+from conftest import HAP, tone, write_video
 
 #: kind -> (file name under the corpus folder, expected status, words the error must contain)
 EXPECTED: dict[str, tuple[str, str, str]] = {
@@ -44,6 +44,11 @@ EXPECTED: dict[str, tuple[str, str, str]] = {
     "a directory named x.mp4": ("x.mp4", "error", "directory"),
     "symlink loop": ("loop.mp4", "error", "symbolic link"),
     "10-minute video": ("ten_minutes.mkv", "ok", ""),
+    # special files are never opened: a FIFO would block the worker, /dev/zero and /dev/urandom never end
+    "FIFO named .mp4": ("fifo.mp4", "error", "not a regular file (FIFO)"),
+    "symlink to /dev/zero": ("dev_zero.mp4", "error", "not a regular file (character device)"),
+    "symlink to /dev/urandom": ("dev_urandom.flv", "error", "not a regular file (character device)"),
+    "Unix socket named .mkv": ("socket.mkv", "error", "not a regular file (socket)"),
 }
 
 
@@ -134,6 +139,14 @@ def _ten_minutes(path: Path) -> None:
         container.mux(audio.encode())
 
 
+def _socket(path: Path) -> None:
+    """A Unix-domain socket file (it stays on disk after the socket is closed)."""
+    import socket
+
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
+        sock.bind(str(path))
+
+
 def build_corpus(root: Path) -> dict[str, Path]:
     """Write every kind of EXPECTED under root; returns kind -> path."""
     real = HAP.read_bytes()
@@ -160,6 +173,10 @@ def build_corpus(root: Path) -> dict[str, Path]:
         "a directory named x.mp4": lambda p: p.mkdir(),
         "symlink loop": lambda p: (p.symlink_to(p.with_name("loop_b.mp4")), p.with_name("loop_b.mp4").symlink_to(p)),
         "10-minute video": _ten_minutes,
+        "FIFO named .mp4": os.mkfifo,
+        "symlink to /dev/zero": lambda p: p.symlink_to("/dev/zero"),
+        "symlink to /dev/urandom": lambda p: p.symlink_to("/dev/urandom"),
+        "Unix socket named .mkv": _socket,
     }
     paths = {}
     for kind, (name, _, _) in EXPECTED.items():

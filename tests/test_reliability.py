@@ -1,16 +1,21 @@
 """Reliability: a folder of every kind of bad input scores to one row each, the rest unharmed.
 
-The corpus (tests/bad_inputs.py) is the one docs/RELIABILITY.md's table comes from.
+The corpus (tests/bad_inputs.py) is the one docs/RELIABILITY.md's table comes from:
+`test_the_documented_table_is_this_corpus` checks the table against this run, and
+rewrites it with `UPDATE_RELIABILITY_TABLE=1 python -m pytest tests/test_reliability.py`.
 """
 
 from __future__ import annotations
 
 import json
+import os
+import re
 import tracemalloc
+from pathlib import Path
 
 import pytest
+from bad_inputs import EXPECTED, build_corpus, can_read_unreadable, table
 
-from bad_inputs import EXPECTED, build_corpus, can_read_unreadable
 from edge_emotion.decode import open_clip, read_frames
 from edge_emotion.score import ScoreOptions, score_folder
 
@@ -33,7 +38,7 @@ def rows(corpus, fresh_checkpoint, tmp_path_factory):
 @pytest.mark.parametrize("kind", list(EXPECTED))
 def test_each_bad_input_gets_its_row(kind, corpus, rows):
     _, paths = corpus
-    name, status, cause = EXPECTED[kind]
+    _, status, cause = EXPECTED[kind]
     row = rows[str(paths[kind])]
     if kind.startswith("unreadable") and can_read_unreadable():
         status, cause = "ok", ""  # root reads a chmod 000 file
@@ -65,3 +70,44 @@ def test_ten_minute_video_keeps_memory_bounded(corpus):
     assert len(frames) == 3
     # the 600 s waveform at 16 kHz is 38 MB of float32; frames are never all held
     assert peak < 120e6, f"peak {peak / 1e6:.0f} MB"
+
+
+DOC = Path(__file__).parent.parent / "docs" / "RELIABILITY.md"
+TABLE_HEAD = "| kind of input | status | error (cause) |"
+
+
+def _doc_table(text: str) -> tuple[int, int]:
+    """Start and end offsets of the bad-input table in the document's text."""
+    start = text.index(TABLE_HEAD)
+    end = text.find("\n\n", start)
+    return start, len(text) if end < 0 else end
+
+
+def _rows_of(table_text: str) -> dict[str, tuple[str, str]]:
+    cells = [[c.strip() for c in line.strip("|").split("|")] for line in table_text.splitlines()[2:]]
+    return {kind: (status, cause) for kind, status, cause in cells}
+
+
+def test_the_documented_table_is_this_corpus(corpus, rows):
+    """docs/RELIABILITY.md's table is what this run produced: every kind, in order, same status and cause."""
+    _, paths = corpus
+    produced = table(rows, paths)
+    text = DOC.read_text(encoding="utf-8")
+    start, end = _doc_table(text)
+    if os.environ.get("UPDATE_RELIABILITY_TABLE") == "1":
+        DOC.write_text(text[:start] + produced + text[end:], encoding="utf-8")
+        text = DOC.read_text(encoding="utf-8")
+        start, end = _doc_table(text)
+    documented, now = _rows_of(text[start:end]), _rows_of(produced)
+    unreadable = "unreadable (chmod 000)"  # the document was made as root, which reads it; either row is right
+    if documented.get(unreadable) != now.get(unreadable):
+        assert documented.get(unreadable) in (("ok", ""), ("error", "permission denied")), documented.get(unreadable)
+        documented[unreadable] = now[unreadable]
+    assert documented == now, f"regenerate the table (UPDATE_RELIABILITY_TABLE=1):\n{produced}"
+
+
+def test_no_test_skips_on_an_import_of_our_own_package():
+    """importorskip on edge_emotion.* would turn a broken import of ours into a quiet skip in CI."""
+    own = re.compile(r"importorskip\(\s*[\"']edge_emotion")
+    offenders = [p.name for p in Path(__file__).parent.rglob("*.py") if own.search(p.read_text(encoding="utf-8"))]
+    assert offenders == []
