@@ -23,6 +23,7 @@ import torch
 
 from edge_emotion.atomic import atomic_path
 from edge_emotion.errors import ArtifactError
+from edge_emotion.filekind import describe, sniff
 from edge_emotion.model import SegmentBranch
 from edge_emotion.segments import PreprocessConfig
 
@@ -43,6 +44,11 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
     path = Path(path)
     if not path.is_file():
         raise ArtifactError(path, "checkpoint not found")
+    kind = sniff(path)  # an ONNX model, an engine or a video is named for what it is, not as an unsafe pickle
+    if kind != "checkpoint":
+        what = "neither a zip archive nor a pickle" if kind == "unknown" else describe(kind)
+        hint = ": give the checkpoint.pt it was trained into" if kind in ("onnx", "engine") else ""
+        raise ArtifactError(path, f"not a PyTorch checkpoint ({what}){hint}")
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:

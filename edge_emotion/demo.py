@@ -1,10 +1,13 @@
 """The one-command demo: every stage of the toolkit, end to end, on the embedded synthetic corpus.
 
     synth -> prepare (MTCNN once per clip) -> train (one actor held out) -> export FP32 + INT8 ONNX
-    -> score the held-out actor with each artifact -> bench the backends
+    -> score the held-out actor with each artifact -> bench the backends -> figures (PNG)
 
 Each stage calls the same library function as its CLI command, and each is
 resumable (files already made are kept), so a rerun after a kill picks up.
+The pictures a user wants to look at are left in the demo folder: the training
+curves (train and held-out loss / accuracy per epoch), the held-out actor's
+confusion matrix and the latency of each backend and precision by batch size.
 """
 
 from __future__ import annotations
@@ -17,6 +20,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from edge_emotion import LABELS
+from edge_emotion.atomic import atomic_path
+from edge_emotion.deps import require
 
 if TYPE_CHECKING:
     from edge_emotion.bench import BenchReport
@@ -47,6 +52,7 @@ class DemoResult:
     accuracy: dict[str, float]  # "torch" and each artifact's precision -> held-out clip accuracy
     bench: BenchReport
     notes: list[str] = field(default_factory=list)
+    figures: dict[str, Path] = field(default_factory=dict)  # what it shows -> PNG
 
 
 def _make_corpus(config: DemoConfig) -> Path:
@@ -80,7 +86,7 @@ def _train(corpus: Path, cache: Path, config: DemoConfig) -> tuple[Path, int, fl
         n_folds=config.actors,
         fold=0,
         seed=config.seed,
-        eval_each_epoch=False,
+        eval_each_epoch=True,  # the held-out curve of the training figure (12 clips: a second per epoch)
     )
     finished = (run_dir / "eval.json").exists()
     result = None if finished else train(corpus, cache, run_dir, train_config, resume=(run_dir / "checkpoint.pt").exists())
@@ -146,24 +152,71 @@ def _bench(checkpoint: Path, artifacts: dict[str, Path], held_out: Path, config:
     return run_bench(targets, [1, config.n_segments, 64], iterations=10, warmup=2, videos=videos, max_seconds=4.0)
 
 
+def write_figures(run_dir: Path, bench: BenchReport, out_dir: Path, held_out_actor: int) -> dict[str, Path]:
+    """curves.png (train / held-out per epoch), confusion.png (held-out actor), latency.png (bench) -> paths."""
+    from edge_emotion.train.figures import plot_confusion, plot_curves
+
+    figures = {
+        "training curves": out_dir / "curves.png",
+        "held-out confusion matrix": out_dir / "confusion.png",
+        "bench latency": out_dir / "latency.png",
+    }
+    plot_curves({"demo": run_dir}, figures["training curves"])  # demo train (solid), demo test = held-out (dashed)
+    result = json.loads((run_dir / "eval.json").read_text())
+    title = f"actor {held_out_actor} (held out), N = {result['n_segments']}: accuracy {result['accuracy']:.3f}"
+    plot_confusion(result["confusion"], result.get("labels", LABELS), figures["held-out confusion matrix"], title)
+    plot_latency(bench, figures["bench latency"])
+    return figures
+
+
+def plot_latency(report: BenchReport, output: Path) -> None:
+    """Median latency per call against batch size, p99 as the bar's top, one line per backend x precision; PNG."""
+    matplotlib = require("matplotlib")
+    matplotlib.use("Agg")
+    plt = require("matplotlib.pyplot")
+    series: dict[str, list[tuple[int, float, float]]] = {}
+    for row in report.rows:
+        if row.status == "ok" and row.latency_ms is not None and row.batch_size is not None:
+            name = f"{row.backend} {row.precision} ({Path(row.artifact or '').name})"
+            series.setdefault(name, []).append((row.batch_size, row.latency_ms.p50, row.latency_ms.p99))
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for name, points in series.items():
+        sizes, p50, p99 = zip(*sorted(points))
+        ax.errorbar(sizes, p50, yerr=[[0.0] * len(p50), [hi - mid for mid, hi in zip(p50, p99)]], marker="o", capsize=3, label=name)
+    ax.set_xscale("log", base=2)
+    ax.set_yscale("log")
+    ax.set_xlabel("batch size (segments per call)")
+    ax.set_ylabel("latency per call, ms (p50, bar to p99)")
+    ax.set_title(f"edge-emotion bench: {report.machine.get('cpu') or report.machine.get('platform', '')}"[:80])
+    ax.grid(alpha=0.3, which="both")
+    if series:
+        ax.legend(fontsize=7)
+    fig.tight_layout()
+    with atomic_path(output) as tmp:
+        fig.savefig(tmp, format="png", dpi=110)
+    plt.close(fig)
+
+
 def run_demo(config: DemoConfig = DemoConfig(), say: Callable[[str], None] = print) -> DemoResult:
     """Run every stage; `say` hears one line per stage."""
     config.out_dir.mkdir(parents=True, exist_ok=True)
-    say(f"1/6 synth: {config.actors} actors x {len(LABELS)} emotions x {config.clips_per_class} clips")
+    say(f"1/7 synth: {config.actors} actors x {len(LABELS)} emotions x {config.clips_per_class} clips")
     corpus = _make_corpus(config)
-    say("2/6 prepare: decode + MTCNN once per clip")
+    say("2/7 prepare: decode + MTCNN once per clip")
     cache = _prepare(corpus, config)
-    say(f"3/6 train: N={config.n_segments}, {config.epochs} epochs, one actor held out")
+    say(f"3/7 train: N={config.n_segments}, {config.epochs} epochs, one actor held out")
     checkpoint, actor, torch_accuracy = _train(corpus, cache, config)
     held_out = _held_out_folder(corpus, actor, config.out_dir)
-    say(f"4/6 export: FP32 and INT8 ONNX, each checked against torch on actor {actor}'s clips")
+    say(f"4/7 export: FP32 and INT8 ONNX, each checked against torch on actor {actor}'s clips")
     artifacts, notes = _export(checkpoint, corpus, held_out, config)
     for note in notes:
         say(f"    {note}")
-    say(f"5/6 score: actor {actor}'s {len(list(held_out.iterdir()))} clips with each artifact")
+    say(f"5/7 score: actor {actor}'s {len(list(held_out.iterdir()))} clips with each artifact")
     accuracy = {"torch (checkpoint)": torch_accuracy}
     for precision, artifact in artifacts.items():
         accuracy[f"onnxruntime {precision}"] = _score_accuracy(held_out, artifact, config.out_dir / f"scores.{precision}.jsonl")
-    say("6/6 bench: latency per backend and precision")
+    say("6/7 bench: latency per backend and precision")
     bench = _bench(checkpoint, artifacts, held_out, config)
-    return DemoResult(config.out_dir, actor, checkpoint, artifacts, accuracy, bench, notes)
+    say("7/7 figures: training curves, held-out confusion matrix, bench latency (PNG)")
+    figures = write_figures(checkpoint.parent, bench, config.out_dir, actor)
+    return DemoResult(config.out_dir, actor, checkpoint, artifacts, accuracy, bench, notes, figures)

@@ -16,7 +16,10 @@ def resolve_device(device: str = "auto") -> torch.device:
     """'auto' -> CUDA when present, else CPU."""
     if device == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(device)
+    resolved = torch.device(device)
+    if resolved.type == "cuda" and (resolved.index or 0) >= torch.cuda.device_count():  # a ValueError, not torch's RuntimeError
+        raise ValueError(f"device {device!r}: {torch.cuda.device_count()} CUDA device(s) here; use --device cpu or auto")
+    return resolved
 
 
 class TorchBackend(Backend):

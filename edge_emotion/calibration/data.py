@@ -8,7 +8,16 @@ the class in their CREMA-D name (AAAA_SSS_EEE_LL; other names form one
 "unknown" group), ordered inside a group by a seeded hash of the name (actors
 mix), and taken round-robin across classes; each clip gives `per_clip`
 test-mode segments (middle frame of each of `per_clip` equal segments). Clips
-that fail to decode are skipped with a warning, never fatal. Held-out segments
+that fail to decode are skipped with a warning, never fatal.
+
+A folder smaller than asked for is used as it is, down to MIN_SEGMENTS: a user
+with a few clips gets a calibrated model, and the export warns how many
+segments were used and the INT8-vs-FP32 agreement reached on held-out ones.
+Why 16: two calibration batches of 8, and with the default N = 10 two clips;
+min/max ranges from fewer segments are a sample of one or two faces and voices.
+Below it calibration is refused (CalibrationDataError), saying what would help.
+
+Held-out segments
 for the INT8-vs-FP32 agreement come from the clips after the calibration ones;
 with too few clips, from the same clips at other frames (train-mode positions,
 seeded), and the report says so.
@@ -37,7 +46,47 @@ from edge_emotion.train.crema import VIDEO_SUFFIXES, parse_name, video_dir
 
 DEFAULT_SEGMENTS = 500
 DEFAULT_HOLDOUT = 100
+MIN_SEGMENTS = 16  # fewer real segments than this are refused (see the module docstring)
 UNKNOWN = "unknown"
+
+
+class CalibrationDataError(EdgeEmotionError, ValueError):
+    """The calibration folder cannot give the minimum of segments (or holds no usable clip)."""
+
+
+def minimum_segments(asked: int) -> int:
+    """The fewest segments a calibration asking for `asked` accepts: MIN_SEGMENTS, or all of a smaller request."""
+    return min(MIN_SEGMENTS, asked)
+
+
+def _too_few(clips: int, got: int, asked: int, per_clip: int, where: str) -> CalibrationDataError:
+    return CalibrationDataError(
+        f"{where}{clips} clip(s) give only {got} of the {asked} calibration segments asked for, fewer than the "
+        f"minimum of {minimum_segments(asked)}: add clips, or take more segments from each clip "
+        f"(--calib-per-clip, now {per_clip})"
+    )
+
+
+def check_enough_clips(
+    clips: int, per_clip: int, asked: int, folder: str | Path, cache_dir: str | Path | None = None
+) -> None:
+    """Refuse before any decoding a folder whose clips cannot give the minimum at `per_clip` segments each."""
+    if clips == 0:
+        cached = f" with an entry in the prepare cache {cache_dir}" if cache_dir is not None else ""
+        raise CalibrationDataError(f"{folder}: no video clips{cached} to calibrate on")
+    if clips * per_clip < minimum_segments(asked):
+        raise _too_few(clips, clips * per_clip, asked, per_clip, f"{folder}: ")
+
+
+def shortfall_warning(used: int, asked: int, clips: int, agreement: float, holdout: int) -> str | None:
+    """The warning for a calibration on fewer segments than asked for (None when all were there)."""
+    if used >= asked:
+        return None
+    return (
+        f"INT8 calibrated on {used} of the {asked} segments asked for (all that {clips} clip(s) give; minimum "
+        f"{minimum_segments(asked)}): top-1 agreement with FP32 {agreement:.3f} on {holdout} held-out segments; "
+        f"more clips give ranges closer to what the model will see"
+    )
 
 
 @dataclass(frozen=True)
@@ -143,13 +192,14 @@ class SegmentSource:
         if segments < 1 or per_clip < 1:
             raise ValueError(f"need segments >= 1 and per_clip >= 1, got {segments} and {per_clip}")
         if not clips:
-            raise ValueError("no video clips to calibrate on")
+            raise CalibrationDataError("no video clips to calibrate on")
         self.order = order_clips(clips, seed)
         self.loader = loader
         self.segments = segments
         self.per_clip = per_clip
         self.seed = seed
         self.used: list[str] = []  # clips consumed by calibration, filled as batches() runs
+        self.taken = 0  # calibration segments batches() gave (segments, or fewer from a small folder)
         self._next = 0  # index in self.order of the first clip not used for calibration
 
     def selection(self) -> str:
@@ -157,8 +207,11 @@ class SegmentSource:
         return f"segments={self.segments},per_clip={self.per_clip},seed={self.seed},clips={len(self.order)}"
 
     def batches(self) -> Iterator[SegmentBatch]:
-        """Exactly `segments` calibration segments, clip by clip; ValueError if the clips cannot provide them."""
-        self.used, remaining, index = [], self.segments, 0
+        """`segments` calibration segments clip by clip, or all the clips give if fewer, down to MIN_SEGMENTS.
+
+        CalibrationDataError (a ValueError) when the clips give fewer than MIN_SEGMENTS; `taken` says how many came.
+        """
+        self.used, self.taken, remaining, index = [], 0, self.segments, 0
         while remaining > 0 and index < len(self.order):
             ref = self.order[index]
             index += 1
@@ -168,13 +221,11 @@ class SegmentSource:
             take = min(remaining, inputs.faces.shape[0])
             self.used.append(ref.name)
             remaining -= take
+            self.taken += take
             yield SegmentBatch(inputs.faces[:take], inputs.spectrograms[:take], ref.name)
         self._next = index
-        if remaining > 0:
-            raise ValueError(
-                f"{len(self.order)} clips give only {self.segments - remaining} of the {self.segments} calibration "
-                f"segments asked for: add clips, raise per_clip, or ask for fewer segments"
-            )
+        if remaining > 0 and self.taken < minimum_segments(self.segments):
+            raise _too_few(len(self.order), self.taken, self.segments, self.per_clip, "")
 
     def skip_calibration(self, used: Sequence[str]) -> None:
         """Mark `used` clips as the calibration ones without loading them (ranges came from a cache)."""
@@ -229,9 +280,9 @@ def video_folder_source(
     Without a cache an MTCNN detector is needed: pass one to share it, or one is made here.
     """
     per_clip = per_clip or config.n_segments
+    clips = cached_clips(folder, cache_dir) if cache_dir is not None else list_videos(folder)
+    check_enough_clips(len(clips), per_clip, segments, folder, cache_dir)
     if cache_dir is not None:
-        return SegmentSource(
-            cached_clips(folder, cache_dir), cached_loader(config, cache_dir), segments, per_clip, seed
-        )
+        return SegmentSource(clips, cached_loader(config, cache_dir), segments, per_clip, seed)
     detector = detector or FaceDetector(config.face)
-    return SegmentSource(list_videos(folder), detected_loader(config, detector), segments, per_clip, seed)
+    return SegmentSource(clips, detected_loader(config, detector), segments, per_clip, seed)

@@ -94,6 +94,7 @@ class CalibrationCache:
     clips: list[str]
     ranges: dict[str, tuple[float, float]] = field(default_factory=dict)
     format: str = CACHE_FORMAT
+    segments: int = 0  # calibration segments the ranges came from (fewer than asked from a small folder; 0: not recorded)
 
     def matches(self, method: str, model_digest: str, selection: str) -> bool:
         """Usable for this build: same format, method, FP32 graph and segment selection."""

@@ -2,7 +2,8 @@
 
 Each submodule registers its commands and imports torch, MTCNN or ONNX Runtime
 only inside the command body, so `edge-emotion --help` starts fast. Library
-errors (EdgeEmotionError) become one red line and exit code 1, never a traceback.
+errors, bad paths and options end in one red line and a non-zero exit, never a
+traceback (edge_emotion.cli.boundary; `--debug` shows the traceback too).
 """
 
 from __future__ import annotations
@@ -22,28 +23,34 @@ app = typer.Typer(
 )
 
 
-@app.callback()
-def _root(
-    version: bool = typer.Option(False, "--version", help="Print the version and exit.", is_eager=True),
-) -> None:
-    """Audio-visual emotion recognition (CREMA-D, N-segment temporal aggregation) for edge deployment."""
-    if version:
+def _print_version(value: bool) -> None:
+    """--version: print and stop while parsing (eager), so no command is needed."""
+    if value:
         from edge_emotion import __version__
 
         typer.echo(__version__)
         raise typer.Exit()
 
 
+@app.callback()
+def _root(
+    version: bool = typer.Option(
+        False, "--version", help="Print the version and exit.", is_eager=True, callback=_print_version
+    ),
+    debug: bool = typer.Option(False, "--debug", help="On an error, print the traceback too (or EDGE_EMOTION_DEBUG=1)."),
+) -> None:
+    """Audio-visual emotion recognition (CREMA-D, N-segment temporal aggregation) for edge deployment.
+
+    Both options act before this runs: --version while parsing, --debug in the error boundary (cli.boundary).
+    """
+
+
 for module in (demo_cmds, inspect_cmds, synth_cmds, train_cmds, export_cmds, score_cmds):
     module.register(app)
 
 
-def main() -> None:
-    """Console entry point: run the app, turning known errors into a message and exit code 1."""
-    from edge_emotion.errors import EdgeEmotionError
+def main(args: list[str] | None = None) -> None:
+    """Console entry point: run the app inside the error boundary and exit with its code."""
+    from edge_emotion.cli.boundary import run
 
-    try:
-        app()
-    except EdgeEmotionError as exc:
-        typer.secho(f"error: {exc}", fg=typer.colors.RED, err=True)
-        sys.exit(1)
+    sys.exit(run(typer.main.get_command(app), sys.argv[1:] if args is None else args))

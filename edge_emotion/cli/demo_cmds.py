@@ -7,6 +7,8 @@ from typing import Annotated
 
 import typer
 
+from edge_emotion.cli import paths
+
 
 def demo(
     output: Annotated[Path, typer.Option("--output", "-o", help="Folder for the corpus, cache, run and artifacts.")] = Path(
@@ -23,6 +25,7 @@ def demo(
     from edge_emotion.cli.score_cmds import bench_table, stage_table
     from edge_emotion.demo import DemoConfig, run_demo
 
+    paths.output_dir(output, "--output")
     console = Console(width=None if Console().is_terminal else 140)  # CI logs: wide enough for the tables
     config = DemoConfig(out_dir=output, actors=actors, epochs=epochs, n_segments=segments, seed=seed)
     result = run_demo(config, say=lambda line: console.print(line, markup=False, highlight=False))
@@ -39,6 +42,9 @@ def demo(
     for precision, path in result.artifacts.items():
         console.print(f"{precision} ONNX:  {path}")
     console.print(f"scores:     {result.out_dir}/scores.*.jsonl")
+    console.print("figures (PNG), to look at:")
+    for what, path in result.figures.items():
+        console.print(f"  {what:<26} {path}")
 
 
 def register(app: typer.Typer) -> None:

@@ -13,6 +13,8 @@ from typing import Annotated
 
 import typer
 
+from edge_emotion.cli import paths
+
 
 class Format(str, Enum):
     onnx = "onnx"
@@ -38,6 +40,37 @@ def _parity_sources(given: list[Path] | None, scratch: Path) -> list[Path]:
 
     typer.echo("no --parity-data: checking parity on 6 generated synthetic clips (pass real videos for a closer check)", err=True)
     return [synthetic_parity_videos(scratch)]
+
+
+def _check_export_paths(
+    checkpoint: Path, output: Path, fmt: Format, calib: Path | None, calib_size: tuple[int, int | None],
+    prepare_cache: Path | None, parity_data: list[Path] | None,
+) -> None:
+    """Every path export is given, checked before torch, MTCNN and minutes of calibration."""
+    paths.artifact(checkpoint, "CHECKPOINT", ("checkpoint",))
+    paths.output_file(output, "--output", (f".{fmt.value}",))
+    for source in parity_data or []:
+        paths.video_source(source, "--parity-data")
+    if prepare_cache is not None:
+        paths.existing_dir(prepare_cache, "--prepare-cache")
+    if calib is not None:
+        paths.video_source(paths.existing_dir(calib, "--calib"), "--calib")
+        _check_calib_size(checkpoint, calib, *calib_size, prepare_cache)
+
+
+def _check_calib_size(
+    checkpoint: Path, calib: Path, segments: int, per_clip: int | None, prepare_cache: Path | None
+) -> None:
+    """Refuse at once a folder that cannot give the minimum of calibration segments (a small one is used as is)."""
+    from edge_emotion.calibration.data import check_enough_clips, cached_clips, list_videos
+    from edge_emotion.checkpoint import load_checkpoint, preprocess_config
+
+    clips = cached_clips(calib, prepare_cache) if prepare_cache is not None else list_videos(calib)
+    per_clip = per_clip or preprocess_config(load_checkpoint(checkpoint)).n_segments
+    try:
+        check_enough_clips(len(clips), per_clip, segments, calib, prepare_cache)
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc), param_hint="--calib") from exc
 
 
 def export(
@@ -86,10 +119,13 @@ def export(
         raise typer.BadParameter("choose one of --fp16 and --int8")
     if int8 and calib is None:
         raise typer.BadParameter("--int8 needs --calib DIR (a folder of videos)")
-    if fmt is Format.engine:
-        require_tensorrt()  # fail before minutes of MTCNN and calibration, with the install hint
     precision = "int8" if int8 else "fp16" if fp16 else "fp32"
     output = output or _default_output(checkpoint, precision, fmt)
+    _check_export_paths(
+        checkpoint, output, fmt, calib if int8 else None, (calib_segments, calib_per_clip), prepare_cache, parity_data
+    )
+    if fmt is Format.engine:
+        require_tensorrt()  # fail before minutes of MTCNN and calibration, with the install hint
     try:
         shape_profile = ShapeProfile.parse(profile)
     except ValueError as exc:
@@ -136,6 +172,10 @@ def check(
     from edge_emotion.checkpoint import load_checkpoint, preprocess_config
     from edge_emotion.export.parity import load_inputs, run_parity
 
+    paths.artifact(artifact, "ARTIFACT", ("onnx", "engine"))
+    paths.artifact(against, "--against", ("checkpoint",))
+    for source in parity_data or []:
+        paths.video_source(source, "--parity-data")
     with tempfile.TemporaryDirectory() as scratch:
         inputs = load_inputs(_parity_sources(parity_data, Path(scratch)), preprocess_config(load_checkpoint(against)))
     options = {"provider": provider} if (backend or backend_for(artifact)) == "onnxruntime" else {}

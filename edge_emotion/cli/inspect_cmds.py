@@ -7,6 +7,8 @@ from typing import Annotated
 
 import typer
 
+from edge_emotion.cli import paths
+
 
 def preview(
     video: Annotated[Path, typer.Argument(help="A video file (CREMA-D FLV, MP4, MKV, ...).")],
@@ -16,6 +18,8 @@ def preview(
     """Contact sheet of the N face crops and N spectrograms, with segment times."""
     from edge_emotion.preview import write_contact_sheet
 
+    paths.existing_file(video, "VIDEO")
+    paths.output_file(output, "--output", (".png",))
     summary = write_contact_sheet(video, output, n_segments=segments)
     typer.echo(f"wrote {output}: {summary}")
 

@@ -8,6 +8,8 @@ from typing import Annotated
 
 import typer
 
+from edge_emotion.cli.paths import output_dir
+
 
 def _parse_size(text: str) -> tuple[int, int]:
     """'240x180' -> (240, 180)."""
@@ -38,6 +40,7 @@ def synth(
     """
     from edge_emotion.synth import SynthConfig, plan_corpus, write_corpus
 
+    output_dir(output, "--output")
     width, height = _parse_size(size)
     try:
         config = SynthConfig(

@@ -13,6 +13,8 @@ from typing import Annotated, Any
 
 import typer
 
+from edge_emotion.cli import paths
+
 DataDir = Annotated[
     Path, typer.Argument(help="CREMA-D folder (VideoFlash/AAAA_SSS_EEE_LL.flv) or a flat folder of such videos.")
 ]
@@ -53,6 +55,37 @@ def _is_main() -> bool:
     return os.environ.get("RANK", "0") == "0"
 
 
+def _check_run_paths(data_dir: Path, output: Path, cache: Path | None = None, files: dict[str, Path | None] | None = None) -> None:
+    """The corpus folder (with videos), the output folder, the prepare cache and the given files, before torch loads."""
+    paths.video_source(paths.existing_dir(data_dir, "DATA_DIR"), "DATA_DIR")
+    paths.output_dir(output, "--output")
+    if cache is not None and not (cache / "cache.json").is_file():
+        why = "no such folder" if not cache.exists() else "no cache.json" if cache.is_dir() else "not a folder"
+        raise typer.BadParameter(
+            f"{cache}: not a prepare cache ({why}): run `edge-emotion prepare {data_dir} -o {cache}` first",
+            param_hint="--cache",
+        )
+    for option, path in (files or {}).items():
+        if path is not None:
+            paths.existing_file(path, option)
+
+
+def _check_device(device: str | None) -> None:
+    """--device: a device name, and CUDA only where there is one (torch would fail mid-setup otherwise)."""
+    if device is None:
+        return
+    paths.device_name(device)
+    if device.startswith("cuda"):
+        import torch
+
+        index = int(device.partition(":")[2] or 0)
+        if index >= torch.cuda.device_count():
+            raise typer.BadParameter(
+                f"{device!r}: {torch.cuda.device_count()} CUDA device(s) here; use --device cpu or auto",
+                param_hint="--device",
+            )
+
+
 def prepare(
     data_dir: DataDir,
     output: Annotated[
@@ -90,6 +123,7 @@ def prepare(
     from edge_emotion.faces import FaceParams
     from edge_emotion.train.prepare import default_workers, prepare_corpus
 
+    _check_run_paths(data_dir, output)
     face = FaceParams(min_face_size=min_face_size, detect_max_side=detect_max_side, detect_stride=detect_stride)
     with Progress() as bar:
         task = bar.add_task("prepare", total=None)
@@ -164,6 +198,8 @@ def train(
     """Train one fold from the prepare cache and test it on the held-out actors (works under torchrun)."""
     from edge_emotion.train.loop import train as run_training
 
+    _check_run_paths(data_dir, output, cache, {"--folds-file": folds_file})
+    _check_device(device)
     config = _config(recipe, locals())
     result = run_training(data_dir, cache, output, config, resume=resume, folds_path=folds_file)
     if _is_main():
@@ -171,8 +207,15 @@ def train(
         typer.echo(f"{output}: {state} (checkpoint {output / 'checkpoint.pt'})")
 
 
-def _int_list(text: str | None) -> list[int]:
-    return [int(v) for v in text.split(",") if v.strip()] if text else []
+def _int_list(text: str | None, option: str) -> list[int]:
+    """'0,3' -> [0, 3]; BadParameter naming the option for anything but non-negative integers."""
+    try:
+        values = [int(v) for v in text.split(",") if v.strip()] if text else []
+    except ValueError as exc:
+        raise typer.BadParameter(f"expected comma-separated integers such as 1,3,5, got {text!r}", param_hint=option) from exc
+    if any(v < 0 for v in values):
+        raise typer.BadParameter(f"expected non-negative integers, got {text!r}", param_hint=option)
+    return values
 
 
 def cv(
@@ -217,6 +260,11 @@ def cv(
     from edge_emotion.train.cv import run_cv
     from edge_emotion.train.figures import cv_figures
 
+    _check_run_paths(data_dir, output, cache, {"--summary-table": summary_table})
+    _check_device(device)
+    fold_list, sweep = _int_list(folds, "--folds"), _int_list(sweep_n, "--sweep-n")
+    if 0 in sweep:
+        raise typer.BadParameter(f"N must be >= 1, got {sweep_n!r}", param_hint="--sweep-n")
     config = _config(recipe, locals())
     default_table = data_dir / "processedResults" / "summaryTable.csv"
     table = summary_table or (default_table if default_table.exists() else None)
@@ -226,7 +274,7 @@ def cv(
         typer.echo(f"N={r.n_segments} fold {r.fold}: accuracy {r.accuracy:.4f} on {r.clips} clips{human}")
 
     summary = run_cv(
-        data_dir, cache, output, config, _int_list(folds) or None, _int_list(sweep_n), table, on_fold
+        data_dir, cache, output, config, fold_list or None, sweep, table, on_fold
     ).to_dict()
     if not _is_main():
         return

@@ -14,6 +14,7 @@ a refused export leaves no file at the output path.
 from __future__ import annotations
 
 import tempfile
+import warnings
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -26,6 +27,7 @@ from edge_emotion.calibration.data import (
     DEFAULT_SEGMENTS,
     SegmentBatch,
     SegmentSource,
+    shortfall_warning,
     video_folder_source,
 )
 from edge_emotion.calibration.int8 import (
@@ -76,11 +78,13 @@ class CalibrationSummary:
     holdout_decisive_agreement: float  # on segments whose FP32 top-1 leads by >= the INT8 decisive margin
     holdout_decisive_segments: int
     holdout_max_abs_diff: float
+    segments_asked: int = 0  # `segments` is what calibration used: fewer than this from a small folder
 
     def metadata(self) -> dict[str, str]:
         return {
             "calibration_method": self.method,
             "calibration_segments": str(self.segments),
+            "calibration_segments_asked": str(self.segments_asked),
             "calibration_clips": str(self.clips),
             "int8_holdout_segments": str(self.holdout_segments),
             "int8_holdout_origin": self.holdout_origin,
@@ -182,14 +186,18 @@ def _quantize(
         source.skip_calibration(cache.clips)
     else:
         ranges = compute_ranges(fp32, ((b.faces, b.spectrograms) for b in source.batches()), options.method)
-        cache = CalibrationCache(options.method, digest, selection, list(source.used), ranges)
+        cache = CalibrationCache(options.method, digest, selection, list(source.used), ranges, segments=source.taken)
         save_cache(cache_path, cache)
+    used = cache.segments or source.segments  # caches written before `segments` was recorded: all were there
     quantize_qdq(fp32, out, cache.ranges, options.method)
     held, origin = source.holdout(options.holdout)
     held_report = compare(_ort_probs(fp32, held), _ort_probs(out, held), "int8")  # INT8 vs its own FP32 graph
+    short = shortfall_warning(used, source.segments, len(cache.clips), held_report.top1_agreement, len(held))
+    if short:
+        warnings.warn(short, stacklevel=2)
     return CalibrationSummary(
         method=options.method,
-        segments=source.segments,
+        segments=used,
         clips=len(cache.clips),
         reused_cache=reused,
         cache=str(cache_path),
@@ -199,6 +207,7 @@ def _quantize(
         holdout_decisive_agreement=held_report.decisive_agreement,
         holdout_decisive_segments=held_report.decisive_segments,
         holdout_max_abs_diff=held_report.max_abs_diff,
+        segments_asked=source.segments,
     )
 
 
