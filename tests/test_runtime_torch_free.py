@@ -99,3 +99,17 @@ def test_in_process_score_matches_the_torch_free_one(blocker, onnx_model, hap_cl
     assert row["label"] == here["label"]
     for label, p in here["probabilities"].items():
         assert abs(row["probabilities"][label] - p) < 1e-6
+
+
+@pytest.mark.parametrize("command", [["train", "corpus", "-c", "cache", "-o", "run"], ["export", "model.pt"], ["demo"]])
+def test_build_commands_in_a_runtime_install_say_what_to_install(blocker, tmp_path, command):
+    """Without torch, the training side's commands end in one line naming the [train] extra, not a traceback."""
+    for name in ("corpus", "cache"):
+        (tmp_path / name).mkdir()
+    (tmp_path / "model.pt").write_bytes(b"PK\x03\x04 not really")
+    env = {**os.environ, "PYTHONPATH": str(blocker)}
+    result = subprocess.run([sys.executable, "-m", "edge_emotion", *command], env=env, cwd=tmp_path,
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode != 0
+    assert "Traceback" not in result.stderr + result.stdout
+    assert "edge-emotion[train]" in result.stderr, result.stderr
