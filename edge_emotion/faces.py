@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -52,14 +53,19 @@ class FaceParams:
 class FaceDetector:
     """MTCNN (the packaged ONNX nets, edge_emotion.detector) on ONNX Runtime; one call detects many frames of one size."""
 
-    def __init__(self, params: FaceParams = FaceParams(), device: str = "cpu", threads: int | None = None) -> None:
+    def __init__(
+        self, params: FaceParams = FaceParams(), device: str = "cpu", threads: int | None = None, nets: Path | None = None
+    ) -> None:
+        """`nets`: a folder of FP16 ONNX nets or TensorRT engines (edge_emotion.export.detector_nets); default the
+        packaged FP32 ONNX. `device` picks ONNX Runtime's provider (CUDA with onnxruntime-gpu) or the engines' GPU."""
         from edge_emotion.backends.onnxruntime_backend import available_providers, wanted_providers
         from edge_emotion.detector.mtcnn import CascadeSettings, Mtcnn
 
         ort = require("onnxruntime")
         providers = available_providers(wanted_providers("auto", device), ort.get_available_providers())
         self.params = params
-        self._mtcnn = Mtcnn.open(CascadeSettings(min_face=float(params.min_face_size)), providers, threads)
+        settings = CascadeSettings(min_face=float(params.min_face_size))
+        self._mtcnn = Mtcnn.open(settings, providers, threads, nets, "cuda:0" if device in ("cpu", "auto") else device)
 
     def detect(self, frames: Sequence[np.ndarray]) -> list[Box | None]:
         """Largest face box per [H, W, 3] uint8 frame, in full-frame pixels; None where no face."""

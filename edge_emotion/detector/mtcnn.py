@@ -54,8 +54,39 @@ class OnnxNet:
         self.spec = spec
         self.session = ort.InferenceSession(str(path or spec.path), sess_options=options, providers=list(providers))
 
+        self._dtype = np.float16 if self.session.get_inputs()[0].type == "tensor(float16)" else np.float32
+
     def __call__(self, batch: np.ndarray) -> list[np.ndarray]:
-        return self.session.run(list(self.spec.outputs), {self.spec.input: batch})
+        outputs = self.session.run(list(self.spec.outputs), {self.spec.input: batch.astype(self._dtype, copy=False)})
+        return [o.astype(np.float32, copy=False) for o in outputs]
+
+
+class EngineNet:
+    """A detector net as a TensorRT engine (built by `edge_emotion.export.detector_nets --engine`). UNVERIFIED:
+    TensorRT cannot run on the development machines; the runner is the branch backend's (tensorrt_backend)."""
+
+    def __init__(self, spec: NetSpec, path: Path, device: str = "cuda:0") -> None:
+        from edge_emotion.backends.tensorrt_backend import open_engine
+
+        self.spec = spec
+        self.runner = open_engine(path, device)
+
+    def __call__(self, batch: np.ndarray) -> list[np.ndarray]:
+        outputs = dict(zip(self.runner.output_names, self.runner.run({self.spec.input: batch})))
+        return [outputs[name].astype(np.float32, copy=False) for name in self.spec.outputs]
+
+
+def open_net(spec: NetSpec, folder: Path | None, providers: Sequence[str], threads: int | None, device: str) -> Net:
+    """The net `spec` from `folder` (default: the packaged FP32 ONNX): NAME.engine, else NAME.fp16.onnx, else NAME.onnx."""
+    if folder is None:
+        return OnnxNet(spec, spec.path, providers, threads)
+    for name in (f"{spec.name}.engine", f"{spec.name}.fp16.onnx", f"{spec.name}.onnx"):
+        path = Path(folder) / name
+        if path.is_file():
+            return EngineNet(spec, path, device) if path.suffix == ".engine" else OnnxNet(spec, path, providers, threads)
+    from edge_emotion.errors import ArtifactError
+
+    raise ArtifactError(folder, f"no {spec.name}.engine, {spec.name}.fp16.onnx or {spec.name}.onnx in this detector folder")
 
 
 class Mtcnn:
@@ -66,9 +97,17 @@ class Mtcnn:
         self.settings = settings
 
     @classmethod
-    def open(cls, settings: CascadeSettings = CascadeSettings(), providers: Sequence[str] = ("CPUExecutionProvider",), threads: int | None = None) -> Mtcnn:
-        """The packaged nets on ONNX Runtime with the given execution providers."""
-        nets = [OnnxNet(NET_SPECS[name], providers=providers, threads=threads) for name in ("pnet", "rnet", "onet")]
+    def open(
+        cls,
+        settings: CascadeSettings = CascadeSettings(),
+        providers: Sequence[str] = ("CPUExecutionProvider",),
+        threads: int | None = None,
+        folder: Path | None = None,
+        device: str = "cuda:0",
+    ) -> Mtcnn:
+        """The packaged nets on ONNX Runtime with the given execution providers, or the nets of `folder`
+        (FP16 ONNX or TensorRT engines written by `python -m edge_emotion.export.detector_nets`)."""
+        nets = [open_net(NET_SPECS[name], folder, providers, threads, device) for name in ("pnet", "rnet", "onet")]
         return cls(*nets, settings=settings)
 
     def detect(self, images: np.ndarray) -> list[np.ndarray]:

@@ -2,6 +2,13 @@
 
     pip install ".[train]" && pip install --no-deps facenet-pytorch==2.6.0
     python -m edge_emotion.export.detector_nets            # writes edge_emotion/detector/nets/*.onnx
+    python -m edge_emotion.export.detector_nets --fp16 --out DIR           # + DIR/*.fp16.onnx (GPUs)
+    python -m edge_emotion.export.detector_nets --engine --out DIR         # + DIR/*.engine (TensorRT, on the GPU)
+
+A folder of FP16 nets or engines is given to FaceDetector(nets=DIR). FP16 goes through the branch's own
+graph pass (export.fp16: softmax in FP32); engines through the branch's builder (export.tensorrt_build),
+PNet with several shape profiles, one per band of pyramid-level sizes. The engine path is UNVERIFIED:
+TensorRT cannot be installed on the development machines.
 
 The nets are fixed, pretrained networks (facenet-pytorch ships their weights in its wheel; MIT licence,
 kept beside them as nets/LICENSE), not something this toolkit trains, so their ONNX files ship inside the
@@ -63,10 +70,65 @@ def export_all(out_dir: Path = NET_DIR) -> list[Path]:
     return paths
 
 
+#: PNet's optimisation profiles: (min, opt, max) of both sides of a pyramid level, one band each, overlapping by 4x
+#: so that any level of a frame up to 16:9 (either way) lies wholly inside one band; batch up to a clip's frames x 6
+PNET_BANDS = ((12, 24, 96), (48, 96, 384), (192, 320, 1536))
+MAX_BATCH = {"pnet": 64, "rnet": 4096, "onet": 1024}
+
+
+def export_fp16(folder: Path) -> list[Path]:
+    """NAME.fp16.onnx beside each net: FP16 body and input, softmax and outputs kept FP32 (export.fp16's rule)."""
+    from edge_emotion.export.fp16 import convert_to_fp16
+
+    paths = []
+    for spec in NET_SPECS.values():
+        path = folder / f"{spec.name}.fp16.onnx"
+        model = convert_to_fp16(onnx.load(str(folder / f"{spec.name}.onnx")))
+        onnx.checker.check_model(model)
+        with atomic_path(path) as tmp:
+            onnx.save(model, str(tmp))
+        paths.append(path)
+    return paths
+
+
+def engine_profiles(spec: NetSpec) -> list[dict[str, tuple[tuple[int, ...], tuple[int, ...], tuple[int, ...]]]]:
+    """Shape profiles for one net: PNet one per band of level sides (H and W alike), RNet/ONet one batch range."""
+    top = MAX_BATCH[spec.name]
+    if spec.side:
+        side = spec.side
+        return [{spec.input: ((1, 3, side, side), (min(64, top), 3, side, side), (top, 3, side, side))}]
+    return [
+        {spec.input: ((1, 3, lo, lo), (10, 3, opt, opt), (top, 3, hi, hi))} for lo, opt, hi in PNET_BANDS
+    ]
+
+
+def build_engines(folder: Path, fp16: bool, device: str = "cuda:0") -> list[Path]:
+    """NAME.engine per net from its ONNX (FP16 if asked), strongly typed: the ONNX decides the precision."""
+    from edge_emotion.export.tensorrt_build import build_onnx_engine
+
+    paths = []
+    for spec in NET_SPECS.values():
+        source = folder / (f"{spec.name}.fp16.onnx" if fp16 else f"{spec.name}.onnx")
+        path = folder / f"{spec.name}.engine"
+        build_onnx_engine(source, path, engine_profiles(spec), "fp16" if fp16 else "fp32",
+                          metadata={"edge_emotion.detector_net": spec.name}, device=device)
+        paths.append(path)
+    return paths
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--out", type=Path, default=NET_DIR, help="folder for the three ONNX files")
-    for path in export_all(parser.parse_args().out):
+    parser.add_argument("--out", type=Path, default=NET_DIR, help="folder for the ONNX files (default: the package's)")
+    parser.add_argument("--fp16", action="store_true", help="also write NAME.fp16.onnx")
+    parser.add_argument("--engine", action="store_true", help="also build NAME.engine with TensorRT (a GPU machine)")
+    parser.add_argument("--device", default="cuda:0", help="GPU the engines are built for")
+    args = parser.parse_args()
+    paths = export_all(args.out)
+    if args.fp16:
+        paths += export_fp16(args.out)
+    if args.engine:
+        paths += build_engines(args.out, args.fp16, args.device)
+    for path in paths:
         print(f"{path} ({path.stat().st_size:,} bytes)")
 
 
