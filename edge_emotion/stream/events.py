@@ -1,0 +1,141 @@
+"""Stream events (one JSON line per window), the files they go to, and the run's summary.
+
+An event: t_start, t_end (stream seconds), label, probabilities (one per label),
+latency_ms (wall time from the arrival of the window's last frame or sample to
+the event being written), dropped_frames (cumulative), faceless, silent.
+
+Each line is one write() of a whole line, then fsync (0.2 ms here), so a killed
+run leaves whole lines; a write that fails half way (a full disk) is cut back
+to the last whole line before the error is raised. `read_events` skips a torn
+last line all the same, should one ever exist.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import stat
+import sys
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol, TextIO
+
+import numpy as np
+
+from edge_emotion.errors import EdgeEmotionError
+
+Event = dict[str, Any]
+EVENT_FIELDS = ("t_start", "t_end", "label", "probabilities", "latency_ms", "dropped_frames", "faceless", "silent")
+
+
+def encode(event: Event) -> bytes:
+    return (json.dumps(event, ensure_ascii=False) + "\n").encode("utf-8")
+
+
+class EventWriter(Protocol):
+    def write(self, event: Event) -> None: ...
+
+    def close(self) -> None: ...
+
+
+class EventsFile:
+    """JSON lines at `path` (replaced at the start of the run), each written whole and flushed to disk."""
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self._fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+        except OSError as exc:
+            raise EdgeEmotionError(f"{self.path}: cannot write the events here ({exc.strerror or exc})") from exc
+        if not stat.S_ISREG(os.fstat(self._fd).st_mode) and not stat.S_ISFIFO(os.fstat(self._fd).st_mode):
+            os.close(self._fd)
+            raise EdgeEmotionError(f"{self.path}: the events must go to a regular file or a pipe")
+        self._size = 0
+
+    def write(self, event: Event) -> None:
+        data = encode(event)
+        written = 0
+        try:
+            while written < len(data):
+                written += os.write(self._fd, data[written:])
+            if stat.S_ISREG(os.fstat(self._fd).st_mode):
+                os.fsync(self._fd)
+        except OSError as exc:
+            if written and stat.S_ISREG(os.fstat(self._fd).st_mode):
+                os.ftruncate(self._fd, self._size)  # no torn line: back to the last whole one
+            raise EdgeEmotionError(
+                f"{self.path}: cannot write events ({exc.strerror or exc}); the lines already written are whole"
+            ) from exc
+        self._size += len(data)
+
+    def close(self) -> None:
+        os.close(self._fd)
+
+
+class LineWriter:
+    """JSON lines to a text stream (stdout in a pipe), flushed per line."""
+
+    def __init__(self, stream: TextIO | None = None) -> None:
+        self.stream = stream or sys.stdout
+
+    def write(self, event: Event) -> None:
+        self.stream.write(encode(event).decode("utf-8"))
+        self.stream.flush()
+
+    def close(self) -> None:
+        self.stream.flush()
+
+
+def read_events(path: str | Path) -> list[Event]:
+    """The whole lines of an events file, parsed (a torn last line, if any, is left out)."""
+    text = Path(path).read_text(encoding="utf-8")
+    lines = text.split("\n")
+    return [json.loads(line) for line in lines[:-1] if line.strip()]  # after the last "\n": empty or torn
+
+
+def percentiles(values: Sequence[float], qs: Sequence[float] = (50, 90, 99)) -> dict[str, float | None]:
+    """{"p50": ..., ...} of `values` (None when there are none)."""
+    if not values:
+        return {f"p{q:g}": None for q in qs}
+    return {f"p{q:g}": round(float(v), 1) for q, v in zip(qs, np.percentile(np.asarray(values, float), qs))}
+
+
+@dataclass
+class StreamSummary:
+    """What a stream run did: events, stream time, latency, drops, and how much of real time inference used."""
+
+    source: str = ""
+    events: int = 0
+    stream_s: float = 0.0  # stream seconds received
+    latencies_ms: list[float] = field(default_factory=list)
+    dropped_frames: int = 0
+    skipped_windows: int = 0  # windows not evaluated because inference was behind
+    processing_s: float = 0.0  # wall seconds of window building + faces + spectrogram + backend + consensus
+    stages: dict[str, float] = field(default_factory=dict)  # the same, by stage
+    reconnects: int = 0
+    ended: str = ""  # why the run ended
+    wall_s: float = 0.0
+
+    @property
+    def real_time_margin(self) -> float | None:
+        """Inference seconds per stream second: below 1 the machine keeps up with the stream."""
+        return self.processing_s / self.stream_s if self.stream_s > 0 else None
+
+    def to_dict(self) -> dict[str, Any]:
+        margin = self.real_time_margin
+        return {
+            "source": self.source,
+            "events": self.events,
+            "stream_s": round(self.stream_s, 3),
+            "latency_ms": percentiles(self.latencies_ms),
+            "dropped_frames": self.dropped_frames,
+            "skipped_windows": self.skipped_windows,
+            "inference_s_per_stream_s": None if margin is None else round(margin, 4),
+            "processing_s": round(self.processing_s, 3),
+            "stages_s": {k: round(v, 3) for k, v in self.stages.items()},
+            "reconnects": self.reconnects,
+            "ended": self.ended,
+            "wall_s": round(self.wall_s, 3),
+        }

@@ -1,0 +1,233 @@
+"""Live sources: anything PyAV opens (a URL, a capture device, a file), decoded in its own thread.
+
+A decode thread demuxes and decodes one container and pushes its frames, with
+their stream time, into the LiveBuffer, so decoding runs ahead of inference and
+never waits for it (live sources) or waits only for a full buffer (files). Its
+exits: the end of the stream, no data for `timeout` seconds (PyAV's read timeout:
+a stalled or lost source), an error of the source; with `reconnect` it reopens
+the source instead and the stream clock goes on.
+
+Stream time: seconds since the first frame of the run. Each container's own
+timestamps count from its first frame; a container opened later (a reconnect,
+a second device for the sound) starts at its arrival on the wall clock, so two
+devices with unrelated clocks still line up.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import av
+
+from edge_emotion.decode import DECODE_ERRORS, _fps, _reason
+from edge_emotion.errors import EdgeEmotionError
+from edge_emotion.stream.buffer import LiveBuffer
+
+RECONNECT_PAUSE_S = 1.0
+BACKWARD_JUMP_S = 1.0  # a timestamp this far behind its stream's last one: a discontinuity, re-anchored
+
+
+class SourceError(EdgeEmotionError):
+    """A live source cannot be opened or used; the message names it and the cause."""
+
+    def __init__(self, url: str, cause: str) -> None:
+        self.url, self.cause = url, cause
+        super().__init__(f"{url}: {cause}")
+
+
+@dataclass(frozen=True)
+class SourceSpec:
+    """What av.open gets: a URL, device or path; an optional input format (v4l2, alsa, lavfi ...) and its options."""
+
+    url: str
+    format: str | None = None
+    options: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def is_file(self) -> bool:
+        """A local regular file (it is read as fast as it decodes unless paced)."""
+        return self.format is None and Path(self.url).is_file()
+
+
+def open_source(spec: SourceSpec, timeout: float, need_video: bool, need_audio: bool) -> av.container.InputContainer:
+    """av.open with open and read timeouts; SourceError saying what went wrong, in the user's terms."""
+    if spec.format is None and "://" not in spec.url and not Path(spec.url).exists():
+        raise SourceError(spec.url, "no such file (for a device pass --format, e.g. v4l2 or alsa)")
+    try:
+        container = av.open(spec.url, format=spec.format, options=dict(spec.options), timeout=(timeout, timeout))
+    except (av.error.ExitError, av.error.TimeoutError) as exc:
+        raise SourceError(spec.url, f"no data within {timeout:g} s (is anything sending to it?)") from exc
+    except FileNotFoundError as exc:
+        raise SourceError(spec.url, "no such file or device") from exc
+    except PermissionError as exc:
+        raise SourceError(spec.url, "permission denied") from exc
+    except ValueError as exc:
+        raise SourceError(spec.url, f"cannot open it ({_reason(exc)}; check --format)") from exc
+    except DECODE_ERRORS as exc:
+        raise SourceError(spec.url, f"cannot open it ({_reason(exc)})") from exc
+    missing = [kind for kind, need, have in (
+        ("video", need_video, container.streams.video), ("audio", need_audio, container.streams.audio)
+    ) if need and not have]
+    if missing:
+        container.close()
+        hint = " (pass --audio SOURCE for a separate microphone)" if missing == ["audio"] else ""
+        raise SourceError(spec.url, f"no {' or '.join(missing)} stream{hint}")
+    if need_video and _fps(container.streams.video[0]) <= 0:
+        container.close()
+        raise SourceError(spec.url, "the video stream has no frame rate")
+    return container
+
+
+def video_fps(container: av.container.InputContainer) -> float:
+    return _fps(container.streams.video[0])
+
+
+class StreamClock:
+    """The run's clock: wall time of the first frame, shared by every decode thread."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self.origin: float | None = None  # time.monotonic() of the first frame of the run
+
+    def anchor(self, live: bool, after: float) -> float:
+        """Stream time for the first frame of a newly opened (or re-anchored) container.
+
+        Live: its arrival on the wall clock; a file: right after `after`, the container's last time.
+        """
+        with self._lock:
+            now = time.monotonic()
+            if self.origin is None:
+                self.origin = now
+                return 0.0
+            return max(now - self.origin, after) if live else after
+
+
+class _Anchor:
+    """Maps one container's own timestamps onto the stream clock."""
+
+    def __init__(self, clock: StreamClock, live: bool, fps: float) -> None:
+        self.clock, self.live, self.fps = clock, live, fps
+        self.base: float | None = None  # own time of the first frame
+        self.shift = 0.0
+        self.last: dict[str, float] = {}  # role -> last stream time
+
+    def time(self, own: float | None, role: str, start_after: float) -> float:
+        if own is None:  # no timestamp: right after the previous frame of this stream
+            return self.last.get(role, start_after) + (1 / self.fps if role == "video" else 0.0)
+        if self.base is None:
+            self.base, self.shift = own, self.clock.anchor(self.live, start_after)
+        t = own - self.base + self.shift
+        if role in self.last and t < self.last[role] - BACKWARD_JUMP_S:  # the source's clock jumped back
+            self.base, self.shift = own, self.clock.anchor(self.live, max(self.last.values()) + 1 / self.fps)
+            t = self.shift
+        self.last[role] = max(t, self.last.get(role, t))
+        return t
+
+
+class Decoder(threading.Thread):
+    """Decode one container into the buffer until its end, a stall, an error, or `halt`."""
+
+    def __init__(
+        self,
+        spec: SourceSpec,
+        container: av.container.InputContainer,
+        roles: tuple[str, ...],
+        buffer: LiveBuffer,
+        clock: StreamClock,
+        halt: threading.Event,
+        *,
+        live: bool,
+        pace: bool,
+        reconnect: bool,
+        timeout: float,
+        log: Callable[[str], None],
+    ) -> None:
+        super().__init__(name=f"edge-emotion-decode-{'-'.join(roles)}", daemon=True)  # daemon: a read stuck in FFmpeg never blocks exit
+        self.spec, self.container, self.roles = spec, container, roles
+        self.buffer, self.clock, self.halt = buffer, clock, halt
+        self.live, self.pace, self.reconnect, self.timeout, self.log = live, pace, reconnect, timeout, log
+        self.fps = video_fps(container) if "video" in roles else 25.0
+        self.bad_packets = 0  # packets that did not decode (lost datagrams): skipped
+        self._last_time = 0.0
+
+    def run(self) -> None:
+        try:
+            self._run()
+        except BaseException as exc:  # noqa: BLE001 - a bug in this thread must reach the loop, not vanish
+            self.buffer.fail(exc)
+        finally:
+            self._close()
+
+    def _run(self) -> None:
+        attempt = 0
+        while not self.halt.is_set():
+            reason = self._decode(self.container)
+            self._close()
+            if self.halt.is_set():
+                return
+            if not self.reconnect:
+                for role in self.roles:
+                    self.buffer.finish(role, reason)
+                return
+            attempt += 1
+            self.log(f"{self.spec.url}: {reason}; reconnecting (attempt {attempt})")
+            self.buffer.reset()
+            self.container = self._reopen()
+
+    def _reopen(self) -> Any:
+        while not self.halt.is_set():
+            try:
+                return open_source(self.spec, self.timeout, "video" in self.roles, "audio" in self.roles)
+            except SourceError as exc:
+                self.log(f"{exc}; retrying in {RECONNECT_PAUSE_S:g} s")
+                self.halt.wait(RECONNECT_PAUSE_S)
+        return None
+
+    def _decode(self, container: Any) -> str:
+        """Push every frame; return why the stream ended."""
+        if container is None:
+            return "halted"
+        streams = [getattr(container.streams, role)[0] for role in self.roles]
+        anchor = _Anchor(self.clock, self.live, self.fps)
+        try:
+            for packet in container.demux(*streams):
+                if self.halt.is_set():
+                    return "halted"
+                role = "video" if packet.stream.type == "video" else "audio"
+                try:
+                    frames = packet.decode()
+                except (av.error.InvalidDataError, av.error.PatchWelcomeError, ValueError):
+                    self.bad_packets += 1  # one damaged packet (a datagram lost in transit): skip it
+                    continue
+                for frame in frames:
+                    self._push(role, frame, anchor)
+        except (av.error.ExitError, av.error.TimeoutError):
+            return f"no data for {self.timeout:g} s: the source stopped or was lost"
+        except DECODE_ERRORS as exc:
+            return f"source lost ({_reason(exc)})"
+        return "end of stream"
+
+    def _push(self, role: str, frame: Any, anchor: _Anchor) -> None:
+        t = anchor.time(frame.time, role, self._last_time)
+        self._last_time = max(self._last_time, t)
+        if self.pace and self.clock.origin is not None:
+            delay = self.clock.origin + t - time.monotonic()
+            if delay > 0:
+                self.halt.wait(delay)
+        if role == "video":
+            self.buffer.push_video(t, frame, self.halt)
+        else:
+            self.buffer.push_audio(t, t + frame.samples / frame.sample_rate, frame, self.halt)
+
+    def _close(self) -> None:
+        if self.container is not None:
+            try:
+                self.container.close()
+            except DECODE_ERRORS:
+                pass
+            self.container = None
