@@ -83,12 +83,19 @@ def net_input(means: np.ndarray) -> np.ndarray:
 
 
 def pyramid_level(sat: np.ndarray, height: int, width: int, scale: float) -> np.ndarray:
-    """All images of the batch resized to one pyramid level: [F, 3, h, w] float32, normalised."""
+    """All images of the batch resized to one pyramid level: [F, 3, h, w] float32, normalised.
+
+    Separable: whole table rows first (row bands, contiguous copies), then columns of that smaller
+    array; a third of the cost of gathering four corners per output pixel.
+    """
     h, w = pyramid_size(height, width, scale)
-    count = sat.shape[0]
-    rows = area_bounds(np.zeros(count, np.int64), np.full(count, height, np.int64), h)
-    cols = area_bounds(np.zeros(count, np.int64), np.full(count, width, np.int64), w)
-    return net_input(window_means(sat, np.arange(count), rows, cols))
+    (r0, r1), (c0, c1) = (
+        (lo[0], hi[0]) for lo, hi in (area_bounds(np.zeros(1, np.int64), np.array([n]), m) for n, m in ((height, h), (width, w)))
+    )
+    bands = sat[:, r1] - sat[:, r0]  # [F, h, W+1, 3]: each output row's band, cumulative along x (exact in uint32)
+    total = bands[:, :, c1] - bands[:, :, c0]  # [F, h, w, 3]
+    area = ((r1 - r0)[:, None] * (c1 - c0)[None, :]).astype(np.float32)[None, :, :, None]  # [1, h, w, 1]
+    return net_input(total.astype(np.float32) / area)
 
 
 def pnet_boxes(regression: np.ndarray, probability: np.ndarray, scale: float, threshold: float) -> tuple[np.ndarray, np.ndarray]:
