@@ -17,9 +17,10 @@ from pathlib import Path
 import av
 import numpy as np
 
+from edge_emotion import defaults
 from edge_emotion.errors import VideoError
 
-DEFAULT_SAMPLE_RATE = 16_000
+DEFAULT_SAMPLE_RATE = defaults.SAMPLE_RATE
 # What PyAV raises on corrupt input: FFmpeg errors, and (seen in fuzzing) IndexError when a
 # damaged FLV announces a stream mid-file.
 DECODE_ERRORS = (av.FFmpegError, OSError, ValueError, RuntimeError, IndexError, KeyError, EOFError)

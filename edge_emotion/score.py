@@ -20,6 +20,7 @@ from typing import Protocol
 
 import numpy as np
 
+from edge_emotion import defaults
 from edge_emotion.backends import open_backend
 from edge_emotion.backends.base import Backend
 from edge_emotion.faces import FaceDetector
@@ -27,7 +28,7 @@ from edge_emotion.report import FileKey, ResultsFile, Row, Summary, build_row, c
 from edge_emotion.scan import DEFAULT_EXTENSIONS, Shard, find_videos, select_shard
 from edge_emotion.workers import DEFAULT_TIMEOUT_S, PreparedClip, open_preparer, prepare_clip
 
-DEFAULT_BATCH_SIZE = 64
+DEFAULT_BATCH_SIZE = defaults.BATCH_SIZE
 
 
 @dataclass(frozen=True)

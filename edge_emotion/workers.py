@@ -29,15 +29,16 @@ from multiprocessing.connection import Connection, wait
 from pathlib import Path
 from typing import Any, Protocol
 
+from edge_emotion import defaults
 from edge_emotion.decode import open_clip
 from edge_emotion.errors import EdgeEmotionError, VideoError
 from edge_emotion.faces import FaceDetector
 from edge_emotion.segments import PreprocessConfig, SegmentInputs, extract, plan_clip
 
-DEFAULT_TIMEOUT_S = 120.0
+DEFAULT_TIMEOUT_S = defaults.FILE_TIMEOUT_S
 # A worker's setup (import torch or ONNX Runtime, build the face detector) took 2.2-2.6 s here; 120 s is
 # ~50x that, room for a cold disk cache or a loaded machine, and still ends a hung start within minutes.
-DEFAULT_SETUP_TIMEOUT_S = 120.0
+DEFAULT_SETUP_TIMEOUT_S = defaults.SETUP_TIMEOUT_S
 
 
 @dataclass

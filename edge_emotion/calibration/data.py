@@ -37,6 +37,7 @@ from pathlib import Path
 
 import numpy as np
 
+from edge_emotion import defaults
 from edge_emotion.decode import open_clip
 from edge_emotion.errors import EdgeEmotionError
 from edge_emotion.faces import FaceDetector
@@ -44,9 +45,9 @@ from edge_emotion.plan import Mode, plan_segments
 from edge_emotion.segments import PreprocessConfig, SegmentInputs, extract
 from edge_emotion.train.crema import VIDEO_SUFFIXES, parse_name, video_dir
 
-DEFAULT_SEGMENTS = 500
-DEFAULT_HOLDOUT = 100
-MIN_SEGMENTS = 16  # fewer real segments than this are refused (see the module docstring)
+DEFAULT_SEGMENTS = defaults.CALIB_SEGMENTS
+DEFAULT_HOLDOUT = defaults.CALIB_HOLDOUT
+MIN_SEGMENTS = defaults.CALIB_MIN_SEGMENTS  # fewer real segments are refused (see the module docstring)
 UNKNOWN = "unknown"
 
 

@@ -19,11 +19,12 @@ import onnx
 import torch
 from torch import nn
 
+from edge_emotion import defaults
 from edge_emotion.contract import FACE_INPUT, OUTPUT, SPEC_INPUT, ModelContract
 from edge_emotion.errors import ArtifactError
 from edge_emotion.model import SegmentBranch
 
-DEFAULT_OPSET = 17  # TensorRT 10 and ONNX Runtime >= 1.13 both parse it; QDQ per-channel needs >= 13
+DEFAULT_OPSET = defaults.OPSET
 
 
 class ProbabilityBranch(nn.Module):

@@ -30,6 +30,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from edge_emotion import defaults
 from edge_emotion.atomic import atomic_path
 from edge_emotion.backends.cuda_runtime import cuda_device_index, load_cudart
 from edge_emotion.backends.engine_file import (
@@ -47,7 +48,7 @@ from edge_emotion.errors import ArtifactError
 if TYPE_CHECKING:
     import tensorrt as trt  # type: ignore[import-not-found]  # annotations only; imported lazily at run time
 
-DEFAULT_WORKSPACE = 1 << 30  # 1 GiB: plenty for a 0.4 M-parameter net, small enough for Jetson-class devices
+DEFAULT_WORKSPACE = defaults.ENGINE_WORKSPACE_BYTES
 
 #: one optimisation profile as callers write it: input name -> (min shape, opt shape, max shape)
 ProfileShapes = Mapping[str, tuple[Shape, Shape, Shape]]
@@ -57,9 +58,9 @@ ProfileShapes = Mapping[str, tuple[Shape, Shape, Shape]]
 class ShapeProfile:
     """The emotion branch's optimisation profile of the segment axis S: TensorRT tunes for `opt`, accepts min..max."""
 
-    min: int = 1
-    opt: int = 10
-    max: int = 64
+    min: int = defaults.ENGINE_PROFILE[0]
+    opt: int = defaults.ENGINE_PROFILE[1]
+    max: int = defaults.ENGINE_PROFILE[2]
 
     def __post_init__(self) -> None:
         if not (isinstance(self.min, int) and isinstance(self.opt, int) and isinstance(self.max, int)):

@@ -36,6 +36,7 @@ from typing import IO, Any
 
 import numpy as np
 
+from edge_emotion import defaults
 from edge_emotion.atomic import atomic_path, atomic_write_text, exclusive_lock
 from edge_emotion.decode import Clip, open_clip, read_frames
 from edge_emotion.errors import MissingDependencyError
@@ -44,7 +45,7 @@ from edge_emotion.train.crema import ClipItem, Skipped, index_corpus
 from edge_emotion.workers import DEFAULT_TIMEOUT_S, PreparedClip, PrepareFn, WorkerPool
 
 CACHE_FORMAT = "edge-emotion-prepare/1"
-DEFAULT_DETECT_EVERY = 3
+DEFAULT_DETECT_EVERY = defaults.DETECT_EVERY
 DETECT_CHUNK = 16  # frames per MTCNN call: bounds memory, batching gains nothing on the CPU
 
 

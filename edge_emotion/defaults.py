@@ -1,0 +1,33 @@
+"""Library defaults in one torch-free place: the library's functions and the CLI's options both read them here,
+so a default changes in one line and `--help` never disagrees with the code.
+"""
+
+from __future__ import annotations
+
+# scoring
+BATCH_SIZE = 64  # segments per backend call, across clips
+FILE_TIMEOUT_S = 120.0  # seconds one file may take in a preprocessing worker before it becomes an error row
+# A worker's setup (ONNX Runtime sessions, the face detector) takes 1-3 s here; 120 s means hung, not slow.
+SETUP_TIMEOUT_S = 120.0
+SAMPLE_RATE = 16_000  # audio is resampled to this; the model's contract says which rate it was trained on
+
+# bench
+BENCH_BATCH_SIZES = (1, 10, 64)
+BENCH_ITERATIONS = 50
+BENCH_WARMUP = 5
+BENCH_MAX_SECONDS = 20.0
+BENCH_MAX_VIDEOS = 10
+
+# export
+OPSET = 17  # TensorRT 10 and ONNX Runtime >= 1.13 both parse it; QDQ per-channel needs >= 13
+ENGINE_WORKSPACE_BYTES = 1 << 30  # 1 GiB: plenty for a 0.4 M-parameter net, small enough for Jetson-class devices
+ENGINE_PROFILE = (1, 10, 64)  # min, opt, max segments S of the branch engine's shape profile
+PARITY_SEGMENTS = 1024  # the most real segments an export's parity check runs on
+
+# INT8 calibration
+CALIB_SEGMENTS = 500
+CALIB_HOLDOUT = 100
+CALIB_MIN_SEGMENTS = 16  # fewer real segments than this cannot calibrate: refused, not guessed
+
+# training cache
+DETECT_EVERY = 3  # prepare: MTCNN on every k-th frame, boxes interpolated between
