@@ -578,7 +578,7 @@ def library_train(check: Check, corpus: Path, cache: Path) -> dict[str, Any]:
     state = load_checkpoint(run_dir / "checkpoint.pt")
     bn = {k: v for k, v in state["model"].items() if k.endswith(("running_mean", "running_var"))}
     check.state["trained_checkpoint"] = run_dir / "checkpoint.pt"
-    losses = [s["loss"] for s in steps]
+    losses = [row["loss"] for row in steps]
     return {
         "config": {"recipe": "paper", "n_segments": s.train_segments, "batch_size": s.train_batch, "epochs": 1},
         "steps": len(steps), "losses": losses, "finite": bool(np.isfinite(losses).all()) if losses else False,
@@ -853,17 +853,20 @@ def make_models(check: Check) -> Models:
 
     from edge_emotion.model import SegmentBranch
 
-    device = torch.device(check.device)
     torch.manual_seed(0)
-    nchw = SegmentBranch().eval().to(device)
-    cl = copy.deepcopy(nchw).to(memory_format=torch.channels_last)
+    nchw = SegmentBranch().eval()
     try:
         from edge_emotion.backends import open_backend
+        from edge_emotion.checkpoint import load_checkpoint
 
+        checkpoint = fresh_checkpoint(check)
+        nchw.load_state_dict(load_checkpoint(checkpoint)["model"])  # the backend's weights: outputs comparable
         precision = "fp16" if check.cuda else "fp32"
-        backend: Any = open_backend(fresh_checkpoint(check), "torch", device=check.device, precision=precision)
+        backend: Any = open_backend(checkpoint, "torch", device=check.device, precision=precision)
     except Exception as exc:  # noqa: BLE001 - recorded in the backend row's cells
         backend = f"the torch backend did not open: {short(exc)}"
+    nchw = nchw.to(torch.device(check.device))
+    cl = copy.deepcopy(nchw).to(memory_format=torch.channels_last)
     return Models(nchw, cl, torch.compile(cl, dynamic=False), backend)
 
 
@@ -1220,12 +1223,12 @@ def step_tensorrt(check: Check) -> dict[str, Any]:
 
 STEPS = (
     Step("environment", step_environment, (15, 4)),
-    Step("gpu_tests", step_gpu_tests, (150, 12)),
-    Step("train", step_train, (60, 12)),
+    Step("gpu_tests", step_gpu_tests, (90, 12)),
+    Step("train", step_train, (45, 12)),
     Step("parity", step_parity, (15, 5)),
-    Step("throughput", step_throughput, (150, 20)),
+    Step("throughput", step_throughput, (120, 20)),
     Step("face_detector", step_face_detector, (20, 6)),
-    Step("score", step_score, (60, 15)),
+    Step("score", step_score, (45, 15)),
     Step("onnxruntime_cuda", step_onnxruntime_cuda, (40, 10), probe_ort_cuda),
     Step("tensorrt", step_tensorrt, (150, 30), probe_tensorrt),
 )  # fmt: skip
