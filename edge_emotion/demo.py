@@ -91,7 +91,10 @@ def _train(corpus: Path, cache: Path, config: DemoConfig) -> tuple[Path, int, fl
     finished = (run_dir / "eval.json").exists()
     result = None if finished else train(corpus, cache, run_dir, train_config, resume=(run_dir / "checkpoint.pt").exists())
     held_out = json.loads((run_dir / "folds.json").read_text())["folds"][0][0]
-    accuracy = json.loads((run_dir / "eval.json").read_text())["accuracy"] if result is None else result.accuracy
+    if result is not None and result.accuracy is not None:
+        accuracy = result.accuracy
+    else:  # trained by an earlier run of the demo
+        accuracy = json.loads((run_dir / "eval.json").read_text())["accuracy"]
     return run_dir / "checkpoint.pt", int(held_out), float(accuracy)
 
 
@@ -140,7 +143,8 @@ def _score_accuracy(folder: Path, artifact: Path, output: Path) -> float:
 
     score_folder(folder, artifact, output, ScoreOptions(workers=1))
     rows = [json.loads(line) for line in output.read_text().splitlines()]
-    correct = [r["label"] == parse_name(Path(r["path"]).stem).emotion for r in rows]
+    items = [parse_name(Path(r["path"]).stem) for r in rows]  # the demo's own corpus: CREMA-D names only
+    correct = [not isinstance(item, str) and r["label"] == item.emotion for r, item in zip(rows, items)]
     return sum(correct) / max(1, len(correct))
 
 

@@ -164,7 +164,7 @@ def _worker_main(tasks: Connection, results: Connection, job: WorkerJob, threads
         sender.join(timeout=5)
 
 
-def _post(outbox: queue.Queue, message: tuple, parent: int) -> bool:
+def _post(outbox: queue.Queue, message: tuple | None, parent: int) -> bool:
     """Queue a message for the sender thread; False once the parent is gone (nobody will read it)."""
     while True:
         try:

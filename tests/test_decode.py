@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-
 from conftest import tone, write_video
+
 from edge_emotion.decode import open_clip, read_frames
 from edge_emotion.errors import VideoError
 

@@ -140,8 +140,10 @@ def test_rebuild_reuses_the_calibration_cache(int8_export):
     cache = json.loads(int8_export["cache"].read_text())
     assert cache["method"] == "minmax" and cache["clips"] == ["1001_DFA_HAP_XX", "1001_DFA_NEU_XX"]
     assert all(lo <= hi for lo, hi in cache["ranges"].values()) and "face" in cache["ranges"]
-    same = lambda p: onnx.load(str(p)).graph.SerializeToString()
-    assert same(first.path) == same(again.path)
+    def graph_bytes(path):
+        return onnx.load(str(path)).graph.SerializeToString()
+
+    assert graph_bytes(first.path) == graph_bytes(again.path)
 
 
 def test_cache_for_another_method_is_not_used(int8_export, tmp_path):

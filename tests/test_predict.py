@@ -35,7 +35,7 @@ def scored(tmp_path_factory, hap_clip_path, neu_clip_path, fresh_checkpoint) -> 
 
 def test_predict_gives_the_numbers_score_gives(scored, fresh_checkpoint, face_detector):
     with open_backend(fresh_checkpoint) as backend:
-        for name, want in scored.items():
+        for want in scored.values():
             got = predict_clip(Path(want["path"]), backend, face_detector)
             assert got["path"] == want["path"] and got["label"] == want["label"] and got["status"] == want["status"]
             np.testing.assert_allclose(_probs(got), _probs(want), atol=2e-6)

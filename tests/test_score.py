@@ -13,8 +13,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
 from conftest import tone, write_video
+
 from edge_emotion import LABELS
 from edge_emotion.errors import EdgeEmotionError
 from edge_emotion.report import CsvFormat, FileKey, ResultsFile, build_row

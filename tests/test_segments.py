@@ -6,8 +6,8 @@ from dataclasses import replace
 
 import numpy as np
 import pytest
-
 from conftest import tone, write_video
+
 from edge_emotion.decode import open_clip, read_frames
 from edge_emotion.segments import PreprocessConfig, detect_strided, extract, plan_clip
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 from edge_emotion.backends.base import Backend
 
@@ -18,7 +19,7 @@ def backend_for(path: str | Path) -> str:
     return KIND_BY_SUFFIX[suffix]
 
 
-def open_backend(path: str | Path, backend: str | None = None, device: str = "auto", **options: object) -> Backend:
+def open_backend(path: str | Path, backend: str | None = None, device: str = "auto", **options: Any) -> Backend:
     """Open `path` with the named backend, or the one its kind calls for. Heavy imports happen here, lazily."""
     name = backend or backend_for(path)
     if name == "torch":

@@ -131,7 +131,7 @@ def _contract(session, path: Path) -> ModelContract:
 
 def _shape_mismatches(session, contract: ModelContract) -> list[str]:
     """Where the graph's fixed dimensions disagree with the contract's shapes (labels, face size, spectrogram)."""
-    want = {**contract.input_shapes(), OUTPUT: ["S", len(contract.labels)]}
+    want: dict[str, list[int | str]] = {**contract.input_shapes(), OUTPUT: ["S", len(contract.labels)]}
     found = []
     for tensor in [*session.get_inputs(), *session.get_outputs()]:
         for axis, (have, expected) in enumerate(zip(tensor.shape[1:], want[tensor.name][1:]), start=1):

@@ -62,7 +62,7 @@ def _check_calib_size(
     checkpoint: Path, calib: Path, segments: int, per_clip: int | None, prepare_cache: Path | None
 ) -> None:
     """Refuse at once a folder that cannot give the minimum of calibration segments (a small one is used as is)."""
-    from edge_emotion.calibration.data import check_enough_clips, cached_clips, list_videos
+    from edge_emotion.calibration.data import cached_clips, check_enough_clips, list_videos
     from edge_emotion.checkpoint import load_checkpoint, preprocess_config
 
     clips = cached_clips(calib, prepare_cache) if prepare_cache is not None else list_videos(calib)
@@ -135,7 +135,7 @@ def export(
     with tempfile.TemporaryDirectory() as scratch:
         inputs = load_inputs(_parity_sources(parity_data or ([calib] if calib else None), Path(scratch)), config, detector)
     calibration = None
-    if int8:
+    if int8 and calib is not None:
         calibration = CalibrationOptions(
             calib, calib_method.value, calib_segments, calib_per_clip, cache=calib_cache, prepare_cache=prepare_cache
         )
@@ -178,8 +178,10 @@ def check(
         paths.video_source(source, "--parity-data")
     with tempfile.TemporaryDirectory() as scratch:
         inputs = load_inputs(_parity_sources(parity_data, Path(scratch)), preprocess_config(load_checkpoint(against)))
-    options = {"provider": provider} if (backend or backend_for(artifact)) == "onnxruntime" else {}
-    report = run_parity(artifact, against, inputs, backend=backend, **options)
+    if (backend or backend_for(artifact)) == "onnxruntime":
+        report = run_parity(artifact, against, inputs, backend=backend, provider=provider)
+    else:
+        report = run_parity(artifact, against, inputs, backend=backend)
     typer.echo(report.summary())
     if not report.passed:
         raise typer.Exit(1)

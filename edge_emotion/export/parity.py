@@ -17,6 +17,7 @@ import json
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -159,7 +160,7 @@ def run_parity(
     inputs: SegmentBatch,
     backend: str | None = None,
     tolerance: Tolerance | None = None,
-    **backend_options: object,
+    **backend_options: Any,
 ) -> ParityReport:
     """Run `inputs` through torch (CPU, fp32) and the artifact (its backend by suffix, or `backend`) and compare."""
     with open_backend(checkpoint, "torch", device="cpu") as torch_backend:

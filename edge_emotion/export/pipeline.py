@@ -182,7 +182,7 @@ def _quantize(
     cache = load_cache(cache_path)
     selection = source.selection()
     reused = cache is not None and cache.matches(options.method, digest, selection)
-    if reused:
+    if cache is not None and reused:
         source.skip_calibration(cache.clips)
     else:
         ranges = compute_ranges(fp32, ((b.faces, b.spectrograms) for b in source.batches()), options.method)

@@ -92,7 +92,7 @@ def draw_face(look: Look, group: int, mouth: float, width: int, height: int, mar
     _draw_eyes_and_brows(draw, box, look, group, cx, cy - fh / 2, fw, fh, s)
     _draw_nose(draw, box, look.skin, cx, cy - fh / 2, fw, fh, s)
     _draw_mouth(draw, box, look.skin, group, mouth, cx, cy - fh / 2 + fh * 0.8, fw, fh, s)
-    image = image.resize((canvas_w, canvas_h), Image.LANCZOS).filter(ImageFilter.GaussianBlur(0.7))
+    image = image.resize((canvas_w, canvas_h), Image.Resampling.LANCZOS).filter(ImageFilter.GaussianBlur(0.7))
     return np.asarray(image)
 
 
