@@ -3,13 +3,12 @@
 On the device (the workplace's `run` tool; its image has torch + CUDA, torchvision, onnx, onnxruntime (CPU), pillow,
 pytest, nvidia-ml-py, but no PyAV, no facenet-pytorch, no tensorrt, no onnxruntime-gpu and no network):
 
-    carry: [".whl"]    timeout_s: 500
-    python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --target /tmp/site .whl/*.whl
-      && export PYTHONPATH=/tmp/site:$PWD PYTHONUNBUFFERED=1 MPLBACKEND=Agg || exit;
-      python3 benchmarks/gpu_check.py --device cuda --out $OUT --budget-s 420
+    carry: [".whl"]    timeout_s: 500    command (one line):
+python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --target /tmp/site .whl/*.whl && export PYTHONPATH=/tmp/site:$PWD PYTHONUNBUFFERED=1 MPLBACKEND=Agg || exit; python3 benchmarks/gpu_check.py --device cuda --out $OUT --budget-s 420
 
-(one line, joined with spaces). Fill .whl/ here first; it is ignored by git and travels through `carry`. The device's
-python3 is 3.12; av's wheel is abi3 (cp311+), facenet-pytorch's pure Python:
+Its files come back from $OUT: gpu_check.json, gpu_check.md, gpu_tests.log. To rerun a failed step with the minutes
+left, add e.g. `--steps throughput --budget-s 200`. Fill .whl/ here first; it is ignored by git and travels through
+`carry`. The device's python3 is 3.12; av's wheel is abi3 (cp311+), facenet-pytorch's pure Python:
 
     python -m pip download --no-deps --only-binary=:all: --python-version 3.12 --implementation cp
       --platform manylinux_2_28_x86_64 --platform manylinux_2_17_x86_64 --platform manylinux2014_x86_64
@@ -65,6 +64,7 @@ import tempfile
 import threading
 import time
 import traceback
+import warnings
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
@@ -1015,7 +1015,10 @@ def step_face_detector(check: Check) -> dict[str, Any]:
     result = check.begin()
     params = FaceParams()
     frames = fixture_frames(check.sizes.detector_frames)
-    detector, why = face_detector(params, check.device)
+    with warnings.catch_warnings(record=True) as caught:  # a detector that falls back to the CPU says so here
+        warnings.simplefilter("always")
+        detector, why = face_detector(params, check.device)
+    result["warnings"] = [" ".join(str(w.message).split())[:300] for w in caught]
     if detector is None:
         raise StepOutcome("failed", f"no face detector: {why}", result)
     result.update(detector=f"{type(detector).__module__}.{type(detector).__name__}", frames=len(frames),
@@ -1374,7 +1377,8 @@ def md_throughput(r: dict[str, Any]) -> list[str]:
 def md_face_detector(r: dict[str, Any]) -> list[str]:
     rows = [[label, c.get("frames_per_s"), (c.get("latency_ms") or {}).get("p50"), (c.get("latency_ms") or {}).get("p99")]
             for label, c in (r.get("calls") or {}).items()]  # fmt: skip
-    lines = [f"{r.get('detector')} on {r.get('frames')} frames {r.get('frame_size')}; IoU vs CPU: {r.get('iou_vs_cpu')}", ""]
+    lines = [f"{r.get('detector')} on {r.get('frames')} frames {r.get('frame_size')}; IoU vs CPU: {r.get('iou_vs_cpu')}; "
+             f"warnings when built: {r.get('warnings') or 'none'}", ""]  # fmt: skip
     return lines + table(["calls", "frames/s", "p50 ms", "p99 ms"], rows)
 
 
