@@ -95,7 +95,11 @@ def prepare(
         int, typer.Option(min=1, help="Run MTCNN on every k-th frame, interpolate the boxes between.")
     ] = 3,
     workers: Annotated[
-        int | None, typer.Option(min=0, help="Worker processes, 0: this process [one per core].")
+        int | None,
+        typer.Option(
+            min=0,
+            help="Worker processes, 0: this process [one per core]. With --engine ray: the most actors [the cluster's CPUs].",
+        ),
     ] = None,
     min_face_size: Annotated[
         int, typer.Option(min=1, help="MTCNN's smallest face, in pixels of the (downscaled) detection image.")
@@ -116,6 +120,12 @@ def prepare(
             "the others (2 halves MTCNN's cost). Travels with the model; training uses the cache's boxes.",
         ),
     ] = 1,
+    engine: Annotated[
+        str, typer.Option(help="local (this machine's processes) or ray (Ray Data actors; DATA and the cache on a shared path).")
+    ] = "local",
+    address: Annotated[
+        str | None, typer.Option(help="With --engine ray: join this cluster (host:port, or auto) instead of a local instance.")
+    ] = None,
 ) -> None:
     """Decode every clip and detect its faces once, so that training never runs MTCNN."""
     from rich.progress import Progress
@@ -124,6 +134,7 @@ def prepare(
     from edge_emotion.train.prepare import default_workers, prepare_corpus
 
     _check_run_paths(data_dir, output)
+    ray_options = _ray_options(engine, address, workers)
     face = FaceParams(min_face_size=min_face_size, detect_max_side=detect_max_side, detect_stride=detect_stride)
     with Progress() as bar:
         task = bar.add_task("prepare", total=None)
@@ -138,6 +149,7 @@ def prepare(
             every=detect_every,
             workers=default_workers() if workers is None else workers,
             progress=progress,
+            ray_options=ray_options,
         )
     for s in report.skipped_at_index + report.failed:
         typer.secho(f"skipped {s.path}: {s.reason}", fg=typer.colors.YELLOW, err=True)
@@ -146,6 +158,21 @@ def prepare(
         if report.failed
         else f"{output}: {report.summary()}"
     )
+
+
+def _ray_options(engine: str, address: str | None, workers: int | None) -> Any:
+    """None for the local engine; RayOptions for --engine ray (where to run, how many actors)."""
+    if engine not in ("local", "ray"):
+        raise typer.BadParameter(f"choose local or ray, got {engine!r}", param_hint="--engine")
+    if engine == "local":
+        if address is not None:
+            raise typer.BadParameter("--address joins a Ray cluster: it needs --engine ray", param_hint="--address")
+        return None
+    if workers == 0:
+        raise typer.BadParameter("with --engine ray it counts actors: 1 or more", param_hint="--workers")
+    from edge_emotion.ray_engine.cluster import RayOptions
+
+    return RayOptions(address=address, prepare_actors=workers)
 
 
 def _config(recipe: str, arguments: dict[str, Any]) -> Any:

@@ -3,7 +3,8 @@
 Light on import (no ray here): `ray` is imported when a session starts, with an
 install hint when the [ray] extra is missing.
 
-- cluster.py: join a cluster or start a local instance, and stop it again
+- cluster.py: RayOptions; join a cluster or start a local instance, and stop it again
 - reaper.py: the watchdog that leaves no process of a local instance behind, even after SIGKILL
 - scoring.py: the scoring pipeline (preprocessing actors -> backend actors -> the driver's results file)
+- preparing.py: the training cache's CacheJob on preprocessing actors (`train.prepare.prepare_corpus` calls it)
 """

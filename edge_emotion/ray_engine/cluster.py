@@ -32,6 +32,16 @@ def require_ray() -> ModuleType:
 
 
 @dataclass(frozen=True)
+class RayOptions:
+    """Where the pipeline runs and how many actors it uses; the defaults size it to the cluster."""
+
+    address: str | None = None  # None: start a local instance; "auto" or host:port: join a cluster
+    num_cpus: int | None = None  # CPUs of a local instance (None: this machine's)
+    prepare_actors: int | None = None  # None: the cluster's CPUs less one per backend actor
+    backend_actors: int | None = None  # None: one per GPU, or one on a CPU when the cluster has no GPU
+
+
+@dataclass(frozen=True)
 class Resources:
     """What the cluster offers this run, in Ray's logical units."""
 
@@ -114,3 +124,12 @@ def _resources(ray: ModuleType, started_here: bool) -> Resources:
     total = ray.cluster_resources()
     nodes = [n for n in ray.nodes() if n.get("Alive")]
     return Resources(int(total.get("CPU", 0)), int(total.get("GPU", 0)), len(nodes), started_here)
+
+
+def task_error(exc: Exception) -> Exception:
+    """The error a Ray task raised (an EdgeEmotionError stays itself), else a one-line EdgeEmotionError."""
+    cause = getattr(exc, "cause", None)
+    if isinstance(cause, EdgeEmotionError):
+        return cause
+    text = str(cause if cause is not None else exc).strip().splitlines()
+    return EdgeEmotionError(f"the Ray pipeline failed: {text[-1] if text else type(exc).__name__}")

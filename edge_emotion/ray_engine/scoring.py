@@ -34,7 +34,7 @@ import numpy as np
 
 from edge_emotion.contract import ModelContract
 from edge_emotion.errors import ArtifactError, EdgeEmotionError
-from edge_emotion.ray_engine.cluster import Resources, ray_session
+from edge_emotion.ray_engine.cluster import RayOptions, Resources, ray_session, task_error
 from edge_emotion.report import FileKey, ResultsFile, Summary, count_rows
 from edge_emotion.score import (
     ScoredClip,
@@ -49,16 +49,6 @@ from edge_emotion.score import (
 from edge_emotion.workers import PreparedClip, PrepareJob, WorkerJob, WorkerPool
 
 BLOCKS_PER_ACTOR = 16  # input blocks per preprocessing actor: enough for even load, few enough to stay cheap
-
-
-@dataclass(frozen=True)
-class RayOptions:
-    """Where the pipeline runs and how many actors it uses; the defaults size it to the cluster."""
-
-    address: str | None = None  # None: start a local instance; "auto" or host:port: join a cluster
-    num_cpus: int | None = None  # CPUs of a local instance (None: this machine's)
-    prepare_actors: int | None = None  # None: the cluster's CPUs less one per backend actor
-    backend_actors: int | None = None  # None: one per GPU, or one on a CPU when the cluster has no GPU
 
 
 @dataclass(frozen=True)
@@ -94,7 +84,7 @@ class ArtifactFacts:
 
 
 @dataclass(frozen=True)
-class _Artifact:
+class ArtifactBytes:
     """The artifact's bytes and kind: actors open their own copy, so nodes need not share the model file."""
 
     data: bytes
@@ -112,7 +102,7 @@ class _Artifact:
             return open_backend(path, self.backend, self.device)
 
 
-def _describe(artifact: _Artifact) -> ArtifactFacts:
+def describe(artifact: ArtifactBytes) -> ArtifactFacts:
     """Run where a backend actor would (its GPU, its TensorRT): the driver needs neither."""
     with artifact.open() as backend:
         return ArtifactFacts(backend.contract, backend.name, backend.precision)
@@ -144,7 +134,7 @@ class PrepareStage:
 class BackendStage:
     """Ray Data callable class: one backend per actor, opened once; a batch's clips through `score_prepared`."""
 
-    def __init__(self, artifact: _Artifact, batch_size: int) -> None:
+    def __init__(self, artifact: ArtifactBytes, batch_size: int) -> None:
         self.backend = artifact.open()
         self.batch_size = batch_size
 
@@ -174,7 +164,7 @@ def clips_per_call(batch_size: int, n_segments: int) -> int:
 
 
 def run_pipeline(
-    keys: Sequence[FileKey], artifact: _Artifact, facts: ArtifactFacts, options: ScoreOptions, plan: ActorPlan,
+    keys: Sequence[FileKey], artifact: ArtifactBytes, facts: ArtifactFacts, options: ScoreOptions, plan: ActorPlan,
     job: WorkerJob | None = None,
 ) -> Iterator[ScoredClip]:
     """Stream scored clips (index = position in `keys`) out of the two actor pools, in completion order."""
@@ -216,9 +206,9 @@ def score_folder_ray(
     progress = progress or _NoProgress()
     started = time.perf_counter()
     keys = plan_folder(root, options)
-    model = _read_artifact(artifact, options)
+    model = read_artifact(artifact, options)
     with ray_session(ray_options.address, ray_options.num_cpus) as resources:
-        facts = _remote(_describe, model, resources)
+        facts = _remote(describe, model, resources)
         labels = facts.contract.labels
         with ResultsFile(output, labels, model_identity(artifact, facts)) as results:  # type: ignore[arg-type]
             results.drop(k.path for k in keys if k.path in results.rows and not results.done(k))
@@ -237,22 +227,23 @@ def score_folder_ray(
     return summary
 
 
-def _read_artifact(artifact: str | Path, options: ScoreOptions) -> _Artifact:
+def read_artifact(artifact: str | Path, options: ScoreOptions) -> ArtifactBytes:
+    """The model's bytes for the actors; a missing file or an unknown kind is refused before a cluster starts."""
     from edge_emotion.backends import backend_for
 
     path = Path(artifact)
     try:
         data = path.read_bytes()
         if options.backend is None:
-            backend_for(path)  # an unknown kind is refused here, before a cluster starts
+            backend_for(path)
     except OSError as exc:
         raise ArtifactError(path, f"cannot read the model ({exc.strerror or exc})") from exc
     except ValueError as exc:
         raise ArtifactError(path, str(exc).split(": ", 1)[-1]) from exc
-    return _Artifact(data, path.suffix.lower(), options.backend, options.device)
+    return ArtifactBytes(data, path.suffix.lower(), options.backend, options.device)
 
 
-def _remote(fn: Any, artifact: _Artifact, resources: Resources) -> Any:
+def _remote(fn: Any, artifact: ArtifactBytes, resources: Resources) -> Any:
     """Run fn(artifact) as a Ray task with a backend actor's resources; its own error comes back as itself."""
     import ray
 
@@ -260,7 +251,7 @@ def _remote(fn: Any, artifact: _Artifact, resources: Resources) -> Any:
     try:
         return ray.get(task.remote(artifact))
     except ray.exceptions.RayTaskError as exc:
-        raise _cause(exc) from None
+        raise task_error(exc) from None
 
 
 def _unwrapped(scored: Iterator[ScoredClip]) -> Iterator[ScoredClip]:
@@ -270,13 +261,4 @@ def _unwrapped(scored: Iterator[ScoredClip]) -> Iterator[ScoredClip]:
     try:
         yield from scored
     except ray.exceptions.RayError as exc:
-        raise _cause(exc) from None
-
-
-def _cause(exc: Exception) -> Exception:
-    """The error a Ray task raised (an EdgeEmotionError stays itself), else a one-line EdgeEmotionError."""
-    cause = getattr(exc, "cause", None)
-    if isinstance(cause, EdgeEmotionError):
-        return cause
-    text = str(cause if cause is not None else exc).strip().splitlines()
-    return EdgeEmotionError(f"the Ray pipeline failed: {text[-1] if text else type(exc).__name__}")
+        raise task_error(exc) from None

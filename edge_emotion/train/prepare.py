@@ -32,7 +32,7 @@ import os
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -43,6 +43,9 @@ from edge_emotion.errors import MissingDependencyError
 from edge_emotion.faces import Box, FaceDetector, FaceParams
 from edge_emotion.train.crema import ClipItem, Skipped, index_corpus
 from edge_emotion.workers import DEFAULT_TIMEOUT_S, PreparedClip, PrepareFn, WorkerPool
+
+if TYPE_CHECKING:
+    from edge_emotion.ray_engine.cluster import RayOptions
 
 CACHE_FORMAT = "edge-emotion-prepare/1"
 DEFAULT_DETECT_EVERY = defaults.DETECT_EVERY
@@ -228,12 +231,14 @@ def prepare_corpus(
     workers: int = 0,
     progress: Callable[[int, int], None] | None = None,
     timeout: float = DEFAULT_TIMEOUT_S,
+    ray_options: RayOptions | None = None,
 ) -> PrepareReport:
     """Cache boxes and waveforms of every indexed clip of `data_dir`; resumable, parallel over clips.
 
     One run at a time per cache (a second one is refused at once, naming the first one's pid):
     two would write the same files and log each failure twice. progress(done, total) is called
-    after each clip; `timeout` is the seconds a worker may spend on one clip.
+    after each clip; `timeout` is the seconds a worker may spend on one clip. `ray_options`: run the clips on
+    a Ray cluster's actors instead of local workers (`prepare --engine ray`), the same job and cache.
     """
     cache_dir = Path(cache_dir)
     cache_dir.mkdir(parents=True, exist_ok=True)
@@ -248,8 +253,15 @@ def prepare_corpus(
         report.reused = [i.name for i in items if cache_file(cache_dir, i.name).exists()]
         # errors.jsonl: the failures of this run. Each run retries every failed clip (it has no cache file),
         # so appending would list a clip once per run.
+        job = CacheJob(str(cache_dir), face, sample_rate, every)
+        if ray_options is None:
+            results = run_jobs(todo, job, workers, timeout)
+        else:
+            from edge_emotion.ray_engine.preparing import run_jobs_on_ray
+
+            results = run_jobs_on_ray(todo, job, timeout, ray_options)
         with open(cache_dir / "errors.jsonl", "w", encoding="utf-8") as log:
-            for item, error in run_jobs(todo, CacheJob(str(cache_dir), face, sample_rate, every), workers, timeout):
+            for item, error in results:
                 if error is None:
                     report.done.append(item.name)
                 else:
