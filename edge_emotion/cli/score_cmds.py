@@ -90,17 +90,25 @@ def score(
     backend: BackendOption = None,
     device: DeviceOption = "auto",
     batch_size: Annotated[int, typer.Option("--batch-size", "-b", min=1, help="Segments per backend call (across clips).")] = 64,
-    workers: Annotated[int, typer.Option("--workers", "-w", min=0, help="Preprocessing processes; 0 = in this process, no timeout.")] = 1,
+    workers: Annotated[
+        Optional[int],
+        typer.Option("--workers", "-w", min=0, help="Preprocessing processes [1]; 0 = in this process, no timeout. "
+                     "With --engine ray: the most preprocessing actors [the cluster's CPUs less the backend's]."),
+    ] = None,
     extensions: Annotated[str, typer.Option("--extensions", help="Comma-separated video extensions to look for.")] = ",".join(DEFAULT_EXTENSIONS),
     shard: Annotated[str, typer.Option("--shard", help="i/n: score only shard i (0-based) of n; the n shards cover the folder.")] = "0/1",
     timeout: Annotated[float, typer.Option("--timeout", min=0.1, help="Seconds allowed per file before it becomes an error row.")] = 120.0,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
+    engine: Annotated[str, typer.Option("--engine", help="local (this machine's processes) or ray (Ray Data: a local instance, or the cluster at --address).")] = "local",
+    address: Annotated[
+        Optional[str], typer.Option("--address", help="With --engine ray: join this cluster (host:port of `ray start --head`, or auto) instead of starting a local instance.")
+    ] = None,
 ) -> None:
     """Score every video under FOLDER into one row per clip; a rerun resumes where the last one stopped."""
     from edge_emotion import LABELS
     from edge_emotion.report import format_for
     from edge_emotion.scan import Shard, normalise_extensions
-    from edge_emotion.score import ScoreOptions, score_folder
+    from edge_emotion.score import ScoreOptions
 
     try:
         format_for(output, LABELS)
@@ -108,11 +116,12 @@ def score(
         raise typer.BadParameter(str(exc), param_hint="--output") from exc
     try:
         options = ScoreOptions(
-            backend=backend, device=device, batch_size=batch_size, workers=workers,
+            backend=backend, device=device, batch_size=batch_size, workers=1 if workers is None else workers,
             extensions=normalise_extensions(_split(extensions)), shard=Shard.parse(shard), timeout=timeout,
         )
     except ValueError as exc:
         raise typer.BadParameter(str(exc)) from exc
+    run = _score_engine(engine, address, workers)
     if not folder.exists() and not folder.is_symlink():
         raise typer.BadParameter(f"{folder}: no such file or folder", param_hint="FOLDER")
     paths.artifact(model, "--model")
@@ -120,7 +129,7 @@ def score(
     paths.device_name(device)
     progress = None if quiet else _CliProgress(Console(stderr=True))
     try:
-        summary = score_folder(folder, model, output, options, progress)
+        summary = run(folder, model, output, options, progress)
     except KeyboardInterrupt:
         typer.secho(f"\ninterrupted: the rows in {output} are complete; run the same command again to resume", err=True)
         raise typer.Exit(130) from None
@@ -128,6 +137,26 @@ def score(
         if progress is not None:
             progress.stop()
     _print_summary(summary, output)
+
+
+def _score_engine(engine: str, address: str | None, workers: int | None) -> Any:
+    """score_folder, or its Ray Data twin with the cluster options bound (same arguments, same rows)."""
+    if engine not in ("local", "ray"):
+        raise typer.BadParameter(f"choose local or ray, got {engine!r}", param_hint="--engine")
+    if engine == "local":
+        if address is not None:
+            raise typer.BadParameter("--address joins a Ray cluster: it needs --engine ray", param_hint="--address")
+        from edge_emotion.score import score_folder
+
+        return score_folder
+    if workers == 0:
+        raise typer.BadParameter("with --engine ray it counts preprocessing actors: 1 or more", param_hint="--workers")
+    import functools
+
+    from edge_emotion.ray_engine.cluster import RayOptions
+    from edge_emotion.ray_engine.scoring import score_folder_ray
+
+    return functools.partial(score_folder_ray, ray_options=RayOptions(address=address, prepare_actors=workers))
 
 
 def _print_summary(summary: Any, output: Path) -> None:
