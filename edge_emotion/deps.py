@@ -13,6 +13,8 @@ INSTALL_HINTS: dict[str, str] = {
     "tensorrt": "pip install 'edge-emotion[trt]'  (needs NVIDIA's package index and a CUDA GPU)",
     "onnxruntime": "pip install onnxruntime  (or 'edge-emotion[gpu]' for onnxruntime-gpu; never both)",
     "matplotlib": "pip install matplotlib",
+    "ray": "pip install 'edge-emotion[ray]'  (Ray Data, for --engine ray)",
+    "ray.data": "pip install 'edge-emotion[ray]'  (Ray Data, for --engine ray)",
 }
 
 

@@ -21,9 +21,6 @@ from edge_emotion.deps import require
 from edge_emotion.errors import EdgeEmotionError
 from edge_emotion.ray_engine.reaper import Reaper
 
-RAY_HINT = "pip install 'edge-emotion[ray]'  (Ray Data: ray[data] 2.40 or later)"
-
-
 def require_ray() -> ModuleType:
     """`ray` with Ray Data, or a MissingDependencyError naming the extra to install."""
     ray = require("ray")
