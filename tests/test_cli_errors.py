@@ -34,6 +34,7 @@ CASES: list[tuple[str, list[str], list[str]]] = [
     ("ONNX given to export", ["export", "{onnx}"], ["CHECKPOINT", "tiny.onnx", "an ONNX model", "checkpoint"]),
     # missing files, directories for files, files for directories
     ("score: folder missing", ["score", "{missing}", "-m", "{ckpt}", "-o", "{out}/r.csv"], ["FOLDER", "no such file or folder"]),
+    ("score: folder without videos", ["score", "{empty}", "-m", "{ckpt}", "-o", "{out}/r.csv"], ["FOLDER", "no videos in this folder"]),
     ("score: -m missing", ["score", "{fixtures}", "-m", "{missing}.pt", "-o", "{out}/r.csv"], ["--model", "no such file"]),
     ("score: -m a directory", ["score", "{fixtures}", "-m", "{empty}", "-o", "{out}/r.csv"], ["--model", "a directory, not a file"]),
     ("score: -o a directory", ["score", "{fixtures}", "-m", "{ckpt}", "-o", "{empty}"], ["--output", "must end in .csv or .jsonl"]),

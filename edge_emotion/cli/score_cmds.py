@@ -124,6 +124,7 @@ def score(
     run = _score_engine(engine, address, workers)
     if not folder.exists() and not folder.is_symlink():
         raise typer.BadParameter(f"{folder}: no such file or folder", param_hint="FOLDER")
+    paths.video_source(folder, "FOLDER", options.extensions)  # an empty folder is a wrong path, not 0 rows
     paths.artifact(model, "--model")
     paths.output_file(output, "--output")
     paths.device_name(device)
