@@ -127,3 +127,34 @@ def synth_corpus(tmp_path_factory) -> Path:
     root = tmp_path_factory.mktemp("synth_corpus")
     make_corpus(root, actors=4, clips_per_class=2, seed=0)
     return root
+
+
+@pytest.fixture(scope="session")
+def ray_cluster():
+    """One Ray cluster for the whole session (Ray's testing tips): two nodes of 1 CPU each, this process connected.
+
+    Two nodes, so that work really crosses nodes: a preprocessing actor and a backend
+    actor hold one CPU each and cannot share a node. tests/ is on the workers' PYTHONPATH
+    (nodes inherit this environment), so a test may send them helper jobs from tests/.
+    Skips, with the reason, where the [ray] extra is not installed.
+    """
+    ray = pytest.importorskip("ray", reason="ray[data] is not installed: pip install '.[ray]'")
+    pytest.importorskip("ray.data", reason="ray[data] is not installed: pip install '.[ray]'")
+    from ray.cluster_utils import Cluster
+
+    tests = str(Path(__file__).parent)
+    saved = os.environ.get("PYTHONPATH")
+    os.environ["PYTHONPATH"] = os.pathsep.join(p for p in (tests, saved) if p)
+    try:
+        cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 1, "include_dashboard": False})
+        cluster.add_node(num_cpus=1)
+    finally:
+        if saved is None:
+            os.environ.pop("PYTHONPATH")
+        else:
+            os.environ["PYTHONPATH"] = saved
+    ray.init(address=cluster.address, log_to_driver=False)
+    cluster.wait_for_nodes()
+    yield cluster
+    ray.shutdown()
+    cluster.shutdown()
