@@ -126,6 +126,38 @@ def _alive(processes: set[tuple[int, int]]) -> set[tuple[int, int]]:
     return {(pid, start) for pid, start in processes if (_stat(pid) or (0, -1))[1] == start}
 
 
+REAPED_DRIVER = """
+import subprocess, sys, time
+from edge_emotion.ray_engine.reaper import Reaper
+
+reaper = Reaper.start()
+# stands for ray.init: a root process (the raylet) with a child of its own (an agent)
+root = subprocess.Popen([sys.executable, "-c", "import subprocess, time; p = subprocess.Popen(['sleep', '60']); "
+                         "print(p.pid, flush=True); time.sleep(60)"], stdout=subprocess.PIPE)
+agent = int(root.stdout.readline())
+assert reaper.sync()
+own = subprocess.Popen(["sleep", "60"])  # the program's own child, started after the instance: not Ray's
+print(root.pid, agent, own.pid, flush=True)
+time.sleep(60)
+"""
+
+
+def test_reaper_kills_the_instance_of_a_killed_driver_and_nothing_else():
+    driver = subprocess.Popen([sys.executable, "-c", REAPED_DRIVER], stdout=subprocess.PIPE, text=True)
+    root, agent, own = (int(v) for v in driver.stdout.readline().split())
+    processes = {pid: _stat(pid) for pid in (root, agent, own)}
+    driver.send_signal(signal.SIGKILL)
+    driver.wait()
+    try:
+        deadline = time.monotonic() + 10
+        while _alive({(root, processes[root][1]), (agent, processes[agent][1])}) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert _stat(root) is None and _stat(agent) is None  # the root and the orphaned agent are gone
+        assert _alive({(own, processes[own][1])})  # the program's own child, started after the instance, was left alone
+    finally:
+        subprocess.run(["kill", "-9", str(own)], check=False)
+
+
 def _data_rows(path: Path) -> list[str]:
     return path.read_text().splitlines()[1:] if path.exists() else []
 

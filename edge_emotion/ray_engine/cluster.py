@@ -21,6 +21,7 @@ from edge_emotion.deps import require
 from edge_emotion.errors import EdgeEmotionError
 from edge_emotion.ray_engine.reaper import Reaper
 
+
 def require_ray() -> ModuleType:
     """`ray` with Ray Data, or a MissingDependencyError naming the extra to install."""
     ray = require("ray")

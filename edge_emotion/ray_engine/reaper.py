@@ -7,7 +7,8 @@ they try to report the raylet's death to the GCS that died with it).
 
 How: the driver starts this module as a child in its own session (so a Ctrl-C
 aimed at the terminal's process group does not take it along) with a pipe on
-its stdin, then runs `ray.init()`, then sends "sync". Until then every new
+its stdin, waits for its "ready" (it has noted the driver's children from
+before), then runs `ray.init()`, then sends "sync". Until then every new
 descendant of the driver is Ray's; the driver's new children at "sync" (GCS,
 raylet, monitors) are the roots, and from then on the watchdog records, every
 0.2 s, the processes below them with their start times (children the program
@@ -92,6 +93,7 @@ def watch(driver: int, commands: int, answers: int) -> None:
     """
     me = os.getpid()
     before = descendants({driver})  # the driver's own children from before Ray: not ours to kill
+    _answer(answers, b"ready\n")  # the driver waits for this, so nothing of Ray's can be in `before`
     recorded: set[ProcessId] = set()
     roots: set[ProcessId] | None = None
     buffer = b""
@@ -108,13 +110,17 @@ def watch(driver: int, commands: int, answers: int) -> None:
         if b"sync" in lines and roots is None:
             recorded |= _ray_processes(driver, before, roots, me)
             roots = {p for p in recorded if (_stat(p[0]) or (0, 0))[0] == driver}
-            try:
-                os.write(answers, b"ok\n")
-            except OSError:  # the driver is gone: the next read says so
-                pass
+            _answer(answers, b"ok\n")
         if b"stop" in lines:
             break
     kill_recorded(recorded)
+
+
+def _answer(answers: int, line: bytes) -> None:
+    try:
+        os.write(answers, line)
+    except OSError:  # the driver is gone: the next read says so
+        pass
 
 
 def _ray_processes(driver: int, before: set[ProcessId], roots: set[ProcessId] | None, me: int) -> set[ProcessId]:
@@ -142,7 +148,9 @@ class Reaper:
             stdout=subprocess.PIPE,
             start_new_session=True,
         )
-        return cls(process)
+        reaper = cls(process)
+        reaper._answer("ready", timeout=30.0)  # it has noted the processes that are not Ray's
+        return reaper
 
     def sync(self, timeout: float = 10.0) -> bool:
         """Wait until the watchdog has recorded every process that exists now; False if it did not answer."""
@@ -152,8 +160,13 @@ class Reaper:
             self.process.stdin.flush()
         except OSError:
             return False
+        return self._answer("ok", timeout)
+
+    def _answer(self, word: str, timeout: float = 10.0) -> bool:
+        """Wait for the watchdog's next line; whether it is `word`."""
+        assert self.process.stdout is not None
         ready, _, _ = select.select([self.process.stdout], [], [], timeout)
-        return bool(ready) and self.process.stdout.readline() == b"ok\n"
+        return bool(ready) and self.process.stdout.readline() == f"{word}\n".encode()
 
     def stop(self, timeout: float = 10.0) -> None:
         """Kill what is left of the instance (nothing after a clean `ray.shutdown()`) and end the watchdog."""
