@@ -69,27 +69,37 @@ def _timeline(recording: Recording, audio_chunk: int) -> list[tuple[float, str, 
     return sorted(video + sound)
 
 
+def _looped(timeline: list[tuple[float, str, int]], duration: float, loops: int):
+    """The timeline `loops` times over, times going on (the sound is padded to the frames, so loops join up)."""
+    for loop in range(loops):
+        for t, kind, i in timeline:
+            yield t + loop * duration, kind, i
+
+
 def _encode(recording: Recording, container: av.container.OutputContainer, vcodec: str, acodec: str,
-            realtime: bool, stop_after: float | None, stop: threading.Event | None, options: dict[str, str]) -> None:
+            realtime: bool, stop_after: float | None, stop: threading.Event | None, options: dict[str, str],
+            loops: int = 1) -> None:
     h, w = recording.frames.shape[1:3]
     vstream = container.add_stream(vcodec, rate=recording.fps, options=options)
     vstream.width, vstream.height, vstream.pix_fmt = w, h, "yuv420p"
     astream = container.add_stream(acodec, rate=AUDIO_RATE, layout="mono")
     chunk = 1152
     start = time.monotonic()
-    for t, kind, i in _timeline(recording, chunk):
+    frames, samples = len(recording.frames), len(recording.audio)
+    for t, kind, i in _looped(_timeline(recording, chunk), recording.duration, loops):
         if (stop_after is not None and t >= stop_after) or (stop is not None and stop.is_set()):
             break
         if realtime and (delay := start + t - time.monotonic()) > 0:
             time.sleep(delay)
+        loop = round((t - i / (float(recording.fps) if kind == "v" else AUDIO_RATE)) / recording.duration)
         if kind == "v":
             frame = av.VideoFrame.from_ndarray(recording.frames[i], format="rgb24")
-            frame.pts, frame.time_base = i, 1 / recording.fps
+            frame.pts, frame.time_base = i + loop * frames, 1 / recording.fps
             packets = vstream.encode(frame)
         else:
             pcm = recording.audio[i : i + chunk].reshape(1, -1)
             frame = av.AudioFrame.from_ndarray(np.ascontiguousarray(pcm), format="flt", layout="mono")
-            frame.sample_rate, frame.pts, frame.time_base = AUDIO_RATE, i, Fraction(1, AUDIO_RATE)
+            frame.sample_rate, frame.pts, frame.time_base = AUDIO_RATE, i + loop * samples, Fraction(1, AUDIO_RATE)
             packets = astream.encode(frame)
         container.mux(packets)
     container.mux(vstream.encode())
@@ -97,11 +107,12 @@ def _encode(recording: Recording, container: av.container.OutputContainer, vcode
 
 
 def send_mpegts(recording: Recording, url: str, realtime: bool = True, stop_after: float | None = None,
-                stop: threading.Event | None = None) -> None:
-    """Stream the recording as MPEG-TS (mpeg2video + mp2) to `url`, e.g. udp://127.0.0.1:PORT?pkt_size=1316."""
+                stop: threading.Event | None = None, loops: int = 1) -> None:
+    """Stream the recording (`loops` times over) as MPEG-TS (mpeg2video + mp2) to `url`, e.g.
+    udp://127.0.0.1:PORT?pkt_size=1316. No B-frames and a GOP of 15: a receiver joins within half a second."""
     with av.open(url, mode="w", format="mpegts", container_options={"muxdelay": "0.1"}) as container:
         _encode(recording, container, "mpeg2video", "mp2", realtime, stop_after, stop,
-                {"b": "4000000", "g": "15", "bf": "0"})
+                {"b": "4000000", "g": "15", "bf": "0"}, loops)
 
 
 def write_lossless(recording: Recording, path: Path) -> Path:
@@ -128,3 +139,20 @@ def wait_for_listener(port: int, timeout: float = 60.0) -> None:
                 return
         time.sleep(0.05)
     raise TimeoutError(f"nothing listened on udp port {port} within {timeout:g} s")
+
+
+def main() -> None:
+    """python tests/live_sender.py PORT SECONDS [CLIP ...]: the fixture clips (or CLIPs) looped to UDP for SECONDS."""
+    import sys
+
+    port, seconds = int(sys.argv[1]), float(sys.argv[2])
+    fixtures = Path(__file__).parent / "fixtures"
+    clips = [Path(p) for p in sys.argv[3:]] or [fixtures / "1001_DFA_HAP_XX.flv", fixtures / "1001_DFA_NEU_XX.flv"]
+    recording = load(clips)
+    wait_for_listener(port)
+    send_mpegts(recording, f"udp://127.0.0.1:{port}?pkt_size=1316", stop_after=seconds,
+                loops=int(seconds // recording.duration) + 1)
+
+
+if __name__ == "__main__":
+    main()

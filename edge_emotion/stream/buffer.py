@@ -170,8 +170,7 @@ class LiveBuffer:
             while self._audio_span() > HARD_CAP_SPANS * self.span_s:
                 self.audio.popleft()
             return
-        newest = self.video[-1].time if self.video else None
-        while self.video and (newest - self.video[0].time > self.span_s or len(self.video) > cap):
+        while self.video and (self.video[-1].time - self.video[0].time > self.span_s or len(self.video) > cap):
             self.video.popleft()
         while self.audio and self.audio[-1].end - self.audio[0].end > self.span_s:
             self.audio.popleft()

@@ -98,12 +98,13 @@ def run_stream(
     fps = video_fps(containers[0])
     buffer = LiveBuffer(window_s + options.hop + SPAN_MARGIN_S, fps, lossless=not live)
     halt, clock = threading.Event(), StreamClock()
-    roles = [("video", "audio") if audio is None else ("video",), ("audio",)]
-    specs = [source, audio]
+    inputs: list[tuple[SourceSpec, tuple[str, ...]]] = [(source, ("video",) if audio else ("video", "audio"))]
+    if audio is not None:
+        inputs.append((audio, ("audio",)))
     decoders = [
-        Decoder(spec, container, role, buffer, clock, halt, live=live, pace=options.realtime,
+        Decoder(spec, container, roles, buffer, clock, halt, live=live, pace=options.realtime,
                 reconnect=options.reconnect, timeout=options.timeout, log=log)
-        for spec, container, role in zip(specs, containers, roles)
+        for (spec, roles), container in zip(inputs, containers)
     ]
     loop = _Loop(source.url, buffer, Schedule(0.0, fps, max(1, round(window_s * fps)), options.hop), options, live,
                  backend, detector, writers, on_event, stop or threading.Event(), log)

@@ -148,7 +148,8 @@ class Decoder(threading.Thread):
         log: Callable[[str], None],
     ) -> None:
         super().__init__(name=f"edge-emotion-decode-{'-'.join(roles)}", daemon=True)  # daemon: a read stuck in FFmpeg never blocks exit
-        self.spec, self.container, self.roles = spec, container, roles
+        self.spec, self.roles = spec, roles
+        self.container: av.container.InputContainer | None = container
         self.buffer, self.clock, self.halt = buffer, clock, halt
         self.live, self.pace, self.reconnect, self.timeout, self.log = live, pace, reconnect, timeout, log
         self.fps = video_fps(container) if "video" in roles else 25.0
@@ -179,13 +180,16 @@ class Decoder(threading.Thread):
             self.buffer.reset()
             self.container = self._reopen()
 
-    def _reopen(self) -> Any:
+    def _reopen(self) -> av.container.InputContainer | None:
+        """Open the source again until it answers; a refusal is retried after a pause, a silent wait at once
+        (a UDP port stays bound, so a sender that comes back loses nothing)."""
         while not self.halt.is_set():
+            started = time.monotonic()
             try:
                 return open_source(self.spec, self.timeout, "video" in self.roles, "audio" in self.roles)
             except SourceError as exc:
-                self.log(f"{exc}; retrying in {RECONNECT_PAUSE_S:g} s")
-                self.halt.wait(RECONNECT_PAUSE_S)
+                self.log(f"{exc}; retrying")
+                self.halt.wait(max(0.0, RECONNECT_PAUSE_S - (time.monotonic() - started)))
         return None
 
     def _decode(self, container: Any) -> str:

@@ -1,0 +1,199 @@
+"""Latency and real-time margin of `edge-emotion stream` on this machine, and the highest hop rate it sustains.
+
+    python benchmarks/stream_latency.py                      # hops 0.5 and 0.25, then smaller ones until drops; 30 s each
+    python benchmarks/stream_latency.py --seconds 60 --json stream.json
+    python benchmarks/stream_latency.py --source udp         # through the UDP MPEG-TS test sender (a second process)
+    python benchmarks/stream_latency.py --soak-minutes 60    # memory of one long stream (RSS every 10 s)
+
+Source: the two real CREMA-D fixture clips back to back (FFV1 + PCM), looped without end by lavfi's
+movie / amovie filters and paced at their own timestamps (`--realtime`): a talking face that never stops,
+as a camera would deliver it. `--source udp` instead streams them as MPEG-TS (mpeg2video + mp2) to
+udp://127.0.0.1:PORT from tests/live_sender.py, paced at real time, in its own process.
+Model: a freshly initialised N = 10 branch exported to ONNX FP32 (the weights do not change the time),
+or -m ARTIFACT. Every run is the real command (`python -m edge_emotion stream ... --summary`), in a
+fresh process pinned to --cores CPUs (default 2), so the figures are what a user gets.
+
+Per hop: events, latency p50 / p90 / p99 (ms, from the arrival of a window's last frame or sample to its
+event line being written), dropped frames, skipped windows, inference seconds per stream second (the
+real-time margin: below 1 the machine keeps up), and seconds by stage. Then the smallest hop (the
+highest event rate) that ran without a dropped frame.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO / "tests"))
+
+DEFAULT_HOPS = "0.5,0.25,0.2,0.15,0.1,0.075,0.05"
+
+
+def build_model(n_segments: int, folder: Path) -> Path:
+    """A fresh N-segment branch of the real architecture, exported to ONNX FP32."""
+    import torch
+
+    from edge_emotion import LABELS
+    from edge_emotion.checkpoint import load_checkpoint, save_checkpoint
+    from edge_emotion.export.pipeline import build_onnx
+    from edge_emotion.model import WIDTHS, SegmentBranch
+    from edge_emotion.segments import PreprocessConfig
+
+    torch.manual_seed(0)
+    branch = SegmentBranch()
+    checkpoint = folder / f"fresh_n{n_segments}.pt"
+    save_checkpoint(checkpoint, {
+        "model": branch.state_dict(), "model_config": {"n_classes": 6, "modality": "both", "widths": list(WIDTHS)},
+        "labels": list(LABELS), "preprocess": PreprocessConfig(n_segments=n_segments).to_dict(),
+        "train_config": {"note": "untrained: for timing only"},
+    })
+    out = folder / f"fresh_n{n_segments}.onnx"
+    build_onnx(load_checkpoint(checkpoint), out, "fp32")
+    return out
+
+
+def looped_source(folder: Path) -> list[str]:
+    """stream arguments for the fixture clips as an endless, paced lavfi source."""
+    import live_sender
+
+    fixtures = REPO / "tests" / "fixtures"
+    clip = live_sender.write_lossless(
+        live_sender.load([fixtures / "1001_DFA_HAP_XX.flv", fixtures / "1001_DFA_NEU_XX.flv"]), folder / "two.nut")
+    graph = f"movie={clip}:loop=0,setpts=N/FRAME_RATE/TB[out0];amovie={clip}:loop=0,asetpts=N/SR/TB[out1]"
+    return [graph, "--format", "lavfi", "--realtime"]
+
+
+def free_udp_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def _pin(cores: int):
+    def pin() -> None:
+        available = sorted(os.sched_getaffinity(0))
+        os.sched_setaffinity(0, set(available[:cores]))
+    return pin
+
+
+def rss_mb(pid: int) -> float | None:
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        return None
+    return None
+
+
+def run_once(model: Path, hop: float, seconds: float, source: str, folder: Path, cores: int,
+             sample_every: float | None = None) -> dict:
+    """One `stream` run of `seconds` of stream; its --summary, the wall time, and RSS samples if asked."""
+    summary_path, events_path = folder / f"summary_{hop}.json", folder / f"events_{hop}.jsonl"
+    sender = None
+    if source == "udp":
+        port = free_udp_port()
+        source_args = [f"udp://127.0.0.1:{port}", "--timeout", "3"]
+        sender = subprocess.Popen([sys.executable, str(REPO / "tests" / "live_sender.py"), str(port), str(seconds)],
+                                  preexec_fn=_pin(cores))
+    else:
+        source_args = looped_source(folder)
+    command = [sys.executable, "-m", "edge_emotion", "stream", *source_args, "-m", str(model), "--hop", str(hop),
+               "--duration", str(seconds), "-q", "-o", str(events_path), "--summary", str(summary_path)]
+    started = time.monotonic()
+    proc = subprocess.Popen(command, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, preexec_fn=_pin(cores))
+    samples: list[tuple[float, float]] = []
+    if sample_every:
+        def sample() -> None:
+            while proc.poll() is None:
+                if (mb := rss_mb(proc.pid)) is not None:
+                    samples.append((round(time.monotonic() - started, 1), round(mb, 1)))
+                time.sleep(sample_every)
+        threading.Thread(target=sample, daemon=True).start()
+    stdout, stderr = proc.communicate()
+    if sender is not None:
+        sender.wait(timeout=60)
+    if proc.returncode != 0:
+        raise RuntimeError(f"stream exited {proc.returncode}: {stderr.strip()}")
+    result = json.loads(summary_path.read_text())
+    result.update(hop=hop, process_wall_s=round(time.monotonic() - started, 1), rss_mb=samples)
+    return result
+
+
+def machine() -> dict:
+    import platform
+
+    cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
+                if line.startswith("model name")), platform.processor())
+    return {"cpu": cpu, "cpus": os.cpu_count(), "python": platform.python_version(), "load_average": os.getloadavg()}
+
+
+def table(rows: list[dict]) -> str:
+    head = "| hop s | events/s | events | latency p50 ms | p90 | p99 | dropped frames | skipped windows | inference s / stream s | faces ms / event |"
+    lines = [head, "|" + "---:|" * 10]
+    for r in rows:
+        lat = r["latency_ms"]
+        per_event = 1000 * r["stages_s"].get("faces", 0.0) / max(r["events"], 1)
+        lines.append(
+            f"| {r['hop']:g} | {1 / r['hop']:.1f} | {r['events']} | {lat['p50']} | {lat['p90']} | {lat['p99']} | "
+            f"{r['dropped_frames']} | {r['skipped_windows']} | {r['inference_s_per_stream_s']} | {per_event:.0f} |"
+        )
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("-m", "--model", type=Path, help="artifact to stream with (default: a fresh N = 10 ONNX FP32)")
+    parser.add_argument("--hops", default=DEFAULT_HOPS, help="hops to try, largest first (0.5 and 0.25 always run)")
+    parser.add_argument("--seconds", type=float, default=30.0, help="stream seconds per hop")
+    parser.add_argument("--source", choices=("file", "udp"), default="file", help="paced looped file (lavfi) or the UDP sender")
+    parser.add_argument("--cores", type=int, default=2, help="CPUs the stream (and sender) may use")
+    parser.add_argument("--soak-minutes", type=float, help="instead: one stream this long at hop 0.5, RSS every 10 s")
+    parser.add_argument("--json", type=Path, help="write all results here")
+    args = parser.parse_args()
+
+    report: dict = {"machine": machine(), "source": args.source, "cores": args.cores, "seconds": args.seconds,
+                    "started": time.strftime("%Y-%m-%d %H:%M:%S %Z")}
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = Path(tmp)
+        model = args.model or build_model(10, folder)
+        report["model"] = str(model if args.model else "fresh N = 10 branch, ONNX FP32")
+        if args.soak_minutes:
+            run = run_once(model, 0.5, 60 * args.soak_minutes, args.source, folder, args.cores, sample_every=10.0)
+            rss = [mb for _, mb in run["rss_mb"]]
+            settled = rss[len(rss) // 10 :] or rss
+            run["rss_summary_mb"] = {"first": rss[0], "after_10pct": settled[0], "max": max(rss), "last": rss[-1]}
+            report["soak"] = run
+            print(table([run]))
+            print(f"RSS MB: {run['rss_summary_mb']} over {len(rss)} samples")
+        else:
+            rows, failing = [], 0
+            for hop in (float(h) for h in args.hops.split(",")):
+                row = run_once(model, hop, args.seconds, args.source, folder, args.cores)
+                rows.append(row)
+                print(table([row]).splitlines()[-1], flush=True)
+                failing = failing + 1 if row["dropped_frames"] else 0
+                if failing >= 2 and hop < 0.25:
+                    break  # two hops in a row with drops: smaller ones only drop more
+            sustained = [r["hop"] for r in rows if r["dropped_frames"] == 0]
+            report["runs"] = rows
+            report["smallest_hop_without_drops"] = min(sustained) if sustained else None
+            print(table(rows))
+            print(f"highest rate without drops: hop {report['smallest_hop_without_drops']} s")
+    report["load_average_after"] = os.getloadavg()
+    if args.json:
+        args.json.write_text(json.dumps(report, indent=2) + "\n")
+        print(f"wrote {args.json}")
+
+
+if __name__ == "__main__":
+    main()
