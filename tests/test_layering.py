@@ -17,6 +17,7 @@ BUILD_PACKAGES = ("train", "export", "calibration", "synth")
 BUILD_MODULES = {
     "demo.py", "model.py", "checkpoint.py", "backends/torch_backend.py",
     "cli/train_cmds.py", "cli/export_cmds.py", "cli/synth_cmds.py", "cli/demo_cmds.py",
+    "ray_engine/preparing.py",  # the training cache on Ray: `prepare --engine ray`
 }
 BUILD_IMPORTS = ("torch", "torchvision", "facenet_pytorch", "onnx", "librosa")
 #: sanctioned doors: `--backend torch` opens a checkpoint (only the [train] install has one), and the CLI registers
