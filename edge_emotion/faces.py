@@ -92,7 +92,7 @@ def downscale(frames: np.ndarray, scale: float) -> np.ndarray:
         return frames
     _, h, w, _ = frames.shape
     size = (max(1, round(w * scale)), max(1, round(h * scale)))
-    return np.stack([np.asarray(Image.fromarray(f).resize(size, Image.BILINEAR)) for f in frames])
+    return np.stack([np.asarray(Image.fromarray(f).resize(size, Image.Resampling.BILINEAR)) for f in frames])
 
 
 def box_iou(a: Box | None, b: Box | None) -> float:
@@ -132,7 +132,7 @@ def crop_face(frame: np.ndarray, box: Box | None, params: FaceParams) -> np.ndar
     sx1, sy1, sx2, sy2 = max(left, 0), max(top, 0), min(left + n, w), min(top + n, h)
     if sx2 > sx1 and sy2 > sy1:
         square[sy1 - top : sy2 - top, sx1 - left : sx2 - left] = frame[sy1:sy2, sx1:sx2]
-    return np.asarray(Image.fromarray(square).resize((params.size, params.size), Image.BILINEAR))
+    return np.asarray(Image.fromarray(square).resize((params.size, params.size), Image.Resampling.BILINEAR))
 
 
 def normalise_faces(crops: np.ndarray, params: FaceParams) -> np.ndarray:
