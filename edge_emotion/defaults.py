@@ -22,12 +22,16 @@ BENCH_MAX_VIDEOS = 10
 OPSET = 17  # TensorRT 10 and ONNX Runtime >= 1.13 both parse it; QDQ per-channel needs >= 13
 ENGINE_WORKSPACE_BYTES = 1 << 30  # 1 GiB: plenty for a 0.4 M-parameter net, small enough for Jetson-class devices
 ENGINE_PROFILE = (1, 10, 64)  # min, opt, max segments S of the branch engine's shape profile
-PARITY_SEGMENTS = 1024  # the most real segments an export's parity check runs on
 
 # INT8 calibration
 CALIB_SEGMENTS = 500
 CALIB_HOLDOUT = 100
 CALIB_MIN_SEGMENTS = 16  # fewer real segments than this cannot calibrate: refused, not guessed
+
+# faces (FaceParams' defaults; they travel in every checkpoint and exported model)
+MIN_FACE_SIZE = 40  # MTCNN's smallest face, pixels of the detection image
+DETECT_MAX_SIDE = 320  # frames downscaled to this longest side before detection (0: never)
+DETECT_STRIDE = 1  # scoring: MTCNN on every k-th planned frame
 
 # training cache
 DETECT_EVERY = 3  # prepare: MTCNN on every k-th frame, boxes interpolated between

@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
+from edge_emotion import defaults
 from edge_emotion.deps import require
 
 Box = tuple[float, float, float, float]  # x1, y1, x2, y2 in pixels of the full frame
@@ -27,12 +28,12 @@ class FaceParams:
 
     size: int = 224  # crop side in pixels
     margin: float = 0.25  # extra context around the face box, as a fraction of its side
-    min_face_size: int = 40  # MTCNN's smallest face, in pixels of the detection image
+    min_face_size: int = defaults.MIN_FACE_SIZE  # MTCNN's smallest face, in pixels of the detection image
     # Downscale larger frames to this longest side before detection (0 = never). MTCNN's cost grows with
     # the pixels it scans: on CREMA-D (480x360) 320 halves it at a box IoU of 0.95 with full resolution
     # (benchmarks/README.md). The price: faces below min_face_size * longest side / 320 pixels are missed.
-    detect_max_side: int = 320
-    detect_stride: int = 1  # scoring: MTCNN on every k-th of the N planned frames, nearest box for the others
+    detect_max_side: int = defaults.DETECT_MAX_SIDE
+    detect_stride: int = defaults.DETECT_STRIDE  # scoring: MTCNN on every k-th of the N planned frames, nearest box for the others
     # which detector made the boxes: a prepare cache or model made with another one is not mixed with this one's
     detector: str = "mtcnn-onnx/1"
     mean: tuple[float, float, float] = (0.5, 0.5, 0.5)  # crop / 255, minus mean, over std

@@ -13,6 +13,7 @@ from typing import Annotated
 
 import typer
 
+from edge_emotion import defaults
 from edge_emotion.cli import paths
 
 
@@ -82,7 +83,7 @@ def export(
     int8: Annotated[bool, typer.Option("--int8", help="INT8 Q/DQ ONNX, calibrated on --calib videos.")] = False,
     calib: Annotated[Path | None, typer.Option("--calib", help="Folder of videos for INT8 calibration.")] = None,
     calib_method: Annotated[CalibMethod, typer.Option("--calib-method", help="Range estimation.")] = CalibMethod.minmax,
-    calib_segments: Annotated[int, typer.Option("--calib-segments", min=1, help="Calibration segments.")] = 500,
+    calib_segments: Annotated[int, typer.Option("--calib-segments", min=1, help="Calibration segments.")] = defaults.CALIB_SEGMENTS,
     calib_per_clip: Annotated[
         int | None, typer.Option("--calib-per-clip", min=1, help="Segments per clip (default N).")
     ] = None,
@@ -99,11 +100,11 @@ def export(
         ),
     ] = None,
     output: Annotated[Path | None, typer.Option("--output", "-o", help="Artifact to write.")] = None,
-    opset: Annotated[int, typer.Option("--opset", min=13, help="ONNX opset.")] = 17,
-    profile: Annotated[str, typer.Option("--profile", help="Engine S profile min,opt,max.")] = "1,10,64",
+    opset: Annotated[int, typer.Option("--opset", min=13, help="ONNX opset.")] = defaults.OPSET,
+    profile: Annotated[str, typer.Option("--profile", help="Engine S profile min,opt,max.")] = ",".join(map(str, defaults.ENGINE_PROFILE)),
     workspace_mib: Annotated[
         int, typer.Option("--workspace-mib", min=1, help="Engine builder workspace limit.")
-    ] = 1024,
+    ] = defaults.ENGINE_WORKSPACE_BYTES >> 20,
     timing_cache: Annotated[
         Path | None, typer.Option("--timing-cache", help="TensorRT timing cache (loaded and saved).")
     ] = None,

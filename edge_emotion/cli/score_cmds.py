@@ -27,6 +27,7 @@ from rich.progress import (
 from rich.table import Table
 from rich.text import Text
 
+from edge_emotion import defaults
 from edge_emotion.cli import paths  # light: no torch, no av
 from edge_emotion.scan import DEFAULT_EXTENSIONS  # light: no torch, no av
 
@@ -89,7 +90,7 @@ def score(
     ),
     backend: BackendOption = None,
     device: DeviceOption = "auto",
-    batch_size: Annotated[int, typer.Option("--batch-size", "-b", min=1, help="Segments per backend call (across clips).")] = 64,
+    batch_size: Annotated[int, typer.Option("--batch-size", "-b", min=1, help="Segments per backend call (across clips).")] = defaults.BATCH_SIZE,
     workers: Annotated[
         Optional[int],
         typer.Option("--workers", "-w", min=0, help="Preprocessing processes [1]; 0 = in this process, no timeout. "
@@ -97,7 +98,7 @@ def score(
     ] = None,
     extensions: Annotated[str, typer.Option("--extensions", help="Comma-separated video extensions to look for.")] = ",".join(DEFAULT_EXTENSIONS),
     shard: Annotated[str, typer.Option("--shard", help="i/n: score only shard i (0-based) of n; the n shards cover the folder.")] = "0/1",
-    timeout: Annotated[float, typer.Option("--timeout", min=0.1, help="Seconds allowed per file before it becomes an error row.")] = 120.0,
+    timeout: Annotated[float, typer.Option("--timeout", min=0.1, help="Seconds allowed per file before it becomes an error row.")] = defaults.FILE_TIMEOUT_S,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
     engine: Annotated[str, typer.Option("--engine", help="local (this machine's processes) or ray (Ray Data: a local instance, or the cluster at --address).")] = "local",
     address: Annotated[
@@ -239,13 +240,13 @@ def bench(
     backends: Annotated[
         Optional[str], typer.Option("--backends", help="Comma-separated backends to report, e.g. torch,onnxruntime,tensorrt (default: each artifact's own).")
     ] = None,
-    batch_sizes: Annotated[str, typer.Option("--batch-sizes", help="Comma-separated batch sizes, in segments.")] = "1,10,64",
-    iterations: Annotated[int, typer.Option("--iterations", "-n", min=1, help="Timed calls per batch size.")] = 50,
-    warmup: Annotated[int, typer.Option("--warmup", min=0, help="Untimed calls first.")] = 5,
-    max_seconds: Annotated[float, typer.Option("--max-seconds", min=0.1, help="Stop timing a batch size after this long (at least 3 calls).")] = 20.0,
+    batch_sizes: Annotated[str, typer.Option("--batch-sizes", help="Comma-separated batch sizes, in segments.")] = ",".join(map(str, defaults.BENCH_BATCH_SIZES)),
+    iterations: Annotated[int, typer.Option("--iterations", "-n", min=1, help="Timed calls per batch size.")] = defaults.BENCH_ITERATIONS,
+    warmup: Annotated[int, typer.Option("--warmup", min=0, help="Untimed calls first.")] = defaults.BENCH_WARMUP,
+    max_seconds: Annotated[float, typer.Option("--max-seconds", min=0.1, help="Stop timing a batch size after this long (at least 3 calls).")] = defaults.BENCH_MAX_SECONDS,
     device: DeviceOption = "auto",
     videos: Annotated[Optional[Path], typer.Option("--videos", help="Folder of videos: real inputs, and the end-to-end time by stage.")] = None,
-    max_videos: Annotated[int, typer.Option("--max-videos", min=1, help="Use at most this many videos from --videos.")] = 10,
+    max_videos: Annotated[int, typer.Option("--max-videos", min=1, help="Use at most this many videos from --videos.")] = defaults.BENCH_MAX_VIDEOS,
     json_out: Annotated[Optional[Path], typer.Option("--json", help="Write the full report as JSON.")] = None,
     plot: Annotated[Optional[Path], typer.Option("--plot", help="Write throughput against batch size as PNG.")] = None,
 ) -> None:

@@ -13,6 +13,7 @@ from typing import Annotated, Any
 
 import typer
 
+from edge_emotion import defaults
 from edge_emotion.cli import paths
 
 DataDir = Annotated[
@@ -93,7 +94,7 @@ def prepare(
     ],
     detect_every: Annotated[
         int, typer.Option(min=1, help="Run MTCNN on every k-th frame, interpolate the boxes between.")
-    ] = 3,
+    ] = defaults.DETECT_EVERY,
     workers: Annotated[
         int | None,
         typer.Option(
@@ -103,7 +104,7 @@ def prepare(
     ] = None,
     min_face_size: Annotated[
         int, typer.Option(min=1, help="MTCNN's smallest face, in pixels of the (downscaled) detection image.")
-    ] = 40,
+    ] = defaults.MIN_FACE_SIZE,
     detect_max_side: Annotated[
         int,
         typer.Option(
@@ -111,7 +112,7 @@ def prepare(
             help="Downscale frames to this longest side before MTCNN (0: never). Travels with the model: "
             "scoring detects the same way. 240 scores CREMA-D about 25 % faster than 320 (box IoU 0.93 vs full).",
         ),
-    ] = 320,
+    ] = defaults.DETECT_MAX_SIDE,
     detect_stride: Annotated[
         int,
         typer.Option(
@@ -119,7 +120,7 @@ def prepare(
             help="Scoring with this model runs MTCNN on every k-th of the N planned frames, the nearest box for "
             "the others (2 halves MTCNN's cost). Travels with the model; training uses the cache's boxes.",
         ),
-    ] = 1,
+    ] = defaults.DETECT_STRIDE,
     engine: Annotated[
         str, typer.Option(help="local (this machine's processes) or ray (Ray Data actors; DATA and the cache on a shared path).")
     ] = "local",
