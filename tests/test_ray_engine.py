@@ -29,7 +29,10 @@ from edge_emotion.ray_engine.scoring import ActorPlan, describe, plan_actors, re
 from edge_emotion.report import CsvFormat, FileKey  # noqa: E402
 from edge_emotion.score import ScoreOptions, score_folder  # noqa: E402
 
-pytestmark = pytest.mark.ray
+pytestmark = [
+    pytest.mark.ray,
+    pytest.mark.filterwarnings("ignore::DeprecationWarning:ray.data.context"),  # Ray Data's own renamed settings
+]
 
 N = 4  # fresh_checkpoint's segments
 CLI = str(Path(sys.executable).with_name("edge-emotion"))
