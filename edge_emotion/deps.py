@@ -9,10 +9,12 @@ from edge_emotion.errors import MissingDependencyError
 
 #: import name -> how to install it
 INSTALL_HINTS: dict[str, str] = {
-    "facenet_pytorch": "pip install --no-deps facenet-pytorch==2.6.0  (it pins torch<2.3; --no-deps keeps ours)",
+    "facenet_pytorch": "pip install --no-deps facenet-pytorch==2.6.0  (tests and detector_nets only; it pins torch<2.3)",
     "tensorrt": "pip install 'edge-emotion[trt]'  (needs NVIDIA's package index and a CUDA GPU)",
     "onnxruntime": "pip install onnxruntime  (or 'edge-emotion[gpu]' for onnxruntime-gpu; never both)",
     "matplotlib": "pip install matplotlib",
+    "torch": "pip install 'edge-emotion[train]'  (training, export, calibration, the demo)",
+    "onnx": "pip install 'edge-emotion[train]'  (training, export, calibration, the demo)",
     "ray": "pip install 'edge-emotion[ray]'  (Ray Data, for --engine ray)",
     "ray.data": "pip install 'edge-emotion[ray]'  (Ray Data, for --engine ray)",
 }

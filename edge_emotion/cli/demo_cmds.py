@@ -24,6 +24,9 @@ def demo(
 
     from edge_emotion.cli.score_cmds import bench_table, stage_table
     from edge_emotion.demo import DemoConfig, run_demo
+    from edge_emotion.deps import require
+
+    require("torch")  # before minutes of corpus writing: the demo trains and exports
 
     paths.output_dir(output, "--output")
     console = Console(width=None if Console().is_terminal else 140)  # CI logs: wide enough for the tables
