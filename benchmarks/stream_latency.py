@@ -115,7 +115,7 @@ def run_once(model: Path, hop: float, seconds: float, source: str, folder: Path,
     if sample_every:
         def sample() -> None:
             while proc.poll() is None:
-                if (mb := rss_mb(proc.pid)) is not None:
+                if (mb := rss_mb(proc.pid)):  # None or 0 while the process is still being exec'd
                     samples.append((round(time.monotonic() - started, 1), round(mb, 1)))
                 time.sleep(sample_every)
         threading.Thread(target=sample, daemon=True).start()

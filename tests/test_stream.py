@@ -7,6 +7,8 @@ wrong stretch of sound shows. No timing is asserted except against growth and ge
 
 from __future__ import annotations
 
+import functools
+import http.server
 import itertools
 import json
 import math
@@ -289,6 +291,17 @@ def test_reconnect_reopens_a_source_that_comes_back(hap_clip_path, backend, face
     assert summary.ended == "interrupted" and summary.reconnects >= 1
     assert events[0]["t_start"] < 1.0 and events[-1]["t_start"] > 1.87  # windows before and after the gap
     assert [e["t_start"] for e in events] == sorted(e["t_start"] for e in events)
+
+
+def test_a_network_stream_that_ends_ends_the_run(recording, backend, face_detector, tmp_path):
+    ls.send_mpegts(recording, str(tmp_path / "two.ts"), realtime=False)  # MPEG-TS served over HTTP, then EOF
+    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(tmp_path))
+    with http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler) as server:
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+        url = f"http://127.0.0.1:{server.server_address[1]}/two.ts"
+        events, summary = stream(SourceSpec(url), backend, face_detector, hop=0.5, realtime=True)
+        server.shutdown()
+    assert summary.ended == "end of stream" and len(events) + summary.skipped_windows == expected_windows(117, 0.5)
 
 
 @pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
