@@ -53,7 +53,18 @@ class ScoreProgress(Protocol):
     def advance(self, row: Row) -> None: ...
 
 
-class _NoProgress:
+class BackendFacts(Protocol):
+    """What a results file records of a backend (a Backend, or its description from a remote actor)."""
+
+    name: str
+
+    @property
+    def precision(self) -> str: ...
+
+
+class NoProgress:
+    """The progress display of a run nobody watches."""
+
     def start(self, total: int, skipped: int) -> None:
         pass
 
@@ -178,7 +189,7 @@ def plan_folder(root: str | Path, options: ScoreOptions) -> list[FileKey]:
     return [file_key(p) for p in paths]
 
 
-def model_identity(artifact: str | Path, backend: Backend) -> dict[str, str]:
+def model_identity(artifact: str | Path, backend: BackendFacts) -> dict[str, str]:
     """What a results file records of the model behind its rows: the artifact's bytes, backend and precision."""
     digest = hashlib.sha256()
     with open(artifact, "rb") as f:
@@ -195,7 +206,7 @@ def score_folder(
     progress: ScoreProgress | None = None,
 ) -> Summary:
     """Score every video under `root` into `output`, skipping clips already there (same path, size, mtime)."""
-    progress = progress or _NoProgress()
+    progress = progress or NoProgress()
     started = time.perf_counter()
     keys = plan_folder(root, options)
     with open_backend(artifact, options.backend, options.device) as backend, ResultsFile(
@@ -208,7 +219,7 @@ def score_folder(
         if todo:
             with open_preparer(backend.contract.preprocess, options.workers, options.timeout, options.face_device) as prep:
                 scored = score_prepared(prep.run([Path(k.path) for k in todo]), backend, options.batch_size)
-                rows = in_order(_rows(scored, todo, backend.contract.labels, summary))
+                rows = in_order(clip_rows(scored, todo, backend.contract.labels, summary))
                 for row in rows:
                     results.write(row)
                     progress.advance(row)
@@ -218,7 +229,7 @@ def score_folder(
     return summary
 
 
-def _rows(scored: Iterable[ScoredClip], keys: Sequence[FileKey], labels: Sequence[str], summary: Summary) -> Iterator[tuple[int, Row]]:
+def clip_rows(scored: Iterable[ScoredClip], keys: Sequence[FileKey], labels: Sequence[str], summary: Summary) -> Iterator[tuple[int, Row]]:
     """Build each clip's row (consensus) and add its times to the summary."""
     for item in scored:
         start = time.perf_counter()

@@ -37,11 +37,11 @@ from edge_emotion.errors import ArtifactError, EdgeEmotionError
 from edge_emotion.ray_engine.cluster import RayOptions, Resources, ray_session, task_error
 from edge_emotion.report import FileKey, ResultsFile, Summary, count_rows
 from edge_emotion.score import (
+    NoProgress,
     ScoredClip,
     ScoreOptions,
     ScoreProgress,
-    _NoProgress,
-    _rows,
+    clip_rows,
     in_order,
     model_identity,
     plan_folder,
@@ -203,14 +203,14 @@ def score_folder_ray(
     ray_options: RayOptions = RayOptions(),
 ) -> Summary:
     """`score_folder` on Ray (its arguments, then where to run): the same rows in the same file, resumable by either engine."""
-    progress = progress or _NoProgress()
+    progress = progress or NoProgress()
     started = time.perf_counter()
     keys = plan_folder(root, options)
     model = read_artifact(artifact, options)
     with ray_session(ray_options.address, ray_options.num_cpus) as resources:
         facts = _remote(describe, model, resources)
         labels = facts.contract.labels
-        with ResultsFile(output, labels, model_identity(artifact, facts)) as results:  # type: ignore[arg-type]
+        with ResultsFile(output, labels, model_identity(artifact, facts)) as results:
             results.drop(k.path for k in keys if k.path in results.rows and not results.done(k))
             todo = [k for k in keys if not results.done(k)]
             summary = Summary(skipped=len(keys) - len(todo))
@@ -218,7 +218,7 @@ def score_folder_ray(
             if todo:
                 plan = plan_actors(resources, len(todo), ray_options)
                 scored = run_pipeline(todo, model, facts, options, plan)
-                for row in in_order(_rows(_unwrapped(scored), todo, labels, summary)):
+                for row in in_order(clip_rows(_unwrapped(scored), todo, labels, summary)):
                     results.write(row)
                     progress.advance(row)
             summary.rows = len(results.rows)
