@@ -134,7 +134,9 @@ def machine() -> dict:
 
     cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
                 if line.startswith("model name")), platform.processor())
-    return {"cpu": cpu, "cpus": os.cpu_count(), "python": platform.python_version(), "load_average": os.getloadavg()}
+    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO, capture_output=True, text=True, check=False)
+    return {"cpu": cpu, "cpus": os.cpu_count(), "python": platform.python_version(), "load_average": os.getloadavg(),
+            "commit": commit.stdout.strip() or None}
 
 
 def table(rows: list[dict]) -> str:
