@@ -35,3 +35,8 @@ DETECT_STRIDE = 1  # scoring: MTCNN on every k-th planned frame
 
 # training cache
 DETECT_EVERY = 3  # prepare: MTCNN on every k-th frame, boxes interpolated between
+
+# live streams (edge-emotion stream)
+STREAM_HOP_S = 0.5  # seconds between events
+STREAM_TIMEOUT_S = 10.0  # seconds without data before a source counts as stalled or lost
+STREAM_SECONDS_PER_SEGMENT = 0.25  # default window: a CREMA-D clip (median ~2.5 s) over the paper's N = 10

@@ -24,6 +24,8 @@ from rich.console import Console, Group
 from rich.table import Table
 from rich.text import Text
 
+from edge_emotion import defaults  # light: no av, no onnxruntime
+
 
 def _key_values(items: list[str] | None, option: str) -> dict[str, str]:
     """["video_size=640x480", ...] -> {"video_size": "640x480"}; BadParameter naming the option otherwise."""
@@ -97,8 +99,8 @@ def stream(
     source: Annotated[str, typer.Argument(help="What PyAV opens: udp://, rtsp://, http://, srt:// URL, a device (with --format), or a file.")],
     model: Annotated[Path, typer.Option("--model", "-m", help="Artifact: ONNX (.onnx), checkpoint (.pt) or TensorRT engine (.engine).")],
     output: Annotated[Path | None, typer.Option("--output", "-o", help="Events as JSON lines (replaced). Default: stdout when it is a pipe.")] = None,
-    window: Annotated[float | None, typer.Option("--window", min=0.01, help="Seconds per event (default: 0.25 s per model segment, at least 1.28).")] = None,
-    hop: Annotated[float, typer.Option("--hop", min=0.001, help="Seconds between events.")] = 0.5,
+    window: Annotated[float | None, typer.Option("--window", min=0.01, help=f"Seconds per event (default: {defaults.STREAM_SECONDS_PER_SEGMENT:g} s per model segment, at least the audio window).")] = None,
+    hop: Annotated[float, typer.Option("--hop", min=0.001, help="Seconds between events.")] = defaults.STREAM_HOP_S,
     realtime: Annotated[bool, typer.Option("--realtime", help="Pace the source at its own timestamps: a file behaves like a live source.")] = False,
     duration: Annotated[float | None, typer.Option("--duration", min=0.001, help="Stop after this many seconds of stream.")] = None,
     input_format: Annotated[str | None, typer.Option("--format", "-f", help="Input format: v4l2, alsa, lavfi, mpegts ... (default: guessed).")] = None,
@@ -106,7 +108,7 @@ def stream(
     audio: Annotated[str | None, typer.Option("--audio", help="A separate source for the sound (a microphone: --audio hw:0 --audio-format alsa).")] = None,
     audio_format: Annotated[str | None, typer.Option("--audio-format", help="Input format of --audio.")] = None,
     audio_option: Annotated[list[str] | None, typer.Option("--audio-option", help="KEY=VALUE for --audio; repeat.")] = None,
-    timeout: Annotated[float, typer.Option("--timeout", min=0.1, help="Seconds without data before the source counts as stalled or lost.")] = 10.0,
+    timeout: Annotated[float, typer.Option("--timeout", min=0.1, help="Seconds without data before the source counts as stalled or lost.")] = defaults.STREAM_TIMEOUT_S,
     reconnect: Annotated[bool, typer.Option("--reconnect", help="Reopen a lost or stalled network source (RTSP camera) instead of ending.")] = False,
     backend: Annotated[str | None, typer.Option("--backend", help="torch | onnxruntime | tensorrt (default: by the artifact's kind).")] = None,
     device: Annotated[str, typer.Option("--device", help="Backend device: auto, cpu, cuda, cuda:1 ...")] = "auto",

@@ -21,6 +21,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from edge_emotion import defaults
 from edge_emotion.backends.base import Backend
 from edge_emotion.faces import FaceDetector
 from edge_emotion.report import FileKey, build_row
@@ -32,8 +33,8 @@ from edge_emotion.stream.source import Decoder, SourceSpec, StreamClock, open_so
 from edge_emotion.stream.window import Schedule, build_window, default_window
 from edge_emotion.workers import PreparedClip
 
-DEFAULT_HOP_S = 0.5
-DEFAULT_TIMEOUT_S = 10.0
+DEFAULT_HOP_S = defaults.STREAM_HOP_S
+DEFAULT_TIMEOUT_S = defaults.STREAM_TIMEOUT_S
 SPAN_MARGIN_S = 0.25  # the buffer holds window + hop + this
 WATCHDOG_GRACE_S = 2.0  # the loop's own stall check, should the decoder's read timeout never fire
 JOIN_S = 1.0  # how long the end of a run waits for a decode thread (one stuck in a read is left: a daemon)

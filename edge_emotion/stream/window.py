@@ -16,11 +16,12 @@ from pathlib import Path
 
 import numpy as np
 
+from edge_emotion import defaults
 from edge_emotion.decode import Clip, _resample_audio, _upright
 from edge_emotion.segments import PreprocessConfig, plan_clip
 from edge_emotion.stream.buffer import AudioItem, VideoItem
 
-SECONDS_PER_SEGMENT = 0.25  # default window: a CREMA-D clip (median ~2.5 s) spread over the paper's N = 10
+SECONDS_PER_SEGMENT = defaults.STREAM_SECONDS_PER_SEGMENT  # a CREMA-D clip (median ~2.5 s) over the paper's N = 10
 MAX_AV_SKEW_S = 2.0  # video this far past a window's end: stop waiting for its audio (zeros, counted silent)
 
 
