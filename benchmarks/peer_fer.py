@@ -1,10 +1,10 @@
 """The fer peer, reproducibly offline: fer 25.10.3 (its bundled FER2013 mini-Xception TFLite model) with facenet
-MTCNN faces, N = 10 frames per clip, summed over frames, on the same clips and decoder as edge-emotion.
+MTCNN faces, N = 10 frames per clip, summed over frames, on the same clips as edge-emotion.
 
-    python -m venv /tmp/fervenv && /tmp/fervenv/bin/pip install fer==25.10.3 ai-edge-litert==2.3.0 av==18.1.0
+    python -m venv /tmp/fervenv && /tmp/fervenv/bin/pip install fer==25.10.3 ai-edge-litert==2.3.0 "setuptools<81"
     /tmp/fervenv/bin/python benchmarks/peer_fer.py --clips 60 [--json out.json]
 
-It is the nearest tool a user would reach for (face only, no audio): per clip, decode with PyAV, take the middle
+It is the nearest tool a user would reach for (face only, no audio): per clip, decode (OpenCV), take the middle
 frame of each of N segments (as edge-emotion's test-mode plan does), `FER(mtcnn=True).detect_emotions` on each,
 sum the emotion scores. Reports the steady state (the detector built and warmed first) and the cold run (this
 whole process, start-up and imports included, from the interpreter's own start) as times real time.
@@ -36,14 +36,20 @@ def clip_folder(root: Path, count: int) -> list[Path]:
 
 
 def segment_frames(path: Path, n: int):
-    """(duration s, the middle frame of each of n equal segments as BGR uint8) decoded with PyAV."""
-    import av
+    """(duration s, the middle frame of each of n equal segments as BGR uint8), decoded with OpenCV (fer's own
+    dependency; PyAV's FFmpeg beside OpenCV's and TensorFlow's in one process crashed here)."""
+    import cv2
     import numpy as np
 
-    with av.open(str(path)) as container:
-        stream = container.streams.video[0]
-        frames = [f.to_ndarray(format="bgr24") for f in container.decode(stream)]
-        fps = float(stream.average_rate)
+    capture = cv2.VideoCapture(str(path))
+    frames = []
+    while True:
+        ok, frame = capture.read()
+        if not ok:
+            break
+        frames.append(frame)
+    fps = capture.get(cv2.CAP_PROP_FPS) or 29.97
+    capture.release()
     edges = np.linspace(0, len(frames), n + 1)
     picks = np.clip(((edges[:-1] + edges[1:]) / 2).astype(int), 0, len(frames) - 1)
     return len(frames) / fps, [frames[i] for i in picks]
@@ -66,7 +72,8 @@ def main() -> None:
     parser.add_argument("--json", type=Path)
     args = parser.parse_args()
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-    from fer import FER
+    import facenet_pytorch  # noqa: F401 - torch before TensorFlow: the other order segfaults (torchvision after TF)
+    from fer.fer import FER
 
     with tempfile.TemporaryDirectory() as tmp:
         clips = clip_folder(Path(tmp), args.clips)
