@@ -29,6 +29,7 @@ from rich.text import Text
 
 from edge_emotion import defaults
 from edge_emotion.cli import paths  # light: no torch, no av
+from edge_emotion.cli.engine import ray_options
 from edge_emotion.scan import DEFAULT_EXTENSIONS  # light: no torch, no av
 
 ModelOption = Annotated[Path, typer.Option("--model", "-m", help="Artifact: checkpoint (.pt), ONNX (.onnx) or TensorRT engine (.engine).")]
@@ -143,22 +144,16 @@ def score(
 
 def _score_engine(engine: str, address: str | None, workers: int | None) -> Any:
     """score_folder, or its Ray Data twin with the cluster options bound (same arguments, same rows)."""
-    if engine not in ("local", "ray"):
-        raise typer.BadParameter(f"choose local or ray, got {engine!r}", param_hint="--engine")
-    if engine == "local":
-        if address is not None:
-            raise typer.BadParameter("--address joins a Ray cluster: it needs --engine ray", param_hint="--address")
+    options = ray_options(engine, address, workers)
+    if options is None:
         from edge_emotion.score import score_folder
 
         return score_folder
-    if workers == 0:
-        raise typer.BadParameter("with --engine ray it counts preprocessing actors: 1 or more", param_hint="--workers")
     import functools
 
-    from edge_emotion.ray_engine.cluster import RayOptions
     from edge_emotion.ray_engine.scoring import score_folder_ray
 
-    return functools.partial(score_folder_ray, ray_options=RayOptions(address=address, prepare_actors=workers))
+    return functools.partial(score_folder_ray, ray_options=options)
 
 
 def _print_summary(summary: Any, output: Path) -> None:

@@ -15,6 +15,7 @@ import typer
 
 from edge_emotion import defaults
 from edge_emotion.cli import paths
+from edge_emotion.cli.engine import ray_options
 
 DataDir = Annotated[
     Path, typer.Argument(help="CREMA-D folder (VideoFlash/AAAA_SSS_EEE_LL.flv) or a flat folder of such videos.")
@@ -135,7 +136,7 @@ def prepare(
     from edge_emotion.train.prepare import default_workers, prepare_corpus
 
     _check_run_paths(data_dir, output)
-    ray_options = _ray_options(engine, address, workers)
+    ray = ray_options(engine, address, workers)
     face = FaceParams(min_face_size=min_face_size, detect_max_side=detect_max_side, detect_stride=detect_stride)
     with Progress() as bar:
         task = bar.add_task("prepare", total=None)
@@ -150,7 +151,7 @@ def prepare(
             every=detect_every,
             workers=default_workers() if workers is None else workers,
             progress=progress,
-            ray_options=ray_options,
+            ray_options=ray,
         )
     for s in report.skipped_at_index + report.failed:
         typer.secho(f"skipped {s.path}: {s.reason}", fg=typer.colors.YELLOW, err=True)
@@ -159,21 +160,6 @@ def prepare(
         if report.failed
         else f"{output}: {report.summary()}"
     )
-
-
-def _ray_options(engine: str, address: str | None, workers: int | None) -> Any:
-    """None for the local engine; RayOptions for --engine ray (where to run, how many actors)."""
-    if engine not in ("local", "ray"):
-        raise typer.BadParameter(f"choose local or ray, got {engine!r}", param_hint="--engine")
-    if engine == "local":
-        if address is not None:
-            raise typer.BadParameter("--address joins a Ray cluster: it needs --engine ray", param_hint="--address")
-        return None
-    if workers == 0:
-        raise typer.BadParameter("with --engine ray it counts actors: 1 or more", param_hint="--workers")
-    from edge_emotion.ray_engine.cluster import RayOptions
-
-    return RayOptions(address=address, prepare_actors=workers)
 
 
 def _config(recipe: str, arguments: dict[str, Any]) -> Any:
