@@ -87,3 +87,19 @@ def test_a_folder_without_nets_is_refused_naming_it(tmp_path):
 
     with pytest.raises(ArtifactError, match="no pnet.engine"):
         FaceDetector(nets=Path(tmp_path))
+
+
+def test_a_damaged_net_in_a_detector_folder_is_refused_naming_the_file(tmp_path):
+    from edge_emotion.errors import ArtifactError
+
+    (tmp_path / "pnet.onnx").write_bytes(b"not an onnx model")
+    with pytest.raises(ArtifactError, match="pnet.onnx: not a loadable detector net"):
+        FaceDetector(nets=tmp_path)
+
+
+def test_candidates_wholly_outside_the_image_are_dropped_before_the_nets():
+    sat = cascade.summed_area(np.full((1, 40, 40, 3), 100, np.uint8))
+    boxes = np.array([[-30, -30, -10, -10, 0.9], [5, 5, 30, 30, 0.9]], np.float32)
+    crops, valid = cascade.crop_candidates(sat, np.zeros(2, np.int64), boxes, 24)
+    assert valid.tolist() == [False, True] and crops.shape == (1, 3, 24, 24)
+    np.testing.assert_allclose(crops, (100 - 127.5) / 128, atol=1e-6)

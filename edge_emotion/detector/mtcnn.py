@@ -1,8 +1,8 @@
 """The MTCNN face detector on ONNX Runtime: the packaged PNet/RNet/ONet and the numpy cascade, batched.
 
-Per call, every pyramid level of all images goes through PNet in one run, and all surviving
-candidates of all images go through RNet, then ONet, in one run each: a clip's N frames cost three
-kinds of net call per level instead of facenet's per-image, per-box loop. No torch anywhere.
+Per call, all images go through PNet in one run per pyramid level, and all surviving candidates of
+all images go through RNet, then ONet, in one run each, where facenet loops over boxes for the crops.
+No torch anywhere.
 """
 
 from __future__ import annotations
@@ -52,8 +52,13 @@ class OnnxNet:
         # no busy-waiting between runs: the cascade's numpy steps need the same cores in between
         options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         self.spec = spec
-        self.session = ort.InferenceSession(str(path or spec.path), sess_options=options, providers=list(providers))
+        path = Path(path or spec.path)
+        try:
+            self.session = ort.InferenceSession(str(path), sess_options=options, providers=list(providers))
+        except Exception as exc:  # ORT's own Fail / InvalidProtobuf / NoSuchFile types
+            from edge_emotion.errors import ArtifactError
 
+            raise ArtifactError(path, f"not a loadable detector net ({type(exc).__name__}: {exc})") from exc
         self._dtype = np.float16 if self.session.get_inputs()[0].type == "tensor(float16)" else np.float32
 
     def __call__(self, batch: np.ndarray) -> list[np.ndarray]:
@@ -72,6 +77,14 @@ class EngineNet:
         self.runner = open_engine(path, device)
 
     def __call__(self, batch: np.ndarray) -> list[np.ndarray]:
+        """Batches beyond the engine's largest profile run in pieces (a frame with many candidates)."""
+        from edge_emotion.backends.tensorrt_backend import batch_range, chunk_bounds
+
+        largest = batch_range(self.runner.profiles, self.spec.input)[1]
+        parts = [self._run(batch[a:b]) for a, b in chunk_bounds(len(batch), largest)]
+        return [np.concatenate(outs) for outs in zip(*parts)]
+
+    def _run(self, batch: np.ndarray) -> list[np.ndarray]:
         outputs = dict(zip(self.runner.output_names, self.runner.run({self.spec.input: batch})))
         return [outputs[name].astype(np.float32, copy=False) for name in self.spec.outputs]
 
@@ -148,6 +161,8 @@ class Mtcnn:
             return boxes, image
         crops, valid = cascade.crop_candidates(sat, image, boxes, NET_SPECS["rnet"].side or 24)
         boxes, image = boxes[valid], image[valid]
+        if len(boxes) == 0:  # every candidate lay wholly outside its image
+            return EMPTY_BOXES, image
         regression, probability = self.rnet(crops)
         score = probability[:, 1]
         passed = score > self.settings.thresholds[1]
@@ -163,6 +178,8 @@ class Mtcnn:
             return boxes, image
         crops, valid = cascade.crop_candidates(sat, image, boxes, NET_SPECS["onet"].side or 48)
         boxes, image = boxes[valid], image[valid]
+        if len(boxes) == 0:
+            return EMPTY_BOXES, image
         regression, _landmarks, probability = self.onet(crops)
         score = probability[:, 1]
         passed = score > self.settings.thresholds[2]
