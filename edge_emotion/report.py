@@ -302,6 +302,11 @@ class ResultsFile:
         row = self.rows.get(key.path)
         return row is not None and row_key(row) == key
 
+    def pending(self, keys: Sequence[FileKey]) -> list[FileKey]:
+        """The keys still to score, in order; rows of files changed since (other size or mtime) are dropped first."""
+        self.drop(k.path for k in keys if k.path in self.rows and not self.done(k))
+        return [k for k in keys if not self.done(k)]
+
     def drop(self, paths: Iterable[str]) -> None:
         """Remove the rows of these paths (stale versions) by rewriting the file atomically."""
         stale = set(paths) & self.rows.keys()

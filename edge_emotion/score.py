@@ -212,8 +212,7 @@ def score_folder(
     with open_backend(artifact, options.backend, options.device) as backend, ResultsFile(
         output, backend.contract.labels, model_identity(artifact, backend)
     ) as results:
-        results.drop(k.path for k in keys if k.path in results.rows and not results.done(k))
-        todo = [k for k in keys if not results.done(k)]
+        todo = results.pending(keys)
         summary = Summary(skipped=len(keys) - len(todo))
         progress.start(len(todo), summary.skipped)
         if todo:

@@ -211,8 +211,7 @@ def score_folder_ray(
         facts = _remote(describe, model, resources)
         labels = facts.contract.labels
         with ResultsFile(output, labels, model_identity(artifact, facts)) as results:
-            results.drop(k.path for k in keys if k.path in results.rows and not results.done(k))
-            todo = [k for k in keys if not results.done(k)]
+            todo = results.pending(keys)
             summary = Summary(skipped=len(keys) - len(todo))
             progress.start(len(todo), summary.skipped)
             if todo:
