@@ -17,9 +17,10 @@ from pathlib import Path
 
 import numpy as np
 
-from edge_emotion.decode import open_clip, read_frames
+from edge_emotion.config import FaceParams
 from edge_emotion.detector.mtcnn import CascadeSettings, Mtcnn
-from edge_emotion.faces import FaceParams, _detect_scale, box_iou, downscale
+from edge_emotion.io.decode import open_clip, read_frames
+from edge_emotion.preprocess.faces import _detect_scale, box_iou, downscale
 
 FIXTURES = Path(__file__).resolve().parents[1] / "tests" / "fixtures"
 

@@ -35,13 +35,13 @@ import torch
 
 from edge_emotion import LABELS
 from edge_emotion.backends import open_backend
-from edge_emotion.bench import machine_info, stage_breakdown
-from edge_emotion.checkpoint import load_checkpoint, save_checkpoint
-from edge_emotion.export.pipeline import build_onnx
-from edge_emotion.model import WIDTHS, SegmentBranch
-from edge_emotion.score import score_prepared
-from edge_emotion.segments import PreprocessConfig
-from edge_emotion.workers import PrepareJob, WorkerPool
+from edge_emotion.build.checkpoint import load_checkpoint, save_checkpoint
+from edge_emotion.build.export.pipeline import build_onnx
+from edge_emotion.build.model import WIDTHS, SegmentBranch
+from edge_emotion.config import PreprocessConfig
+from edge_emotion.run.bench import machine_info, stage_breakdown
+from edge_emotion.run.score import score_prepared
+from edge_emotion.run.workers import PrepareJob, WorkerPool
 
 FIXTURES = Path(__file__).resolve().parents[1] / "tests" / "fixtures"
 
@@ -110,8 +110,9 @@ def steady_state(checkpoint: Path, clips: list[Path], workers: int, batch_size: 
 
 def detector_cpu_ms(clips: list[Path], side: int, frames_per_clip: int = 10) -> dict:
     """MTCNN alone: CPU and wall ms per 480x360 frame at this detection size (CPU time is robust to a busy machine)."""
-    from edge_emotion.decode import open_clip, read_frames
-    from edge_emotion.faces import FaceDetector, FaceParams
+    from edge_emotion.config import FaceParams
+    from edge_emotion.io.decode import open_clip, read_frames
+    from edge_emotion.preprocess.faces import FaceDetector
 
     frames = []
     for path in clips[:2]:

@@ -203,7 +203,7 @@ def hard_limit(seconds: float) -> Iterator[None]:
 
 
 def latency(seconds: Sequence[float]) -> dict[str, float]:
-    """Milliseconds per call: percentiles over synchronised calls (edge_emotion.bench's are tied to its decoder imports)."""
+    """Milliseconds per call: percentiles over synchronised calls (edge_emotion.run.bench's are tied to its decoder imports)."""
     ms = np.asarray(seconds, dtype=np.float64) * 1e3
     p50, p90, p99 = np.percentile(ms, [50, 90, 99])
     return {"p50": float(p50), "p90": float(p90), "p99": float(p99), "mean": float(ms.mean()),
@@ -264,7 +264,7 @@ def fixture_clips() -> list[Path]:
 
 def face_detector(params: Any, device: str) -> tuple[Any | None, str]:
     """(FaceDetector, '') or (None, why) when it cannot be built here (e.g. its package is missing)."""
-    from edge_emotion.faces import FaceDetector
+    from edge_emotion.preprocess.faces import FaceDetector
 
     try:
         return FaceDetector(params, device=device), ""
@@ -283,9 +283,9 @@ def fresh_checkpoint(check: Check) -> Path:
     import torch
 
     from edge_emotion import LABELS
-    from edge_emotion.checkpoint import save_checkpoint
-    from edge_emotion.model import WIDTHS, SegmentBranch
-    from edge_emotion.segments import PreprocessConfig
+    from edge_emotion.build.checkpoint import save_checkpoint
+    from edge_emotion.build.model import WIDTHS, SegmentBranch
+    from edge_emotion.config import PreprocessConfig
 
     torch.manual_seed(0)
     branch = SegmentBranch()
@@ -312,8 +312,8 @@ def fixture_segments(check: Check, config: Any) -> tuple[np.ndarray, np.ndarray,
 
     Returns faces [S, 3, 224, 224], spectrograms [S, 1, 192, 120] float32, and how the faces were cut.
     """
-    from edge_emotion.decode import open_clip
-    from edge_emotion.segments import extract, plan_clip
+    from edge_emotion.io.decode import open_clip
+    from edge_emotion.preprocess.segments import extract, plan_clip
 
     detector, why = face_detector(config.face, "cpu")
     faces, specs = [], []
@@ -348,7 +348,7 @@ def reference_inputs(check: Check) -> dict[str, Any]:
 
 def parity_row(reference: np.ndarray, candidate: np.ndarray, precision: str, label: str) -> dict[str, Any]:
     """export.parity.compare with the precision's default tolerance, as a JSON-able row."""
-    from edge_emotion.export.parity import compare
+    from edge_emotion.build.export.parity import compare
 
     report = compare(reference, candidate, precision)
     return {"candidate": label, "precision": precision, "segments": report.segments,
@@ -560,11 +560,11 @@ def step_gpu_tests(check: Check) -> dict[str, Any]:
 
 
 def library_train(check: Check, corpus: Path, cache: Path) -> dict[str, Any]:
-    """edge_emotion.train.loop.train on the device: one epoch of the paper recipe, then its evaluation."""
+    """edge_emotion.build.train.loop.train on the device: one epoch of the paper recipe, then its evaluation."""
     import torch
 
-    from edge_emotion.checkpoint import load_checkpoint
-    from edge_emotion.train.loop import recipe_config, train
+    from edge_emotion.build.checkpoint import load_checkpoint
+    from edge_emotion.build.train.loop import recipe_config, train
 
     s = check.sizes
     config = recipe_config("paper", n_segments=s.train_segments, epochs=1, batch_size=s.train_batch,
@@ -596,11 +596,12 @@ def fixed_batch(check: Check, corpus: Path, cache: Path | None) -> tuple[Any, An
     """
     import torch
 
-    from edge_emotion.decode import open_clip
-    from edge_emotion.segments import PreprocessConfig, extract, plan_clip
-    from edge_emotion.train.crema import index_corpus
-    from edge_emotion.train.dataset import CachedClips
-    from edge_emotion.train.prepare import cache_face_params
+    from edge_emotion.build.train.box_cache import cache_face_params
+    from edge_emotion.build.train.crema import index_corpus
+    from edge_emotion.build.train.dataset import CachedClips
+    from edge_emotion.config import PreprocessConfig
+    from edge_emotion.io.decode import open_clip
+    from edge_emotion.preprocess.segments import extract, plan_clip
 
     s = check.sizes
     items = index_corpus(corpus)[0][: s.amp_clips]
@@ -627,9 +628,9 @@ def amp_run(check: Check, batch: tuple[Any, Any, Any], mode: str) -> dict[str, A
     """`amp_steps` optimizer steps on one fixed batch with autocast off / fp16 (+ GradScaler) / bf16."""
     import torch
 
-    from edge_emotion.model import clip_loss
-    from edge_emotion.train.config import make_optimizer
-    from edge_emotion.train.loop import build_model, recipe_config
+    from edge_emotion.build.model import clip_loss
+    from edge_emotion.build.train.config import make_optimizer
+    from edge_emotion.build.train.loop import build_model, recipe_config
 
     faces, specs, labels = batch
     device = torch.device(check.device)
@@ -681,8 +682,8 @@ def amp_problems(run: dict[str, Any]) -> list[str]:
 
 
 def step_train(check: Check) -> dict[str, Any]:
-    from edge_emotion.synth import make_corpus
-    from edge_emotion.train.prepare import prepare_corpus
+    from edge_emotion.build.synth import make_corpus
+    from edge_emotion.build.train.prepare import prepare_corpus
 
     result = check.begin()
     s, problems = check.sizes, []
@@ -851,13 +852,13 @@ def make_models(check: Check) -> Models:
     (PyAV among it): if that fails, its reason stands in for the backend and the other rows still run."""
     import torch
 
-    from edge_emotion.model import SegmentBranch
+    from edge_emotion.build.model import SegmentBranch
 
     torch.manual_seed(0)
     nchw = SegmentBranch().eval()
     try:
         from edge_emotion.backends import open_backend
-        from edge_emotion.checkpoint import load_checkpoint
+        from edge_emotion.build.checkpoint import load_checkpoint
 
         checkpoint = fresh_checkpoint(check)
         nchw.load_state_dict(load_checkpoint(checkpoint)["model"])  # the backend's weights: outputs comparable
@@ -960,7 +961,7 @@ def throughput_cells(check: Check, models: Models, found: list[Variant], ceiling
 def step_throughput(check: Check) -> dict[str, Any]:
     import torch
 
-    from edge_emotion.model import SegmentBranch, branch_cost
+    from edge_emotion.build.model import SegmentBranch, branch_cost
 
     result = check.begin()
     cost = branch_cost(SegmentBranch())
@@ -999,7 +1000,7 @@ def step_throughput(check: Check) -> dict[str, Any]:
 
 def fixture_frames(limit: int) -> list[np.ndarray]:
     """Frames of the fixture clips, [H, W, 3] uint8: all of them when limit is 0, else the first `limit` of each clip."""
-    from edge_emotion.decode import open_clip, read_frames
+    from edge_emotion.io.decode import open_clip, read_frames
 
     frames: list[np.ndarray] = []
     for path in fixture_clips():
@@ -1010,7 +1011,8 @@ def fixture_frames(limit: int) -> list[np.ndarray]:
 
 
 def step_face_detector(check: Check) -> dict[str, Any]:
-    from edge_emotion.faces import FaceParams, box_iou
+    from edge_emotion.config import FaceParams
+    from edge_emotion.preprocess.faces import box_iou
 
     result = check.begin()
     params = FaceParams()
@@ -1066,7 +1068,7 @@ def clip_folder(root: Path, count: int) -> Path:
 
 def score_run(check: Check, folder: Path, checkpoint: Path, name: str) -> dict[str, Any]:
     """score_folder over `folder` into a fresh JSONL, GPU utilisation sampled meanwhile."""
-    from edge_emotion.score import ScoreOptions, score_folder
+    from edge_emotion.run.score import ScoreOptions, score_folder
 
     s = check.sizes
     options = ScoreOptions(device=check.device, face_device=check.device, workers=s.score_workers,
@@ -1138,8 +1140,8 @@ def artifact_throughput(check: Check, backend: Any, faces: np.ndarray, specs: np
 
 def step_onnxruntime_cuda(check: Check) -> dict[str, Any]:
     from edge_emotion.backends import open_backend
-    from edge_emotion.checkpoint import load_checkpoint
-    from edge_emotion.export.pipeline import build_onnx
+    from edge_emotion.build.checkpoint import load_checkpoint
+    from edge_emotion.build.export.pipeline import build_onnx
 
     result = check.begin()
     ref = reference_inputs(check)
@@ -1167,7 +1169,7 @@ def step_onnxruntime_cuda(check: Check) -> dict[str, Any]:
 
 
 def probe_tensorrt(check: Check) -> tuple[str, str] | None:
-    from edge_emotion.export.tensorrt_build import require_tensorrt
+    from edge_emotion.build.export.tensorrt_build import require_tensorrt
 
     try:
         require_tensorrt()
@@ -1182,9 +1184,9 @@ def int8_onnx(check: Check, state: dict, fp32: Path, ref: dict[str, Any]) -> Pat
     """A Q/DQ INT8 ONNX, its ranges calibrated on the fixture segments (TensorRT 10+ reads precision from the file)."""
     import onnx
 
-    from edge_emotion.calibration.int8 import compute_ranges, quantize_qdq
-    from edge_emotion.export.onnx_export import write_checked
-    from edge_emotion.export.pipeline import checkpoint_contract
+    from edge_emotion.build.calibration.int8 import compute_ranges, quantize_qdq
+    from edge_emotion.build.export.onnx_export import write_checked
+    from edge_emotion.build.export.pipeline import checkpoint_contract
 
     path = check.work / "model.int8.onnx"
     ranges = compute_ranges(fp32, [(ref["faces"], ref["specs"])], "minmax")
@@ -1195,9 +1197,9 @@ def int8_onnx(check: Check, state: dict, fp32: Path, ref: dict[str, Any]) -> Pat
 
 def step_tensorrt(check: Check) -> dict[str, Any]:
     from edge_emotion.backends import open_backend
-    from edge_emotion.checkpoint import load_checkpoint
-    from edge_emotion.export.pipeline import build_onnx
-    from edge_emotion.export.tensorrt_build import ShapeProfile, build_engine
+    from edge_emotion.build.checkpoint import load_checkpoint
+    from edge_emotion.build.export.pipeline import build_onnx
+    from edge_emotion.build.export.tensorrt_build import ShapeProfile, build_engine
 
     result = check.begin()
     ref = reference_inputs(check)
@@ -1297,7 +1299,7 @@ def run_all(check: Check, selected: Sequence[str], report: dict[str, Any]) -> No
 
 
 def write_reports(out: Path, report: dict[str, Any]) -> None:
-    from edge_emotion.atomic import atomic_write_text
+    from edge_emotion.io.atomic import atomic_write_text
 
     atomic_write_text(out / "gpu_check.json", json.dumps(report, indent=1, default=str) + "\n")
     atomic_write_text(out / "gpu_check.md", markdown(report))

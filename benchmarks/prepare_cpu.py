@@ -28,9 +28,9 @@ def main() -> None:
         torch.set_num_threads(1)
     except ImportError:
         pass
-    from edge_emotion.faces import FaceDetector
-    from edge_emotion.segments import PreprocessConfig
-    from edge_emotion.workers import prepare_clip
+    from edge_emotion.config import PreprocessConfig
+    from edge_emotion.preprocess.faces import FaceDetector
+    from edge_emotion.run.workers import prepare_clip
 
     config = PreprocessConfig()
     try:

@@ -24,10 +24,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from edge_emotion.audio import SpectrogramParams, audio_windows, spectrograms
-from edge_emotion.decode import open_clip, read_frames
-from edge_emotion.faces import FaceDetector, FaceParams, box_iou, downscale
-from edge_emotion.plan import plan_segments
+from edge_emotion.config import FaceParams, SpectrogramParams
+from edge_emotion.io.decode import open_clip, read_frames
+from edge_emotion.preprocess.audio import audio_windows, spectrograms
+from edge_emotion.preprocess.faces import FaceDetector, box_iou, downscale
+from edge_emotion.preprocess.plan import plan_segments
 
 CLIPS = sorted((Path(__file__).resolve().parents[1] / "tests" / "fixtures").glob("*.flv"))
 N = 10
@@ -131,7 +132,7 @@ def cold_start_rows() -> list[dict]:
 
     torch_free = subprocess.run([sys.executable, "-c", "import sys, edge_emotion.cli; print('torch' in sys.modules)"],
                                 capture_output=True, text=True, check=True).stdout.strip()
-    first_numpy = ("import numpy as np; from edge_emotion.audio import SpectrogramParams, spectrograms; "
+    first_numpy = ("import numpy as np; from edge_emotion.preprocess.audio import SpectrogramParams, spectrograms; "
                    "spectrograms(np.zeros((1, 20480), np.float32), SpectrogramParams())")
     first_librosa = "import numpy as np, librosa; librosa.feature.melspectrogram(y=np.zeros(20480, np.float32), sr=16000)"
     return [

@@ -36,14 +36,14 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from e2e import clip_folder, make_checkpoint  # noqa: E402  (benchmarks/e2e.py: the same clips and model)
 
-from edge_emotion.bench import machine_info  # noqa: E402
-from edge_emotion.checkpoint import load_checkpoint  # noqa: E402
-from edge_emotion.export.pipeline import build_onnx  # noqa: E402
-from edge_emotion.ray_engine.cluster import RayOptions, ray_session  # noqa: E402
-from edge_emotion.ray_engine.scoring import score_folder_ray  # noqa: E402
-from edge_emotion.report import Row, Summary  # noqa: E402
-from edge_emotion.score import ScoreOptions, score_folder  # noqa: E402
-from edge_emotion.segments import PreprocessConfig  # noqa: E402
+from edge_emotion.build.checkpoint import load_checkpoint  # noqa: E402
+from edge_emotion.build.export.pipeline import build_onnx  # noqa: E402
+from edge_emotion.preprocess.segments import PreprocessConfig  # noqa: E402
+from edge_emotion.ray.cluster import RayOptions, ray_session  # noqa: E402
+from edge_emotion.ray.scoring import score_folder_ray  # noqa: E402
+from edge_emotion.run.bench import machine_info  # noqa: E402
+from edge_emotion.run.report import Row, Summary  # noqa: E402
+from edge_emotion.run.score import ScoreOptions, score_folder  # noqa: E402
 
 
 class RowTimes:

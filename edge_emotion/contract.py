@@ -11,7 +11,7 @@ import json
 from dataclasses import dataclass, field
 
 from edge_emotion import LABELS, __version__
-from edge_emotion.segments import PreprocessConfig
+from edge_emotion.config import PreprocessConfig
 
 FACE_INPUT = "face"
 SPEC_INPUT = "spectrogram"

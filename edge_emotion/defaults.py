@@ -31,10 +31,10 @@ CALIB_MIN_SEGMENTS = 16  # fewer real segments than this cannot calibrate: refus
 # faces (FaceParams' defaults; they travel in every checkpoint and exported model)
 MIN_FACE_SIZE = 40  # MTCNN's smallest face, pixels of the detection image
 DETECT_MAX_SIDE = 320  # frames downscaled to this longest side before detection (0: never)
-DETECT_STRIDE = 1  # scoring: MTCNN on every k-th planned frame
+DETECT_EVERY_PLANNED = 1  # scoring: MTCNN on every k-th planned frame, the nearest box for the others
 
 # training cache
-DETECT_EVERY = 3  # prepare: MTCNN on every k-th frame, boxes interpolated between
+DETECT_EVERY = 3  # prepare (training box cache): MTCNN on every k-th frame, boxes interpolated between
 
 # live streams (edge-emotion stream)
 STREAM_HOP_S = 0.5  # seconds between events

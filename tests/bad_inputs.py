@@ -210,7 +210,7 @@ if __name__ == "__main__":
     import json
     import tempfile
 
-    from edge_emotion.score import ScoreOptions, score_folder
+    from edge_emotion.run.score import ScoreOptions, score_folder
 
     with tempfile.TemporaryDirectory() as tmp:
         paths = build_corpus(Path(tmp) / "corpus")

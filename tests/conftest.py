@@ -82,7 +82,7 @@ def neu_clip_path() -> Path:
 
 @pytest.fixture(scope="session")
 def face_detector():
-    from edge_emotion.faces import FaceDetector
+    from edge_emotion.preprocess.faces import FaceDetector
 
     return FaceDetector()
 
@@ -91,9 +91,9 @@ def face_detector():
 def fresh_checkpoint(tmp_path_factory) -> Path:
     """A freshly initialised (untrained) model saved as a real checkpoint: enough for export and scoring plumbing."""
     from edge_emotion import LABELS
-    from edge_emotion.checkpoint import save_checkpoint
-    from edge_emotion.model import WIDTHS, SegmentBranch
-    from edge_emotion.segments import PreprocessConfig
+    from edge_emotion.build.checkpoint import save_checkpoint
+    from edge_emotion.build.model import WIDTHS, SegmentBranch
+    from edge_emotion.config import PreprocessConfig
 
     torch.manual_seed(0)
     branch = SegmentBranch()
@@ -122,7 +122,7 @@ def synth_corpus(tmp_path_factory) -> Path:
     Returns the corpus root; the 48 FLV clips are in root / "VideoFlash". Seed 0,
     15 fps, 240x180, 1.5-2.5 s each. Treat it as read-only: it is shared.
     """
-    from edge_emotion.synth import make_corpus
+    from edge_emotion.build.synth import make_corpus
 
     root = tmp_path_factory.mktemp("synth_corpus")
     make_corpus(root, actors=4, clips_per_class=2, seed=0)

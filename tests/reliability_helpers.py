@@ -14,8 +14,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from edge_emotion import LABELS
-from edge_emotion.train.prepare import CacheJob
-from edge_emotion.workers import PreparedClip, PrepareFn
+from edge_emotion.build.train.box_cache import CacheJob
+from edge_emotion.run.workers import PreparedClip, PrepareFn
 
 _HOLD = """
 import sys
@@ -32,9 +32,9 @@ def hold(target: Path, results: bool = False) -> subprocess.Popen:
     results=True opens it as a real ResultsFile (CSV, the model's labels) instead of the bare lock.
     """
     if results:
-        code = _HOLD.format(module="report", name="ResultsFile", call="ResultsFile(sys.argv[1], sys.argv[2].split(','))")
+        code = _HOLD.format(module="run.report", name="ResultsFile", call="ResultsFile(sys.argv[1], sys.argv[2].split(','))")
     else:
-        code = _HOLD.format(module="atomic", name="exclusive_lock", call="exclusive_lock(sys.argv[1])")
+        code = _HOLD.format(module="io.atomic", name="exclusive_lock", call="exclusive_lock(sys.argv[1])")
     proc = subprocess.Popen(
         [sys.executable, "-c", code, str(target), ",".join(LABELS)], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
     )

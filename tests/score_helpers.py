@@ -11,7 +11,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from edge_emotion.workers import PreparedClip, PrepareFn
+from edge_emotion.run.workers import PreparedClip, PrepareFn
 
 
 @dataclass(frozen=True)

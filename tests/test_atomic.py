@@ -12,7 +12,7 @@ import sys
 import pytest
 from reliability_helpers import hold, release
 
-from edge_emotion.atomic import FileLockedError, atomic_path, atomic_write_text, exclusive_lock, lock_path
+from edge_emotion.io.atomic import FileLockedError, atomic_path, atomic_write_text, exclusive_lock, lock_path
 
 
 def test_failed_write_leaves_the_old_file_and_no_temporary(tmp_path):

@@ -5,8 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from edge_emotion.audio import SpectrogramParams, audio_windows, is_silent, spectrograms, stft_magnitude
-from edge_emotion.decode import open_clip
+from edge_emotion.config import SpectrogramParams
+from edge_emotion.io.decode import open_clip
+from edge_emotion.preprocess.audio import audio_windows, is_silent, spectrograms, stft_magnitude
 
 
 def test_default_parameters_give_the_papers_shape():

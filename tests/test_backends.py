@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import warnings
+from pathlib import Path
 
 import numpy as np
 import onnx
@@ -20,10 +21,10 @@ from edge_emotion.backends.onnxruntime_backend import (
     available_providers,
     wanted_providers,
 )
-from edge_emotion.checkpoint import build_branch, load_checkpoint
+from edge_emotion.build.checkpoint import build_branch, load_checkpoint
+from edge_emotion.build.export.onnx_export import ProbabilityBranch, example_inputs, export_onnx, set_metadata
+from edge_emotion.build.export.pipeline import checkpoint_contract
 from edge_emotion.errors import ArtifactError, MissingDependencyError
-from edge_emotion.export.onnx_export import ProbabilityBranch, example_inputs, export_onnx, set_metadata
-from edge_emotion.export.pipeline import checkpoint_contract
 
 
 @pytest.fixture(scope="module")
@@ -54,6 +55,26 @@ def test_wrong_shape_is_refused(onnx_model):
         pytest.raises(ValueError, match=r"face input has shape \[2, 3, 112, 112\]"),
     ):
         backend.infer(np.zeros((2, 3, 112, 112), np.float32), np.zeros((2, 1, 192, 120), np.float32))
+
+
+def test_the_base_checks_inputs_for_every_backend():
+    """A backend implements infer_impl only; Backend.infer refuses a bad shape before the implementation runs."""
+    from edge_emotion.backends.base import Backend
+    from edge_emotion.contract import ModelContract
+
+    class Counting(Backend):
+        calls = 0
+
+        def infer_impl(self, faces: np.ndarray, spectrograms: np.ndarray) -> np.ndarray:
+            Counting.calls += 1
+            return np.zeros((len(faces), 6), np.float32)
+
+    backend = Counting(Path("none"), ModelContract())
+    with pytest.raises(ValueError, match="3 faces but 2 spectrograms"):
+        backend.infer(np.zeros((3, 3, 224, 224), np.float32), np.zeros((2, 1, 192, 120), np.float32))
+    assert Counting.calls == 0
+    assert backend.infer(np.zeros((2, 3, 224, 224), np.float32), np.zeros((2, 1, 192, 120), np.float32)).shape == (2, 6)
+    assert Counting.calls == 1
 
 
 def test_inputs_cast_to_model_dtype(onnx_model):
@@ -161,8 +182,8 @@ def test_tensorrt_backend_without_tensorrt(tmp_path, onnx_model):
     except ImportError:
         pass
     from edge_emotion.backends.engine_file import EngineHeader, Platform, ShapeRange
-    from edge_emotion.export.onnx_export import read_contract
-    from edge_emotion.export.tensorrt_build import ShapeProfile, write_engine
+    from edge_emotion.build.export.onnx_export import read_contract
+    from edge_emotion.build.export.tensorrt_build import ShapeProfile, write_engine
 
     contract = read_contract(onnx_model)
     profile = {name: ShapeRange.of(shapes) for name, shapes in ShapeProfile().shapes(contract).items()}

@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-from edge_emotion.bench import latency_stats, plan_targets, run_bench
 from edge_emotion.cli import app
+from edge_emotion.run.bench import latency_stats, plan_targets, run_bench
 
 N = 4
 
@@ -34,8 +34,8 @@ def test_plan_targets_keeps_backends_without_an_artifact(tmp_path):
 @pytest.fixture(scope="module")
 def onnx_model(fresh_checkpoint, tmp_path_factory):
     pytest.importorskip("onnxruntime")
-    from edge_emotion.checkpoint import load_checkpoint
-    from edge_emotion.export.pipeline import build_onnx
+    from edge_emotion.build.checkpoint import load_checkpoint
+    from edge_emotion.build.export.pipeline import build_onnx
 
     path = tmp_path_factory.mktemp("onnx") / "fresh.onnx"
     build_onnx(load_checkpoint(fresh_checkpoint), path, "fp32")

@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 from conftest import tone, write_video
 
-from edge_emotion.decode import open_clip, read_frames
 from edge_emotion.errors import VideoError
+from edge_emotion.io.decode import open_clip, read_frames
 
 
 @pytest.mark.parametrize(

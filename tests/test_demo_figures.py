@@ -8,8 +8,8 @@ import numpy as np
 from PIL import Image
 
 from edge_emotion import LABELS
-from edge_emotion.bench import plan_targets, run_bench
-from edge_emotion.demo import write_figures
+from edge_emotion.build.demo import write_figures
+from edge_emotion.run.bench import plan_targets, run_bench
 
 
 def _run_folder(path):

@@ -11,12 +11,12 @@ import pytest
 from export_helpers import CLIPS, detected, fixture_source, parity_batch
 
 from edge_emotion.backends import open_backend
-from edge_emotion.calibration.data import ClipRef, SegmentSource, label_of, list_videos, order_clips
-from edge_emotion.calibration.int8 import SegmentDataReader, classifier_nodes, load_cache
+from edge_emotion.build.calibration.data import ClipRef, SegmentSource, label_of, list_videos, order_clips
+from edge_emotion.build.calibration.int8 import SegmentDataReader, classifier_nodes, load_cache
+from edge_emotion.build.export.onnx_export import read_contract
+from edge_emotion.build.export.parity import Tolerance, compare
+from edge_emotion.build.export.pipeline import CalibrationOptions, export_onnx_artifact
 from edge_emotion.errors import ArtifactError
-from edge_emotion.export.onnx_export import read_contract
-from edge_emotion.export.parity import Tolerance, compare
-from edge_emotion.export.pipeline import CalibrationOptions, export_onnx_artifact
 
 
 def _names(n_actors: int) -> list[str]:
@@ -180,17 +180,17 @@ def test_segment_source_rejects_empty():
 
 def test_prepare_cache_source_uses_cached_boxes(tmp_path):
     """Calibration from the prepare cache: boxes come from the cache files, MTCNN never runs."""
-    from edge_emotion.calibration.data import cached_clips, video_folder_source
-    from edge_emotion.decode import open_clip
-    from edge_emotion.train import prepare
+    from edge_emotion.build.calibration.data import cached_clips, video_folder_source
+    from edge_emotion.build.train import box_cache
+    from edge_emotion.io.decode import open_clip
 
     inputs, config = detected()
     for path, seg in zip(CLIPS, inputs):
         clip = open_clip(path, config.audio.sample_rate)
         frames = [s.frame for s in seg.segments]
-        boxes = prepare.interpolate_boxes(clip.frame_count, frames, seg.boxes)  # [F, 4]
+        boxes = box_cache.interpolate_boxes(clip.frame_count, frames, seg.boxes)  # [F, 4]
         detected_mask = np.isin(np.arange(clip.frame_count), frames)
-        prepare.write_cached(prepare.cache_file(tmp_path, path.stem), clip, boxes, detected_mask)
+        box_cache.write_cached(box_cache.cache_file(tmp_path, path.stem), clip, boxes, detected_mask)
     assert [c.name for c in cached_clips(CLIPS[0].parent, tmp_path)] == [p.stem for p in CLIPS]
     source = video_folder_source(CLIPS[0].parent, config, detector=None, segments=8, per_clip=4, cache_dir=tmp_path)
     batch = next(source.batches())
@@ -203,9 +203,9 @@ def test_histogram_calibration_takes_ragged_batches(fresh_checkpoint, tmp_path):
 
     Entropy and Percentile share ONNX Runtime's HistogramCalibrater, so one method covers both.
     """
-    from edge_emotion.calibration.int8 import compute_ranges
-    from edge_emotion.checkpoint import load_checkpoint
-    from edge_emotion.export.pipeline import build_onnx
+    from edge_emotion.build.calibration.int8 import compute_ranges
+    from edge_emotion.build.checkpoint import load_checkpoint
+    from edge_emotion.build.export.pipeline import build_onnx
 
     fp32 = tmp_path / "m.onnx"
     build_onnx(load_checkpoint(fresh_checkpoint), fp32)

@@ -5,10 +5,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from edge_emotion.decode import open_clip, read_frames
-from edge_emotion.faces import (
+from edge_emotion.config import FaceParams
+from edge_emotion.io.decode import open_clip, read_frames
+from edge_emotion.preprocess.faces import (
     FaceDetector,
-    FaceParams,
     box_iou,
     crop_face,
     downscale,
@@ -49,7 +49,7 @@ def test_downscaled_detection_agrees_with_full_resolution(real_frames, max_side)
 def parity_images(hap_clip_path, neu_clip_path):
     """What the detector sees at the default settings: real frames of both fixture clips, drawn faces and
     frames without a face, downscaled to 320 px like FaceDetector does."""
-    from edge_emotion.synth.face import draw_face, random_look
+    from edge_emotion.build.synth.face import draw_face, random_look
 
     frames = []
     for path in (hap_clip_path, neu_clip_path):
@@ -84,7 +84,7 @@ def test_face_detector_never_imports_torch(hap_clip_path):
     import sys
 
     code = (
-        "import sys; from edge_emotion.decode import open_clip, read_frames; from edge_emotion.faces import FaceDetector; "
+        "import sys; from edge_emotion.io.decode import open_clip, read_frames; from edge_emotion.preprocess.faces import FaceDetector; "
         f"c = open_clip({str(hap_clip_path)!r}); f = list(read_frames(c, [10, 40]).values()); "
         "b = FaceDetector().detect(f); assert all(x is not None for x in b), b; "
         "assert 'torch' not in sys.modules, 'torch was imported'"

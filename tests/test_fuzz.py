@@ -8,9 +8,10 @@ from __future__ import annotations
 
 import numpy as np
 
-from edge_emotion.decode import open_clip
+from edge_emotion.config import PreprocessConfig
 from edge_emotion.errors import VideoError
-from edge_emotion.segments import PreprocessConfig, extract, plan_clip
+from edge_emotion.io.decode import open_clip
+from edge_emotion.preprocess.segments import extract, plan_clip
 
 CASES = 200
 

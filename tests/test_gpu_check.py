@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from edge_emotion.model import SegmentBranch, branch_cost
+from edge_emotion.build.model import SegmentBranch, branch_cost
 
 SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "gpu_check.py"
 STEPS = ["environment", "gpu_tests", "train", "parity", "throughput", "face_detector", "score",

@@ -21,15 +21,16 @@ from conftest import FIXTURES, tone, write_video
 
 from edge_emotion import LABELS
 from edge_emotion.backends import open_backend
-from edge_emotion.bench import time_calls
-from edge_emotion.checkpoint import load_checkpoint
-from edge_emotion.decode import open_clip, read_frames
-from edge_emotion.export.parity import compare
-from edge_emotion.faces import FaceDetector, FaceParams, box_iou
-from edge_emotion.score import ScoreOptions, score_folder
-from edge_emotion.train.distributed import pick_device
-from edge_emotion.train.loop import recipe_config, train
-from edge_emotion.train.prepare import prepare_corpus
+from edge_emotion.build.checkpoint import load_checkpoint
+from edge_emotion.build.export.parity import compare
+from edge_emotion.build.train.distributed import pick_device
+from edge_emotion.build.train.loop import recipe_config, train
+from edge_emotion.build.train.prepare import prepare_corpus
+from edge_emotion.config import FaceParams
+from edge_emotion.io.decode import open_clip, read_frames
+from edge_emotion.preprocess.faces import FaceDetector, box_iou
+from edge_emotion.run.bench import time_calls
+from edge_emotion.run.score import ScoreOptions, score_folder
 
 pytestmark = pytest.mark.gpu
 
@@ -216,7 +217,7 @@ def test_onnxruntime_cuda_provider_runs_the_export_on_the_gpu(fresh_checkpoint: 
     ort = pytest.importorskip("onnxruntime")
     if "CUDAExecutionProvider" not in ort.get_available_providers():
         pytest.skip(f"onnxruntime {ort.__version__} has no CUDAExecutionProvider (onnxruntime-gpu is not installed)")
-    from edge_emotion.export.pipeline import build_onnx
+    from edge_emotion.build.export.pipeline import build_onnx
 
     path = tmp_path / "model.onnx"
     build_onnx(load_checkpoint(fresh_checkpoint), path)

@@ -15,9 +15,9 @@ import numpy as np
 import onnx
 import pytest
 
-from edge_emotion.checkpoint import load_checkpoint
+from edge_emotion.build.checkpoint import load_checkpoint
 from edge_emotion.contract import ModelContract
-from edge_emotion.score import ScoreOptions, score_folder
+from edge_emotion.run.score import ScoreOptions, score_folder
 
 CLI = str(Path(sys.executable).with_name("edge-emotion"))
 

@@ -1,31 +1,34 @@
-"""The runtime/build split: what a device installs (`pip install .`) never imports the training side.
+"""The package's shape, checked on the source (every import statement, also the ones inside functions):
 
-Build modules (training, export, calibration, synthetic data, the demo, the torch model and backend) may
-import runtime ones, never the reverse. Checked on the source, every import statement, also the ones
-inside functions, so a lazy import cannot sneak torch back into `score`.
+- two wings: `edge_emotion/build/` needs torch or makes artifacts; everything else is the runtime that
+  `pip install .` gives a device. The runtime never imports the build wing or a build-only library; the
+  torch backend is the one lazy door (it opens a checkpoint, which only the [train] install has), and the
+  CLI registers the build commands, whose modules import build code inside the command bodies only.
+- no import cycle anywhere in the package, function-level imports included.
+- one version: pyproject.toml's, printed by `--version` and recorded in every artifact.
 """
 
 from __future__ import annotations
 
 import ast
+import re
 from pathlib import Path
 
 import edge_emotion
+from edge_emotion.contract import ModelContract
 
 PACKAGE = Path(edge_emotion.__file__).parent
-BUILD_PACKAGES = ("train", "export", "calibration", "synth")
-BUILD_MODULES = {
-    "demo.py", "model.py", "checkpoint.py", "backends/torch_backend.py",
-    "cli/train_cmds.py", "cli/export_cmds.py", "cli/synth_cmds.py", "cli/demo_cmds.py",
-    "ray_engine/preparing.py",  # the training cache on Ray: `prepare --engine ray`
-}
+ROOT = PACKAGE.parent
+BUILD_WING = "build"
 BUILD_IMPORTS = ("torch", "torchvision", "facenet_pytorch", "onnx", "librosa")
-#: sanctioned doors: `--backend torch` opens a checkpoint (only the [train] install has one), and the CLI registers
-#: the build commands, whose modules import their build code inside the command bodies only
-ALLOWED = {
-    ("backends/__init__.py", "edge_emotion.backends.torch_backend"),
-    *(("cli/__init__.py", f"edge_emotion.cli.{m}") for m in ("train_cmds", "export_cmds", "synth_cmds", "demo_cmds")),
+#: (importing module, imported module) pairs that cross from the runtime into the build wing on purpose
+DOORS = {
+    ("edge_emotion.backends.__init__", "edge_emotion.backends.torch_backend"),
+    ("edge_emotion.backends.torch_backend", "torch"),
+    ("edge_emotion.backends.torch_backend", "edge_emotion.build.checkpoint"),
 }
+#: CLI modules of build commands: their bodies import the build wing (never torch itself)
+BUILD_COMMANDS = ("train_cmds", "export_cmds", "synth_cmds", "demo_cmds")
 
 
 def _module_name(path: Path) -> str:
@@ -33,45 +36,143 @@ def _module_name(path: Path) -> str:
 
 
 def _imports(path: Path) -> list[str]:
+    """Every name an import statement in the file names (absolute and relative, at any depth).
+
+    `from pkg import mod` names `pkg` and `pkg.mod`; `_graph` keeps the longest that is a module."""
+    package = _module_name(path).rsplit(".", 1)[0] if path.name != "__init__.py" else _module_name(path)[: -len(".__init__")]
     names = []
     for node in ast.walk(ast.parse(path.read_text())):
         if isinstance(node, ast.Import):
             names += [alias.name for alias in node.names]
-        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
-            names.append(node.module)
-            names += [f"{node.module}.{alias.name}" for alias in node.names]
+        elif isinstance(node, ast.ImportFrom):
+            base = node.module or ""
+            if node.level:
+                parent = package.split(".")[: len(package.split(".")) - node.level + 1]
+                base = ".".join([*parent, base] if base else parent)
+            names.append(base)
+            names += [f"{base}.{alias.name}" for alias in node.names]
     return names
 
 
-def _is_build(relative: str) -> bool:
-    return relative.split("/")[0] in BUILD_PACKAGES or relative in BUILD_MODULES
+def _sources() -> list[Path]:
+    return sorted(PACKAGE.rglob("*.py"))
 
 
-def runtime_modules() -> list[Path]:
-    files = sorted(PACKAGE.rglob("*.py"))
-    return [p for p in files if not _is_build(p.relative_to(PACKAGE).as_posix())]
+def _is_build(module: str) -> bool:
+    return module.startswith(f"edge_emotion.{BUILD_WING}.") or module == f"edge_emotion.{BUILD_WING}"
 
 
-def test_runtime_modules_import_nothing_from_the_build_side():
-    build_prefixes = tuple(f"edge_emotion.{p}" for p in BUILD_PACKAGES) + tuple(
-        _module_name(PACKAGE / m) for m in BUILD_MODULES
-    )
+def _is_door(importer: str, name: str) -> bool:
+    return any(importer == a and (name == b or name.startswith(b + ".")) for a, b in DOORS)
+
+
+def test_the_runtime_imports_nothing_from_the_build_wing():
     found = []
-    for path in runtime_modules():
-        relative = path.relative_to(PACKAGE).as_posix()
+    for path in _sources():
+        module = _module_name(path)
+        if _is_build(module):
+            continue
+        command_module = module.startswith("edge_emotion.cli.") and module.rsplit(".", 1)[1] in BUILD_COMMANDS
         for name in _imports(path):
-            top = name.split(".")[0]
-            bad = top in BUILD_IMPORTS or any(name == b or name.startswith(b + ".") for b in build_prefixes)
-            allowed = any(relative == r and (name == n or name.startswith(n + ".")) for r, n in ALLOWED)
-            if bad and not allowed and not name.startswith("onnxruntime"):
-                found.append(f"{relative} imports {name}")
+            library = name.split(".")[0] in BUILD_IMPORTS
+            if _is_door(module, name) or (command_module and not library):
+                continue
+            if library or _is_build(name):
+                found.append(f"{module} imports {name}")
     assert not found, "\n".join(found)
 
 
-def test_the_split_covers_the_runtime_steps():
-    """The data flow's steps are all on the runtime side (a rename must not drop one out of the check)."""
-    names = {p.relative_to(PACKAGE).as_posix() for p in runtime_modules()}
-    for step in ("decode.py", "plan.py", "faces.py", "audio.py", "segments.py", "consensus.py", "report.py",
-                 "score.py", "bench.py", "preview.py", "contract.py", "detector/mtcnn.py", "detector/cascade.py",
-                 "backends/onnxruntime_backend.py", "backends/tensorrt_backend.py", "backends/engine_file.py"):
+def test_torch_is_imported_in_the_build_wing_and_the_torch_backend_alone():
+    found = [
+        f"{_module_name(p)} imports {name}"
+        for p in _sources()
+        for name in _imports(p)
+        if name.split(".")[0] == "torch" and not _is_build(_module_name(p)) and not _is_door(_module_name(p), name)
+    ]
+    assert not found, "\n".join(found)
+
+
+def _graph() -> dict[str, set[str]]:
+    """module -> package modules it imports (a name `pkg.mod.attr` resolves to the longest module prefix)."""
+    modules = {_module_name(p).removesuffix(".__init__") for p in _sources()}
+    graph: dict[str, set[str]] = {}
+    for path in _sources():
+        module = _module_name(path).removesuffix(".__init__")
+        edges = set()
+        for name in _imports(path):
+            parts = name.split(".")
+            for end in range(len(parts), 0, -1):
+                target = ".".join(parts[:end])
+                if target in modules:
+                    if target != module:
+                        edges.add(target)
+                    break
+        # `from pkg import mod` also names `pkg`: drop the package when one of its submodules is the target
+        graph[module] = {e for e in edges if not any(o.startswith(e + ".") for o in edges)}
+    return graph
+
+
+def _cycles(graph: dict[str, set[str]]) -> list[list[str]]:
+    """Strongly connected components of more than one module (Tarjan), each a cycle or a knot of them."""
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    on_stack: set[str] = set()
+    found: list[list[str]] = []
+
+    def visit(node: str) -> None:
+        index[node] = low[node] = len(index)
+        stack.append(node)
+        on_stack.add(node)
+        for nxt in graph.get(node, ()):
+            if nxt not in index:
+                visit(nxt)
+                low[node] = min(low[node], low[nxt])
+            elif nxt in on_stack:
+                low[node] = min(low[node], index[nxt])
+        if low[node] == index[node]:
+            component = []
+            while True:
+                member = stack.pop()
+                on_stack.discard(member)
+                component.append(member)
+                if member == node:
+                    break
+            if len(component) > 1:
+                found.append(sorted(component))
+
+    for node in sorted(graph):
+        if node not in index:
+            visit(node)
+    return found
+
+
+def test_no_import_cycle_in_the_package():
+    """A package's __init__ importing its own submodules is not a cycle unless a submodule imports it back."""
+    assert _cycles(_graph()) == []
+
+
+def test_the_cycle_finder_finds_a_cycle():
+    assert _cycles({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}) == [["a", "b", "c"]]
+
+
+def test_config_is_a_leaf():
+    """PreprocessConfig and its parts import nothing of the package but the defaults."""
+    assert _graph()["edge_emotion.config"] <= {"edge_emotion", "edge_emotion.defaults"}
+
+
+def test_the_data_flow_steps_are_runtime_modules():
+    """A move must not drop a step out of the runtime (and so out of the checks above)."""
+    names = {p.relative_to(PACKAGE).as_posix() for p in _sources() if not _is_build(_module_name(p))}
+    for step in ("io/decode.py", "preprocess/plan.py", "preprocess/faces.py", "preprocess/audio.py",
+                 "preprocess/segments.py", "run/consensus.py", "run/score.py", "config.py", "contract.py",
+                 "detector/mtcnn.py", "detector/cascade.py", "backends/onnxruntime_backend.py",
+                 "backends/tensorrt_backend.py", "backends/engine_file.py"):
         assert step in names
+
+
+def test_one_version_from_pyproject_in_the_package_and_the_artifacts():
+    declared = re.search(r'^version\s*=\s*"([^"]+)"', (ROOT / "pyproject.toml").read_text(), re.M)
+    assert declared and edge_emotion.__version__ == declared.group(1)
+    assert ModelContract().to_metadata()["edge_emotion.package_version"] == declared.group(1)
+    assert not re.search(r"__version__\s*=\s*[\"']", (PACKAGE / "__init__.py").read_text())

@@ -18,10 +18,10 @@ from conftest import tone, write_video
 from reliability_helpers import hold, release
 
 from edge_emotion import LABELS
-from edge_emotion.atomic import FileLockedError, lock_path
-from edge_emotion.report import FileKey, ResultsFile, build_row
-from edge_emotion.score import ScoreOptions, score_folder
-from edge_emotion.workers import PreparedClip
+from edge_emotion.io.atomic import FileLockedError, lock_path
+from edge_emotion.run.report import FileKey, ResultsFile, build_row
+from edge_emotion.run.score import ScoreOptions, score_folder
+from edge_emotion.run.workers import PreparedClip
 
 
 def _score_cli(folder: Path, checkpoint: Path, output: Path) -> subprocess.CompletedProcess:
@@ -89,7 +89,7 @@ def test_a_results_file_that_fails_to_open_releases_its_lock(tmp_path):
 
 
 def test_a_second_prepare_on_the_same_cache_is_refused(tmp_path):
-    from edge_emotion.train.prepare import prepare_corpus
+    from edge_emotion.build.train.prepare import prepare_corpus
 
     cache = tmp_path / "cache"
     cache.mkdir()
@@ -103,8 +103,8 @@ def test_a_second_prepare_on_the_same_cache_is_refused(tmp_path):
 
 
 def test_a_second_cv_on_the_same_folder_is_refused(tmp_path):
-    from edge_emotion.train.cv import run_cv
-    from edge_emotion.train.loop import TrainConfig
+    from edge_emotion.build.train.cv import run_cv
+    from edge_emotion.build.train.loop import TrainConfig
 
     out = tmp_path / "cv"
     out.mkdir()

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from edge_emotion.plan import Segment, plan_segments
+from edge_emotion.preprocess.plan import Segment, plan_segments
 
 
 @pytest.mark.parametrize("n", [1, 3, 10])

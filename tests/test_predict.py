@@ -14,7 +14,7 @@ from edge_emotion import LABELS
 from edge_emotion.backends import open_backend
 from edge_emotion.cli import app
 from edge_emotion.errors import VideoError
-from edge_emotion.score import ScoreOptions, predict_clip, score_folder
+from edge_emotion.run.score import ScoreOptions, predict_clip, score_folder
 
 
 def _probs(row: dict) -> np.ndarray:
@@ -71,8 +71,8 @@ def test_predict_refuses_a_broken_file_naming_the_cause(tmp_path, fresh_checkpoi
 
 def test_predict_with_the_exported_onnx_matches_torch_scores(scored, fresh_checkpoint, face_detector, tmp_path):
     pytest.importorskip("onnxruntime")
-    from edge_emotion.checkpoint import load_checkpoint
-    from edge_emotion.export.pipeline import build_onnx
+    from edge_emotion.build.checkpoint import load_checkpoint
+    from edge_emotion.build.export.pipeline import build_onnx
 
     onnx_path = tmp_path / "fresh.onnx"
     build_onnx(load_checkpoint(fresh_checkpoint), onnx_path, "fp32")

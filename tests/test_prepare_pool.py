@@ -11,11 +11,12 @@ from pathlib import Path
 import pytest
 from reliability_helpers import ScriptedCacheJob, SetupDiesJob, SetupHangsJob
 
+from edge_emotion.build.train.box_cache import cache_file, load_cached
+from edge_emotion.build.train.crema import index_corpus
+from edge_emotion.build.train.prepare import prepare_corpus, run_jobs
+from edge_emotion.config import FaceParams
 from edge_emotion.errors import EdgeEmotionError
-from edge_emotion.faces import FaceParams
-from edge_emotion.train.crema import index_corpus
-from edge_emotion.train.prepare import cache_file, load_cached, prepare_corpus, run_jobs
-from edge_emotion.workers import WorkerPool
+from edge_emotion.run.workers import WorkerPool
 
 
 def _corpus(root: Path, hap: Path, names: list[str]) -> Path:

@@ -23,11 +23,11 @@ pytest.importorskip("ray.data", reason="ray[data] is not installed: pip install 
 from edge_emotion import LABELS  # noqa: E402
 from edge_emotion.cli import app  # noqa: E402
 from edge_emotion.errors import EdgeEmotionError  # noqa: E402
-from edge_emotion.ray_engine.cluster import RayOptions, Resources  # noqa: E402
-from edge_emotion.ray_engine.reaper import _stat, descendants  # noqa: E402
-from edge_emotion.ray_engine.scoring import ActorPlan, describe, plan_actors, read_artifact, run_pipeline  # noqa: E402
-from edge_emotion.report import CsvFormat, FileKey  # noqa: E402
-from edge_emotion.score import ScoreOptions, score_folder  # noqa: E402
+from edge_emotion.ray.cluster import RayOptions, Resources  # noqa: E402
+from edge_emotion.ray.reaper import _stat, descendants  # noqa: E402
+from edge_emotion.ray.scoring import ActorPlan, describe, plan_actors, read_artifact, run_pipeline  # noqa: E402
+from edge_emotion.run.report import CsvFormat, FileKey  # noqa: E402
+from edge_emotion.run.score import ScoreOptions, score_folder  # noqa: E402
 
 pytestmark = [
     pytest.mark.ray,
@@ -81,7 +81,7 @@ def test_an_address_where_nothing_listens_is_one_error(folder, fresh_checkpoint,
 
     if ray.is_initialized():
         pytest.skip("this process is already connected to the session's cluster (the engine would use it)")
-    from edge_emotion.ray_engine.scoring import score_folder_ray
+    from edge_emotion.ray.scoring import score_folder_ray
 
     with pytest.raises(EdgeEmotionError, match="cannot join the Ray cluster at 127.0.0.1:1: nothing answers there"):
         score_folder_ray(folder, fresh_checkpoint, tmp_path / "r.csv", ray_options=RayOptions(address="127.0.0.1:1"))
@@ -131,7 +131,7 @@ def _alive(processes: set[tuple[int, int]]) -> set[tuple[int, int]]:
 
 REAPED_DRIVER = """
 import subprocess, sys, time
-from edge_emotion.ray_engine.reaper import Reaper
+from edge_emotion.ray.reaper import Reaper
 
 reaper = Reaper.start()
 # stands for ray.init: a root process (the raylet) with a child of its own (an agent)
@@ -189,7 +189,7 @@ def test_killed_driver_of_its_own_instance_leaves_no_process_and_resumes_exactly
     assert not _alive(seen), f"processes of the killed run's Ray instance outlived it: {sorted(_alive(seen))}"
     with open(out, "ab") as f:  # a torn last write, as a kill inside write() could leave
         f.write(b"/half/a/row.flv,HAP,0.1")
-    from edge_emotion.ray_engine.scoring import score_folder_ray
+    from edge_emotion.ray.scoring import score_folder_ray
 
     summary = score_folder_ray(folder, fresh_checkpoint, out, ScoreOptions(batch_size=N), ray_options=RayOptions(address=ray_cluster.address))
     assert summary.skipped == len(written) and summary.scored == len(local_rows) - len(written)
@@ -199,7 +199,7 @@ def test_killed_driver_of_its_own_instance_leaves_no_process_and_resumes_exactly
 
 
 def test_prepare_engine_ray_writes_the_local_cache(ray_cluster, hap_clip_path, neu_clip_path, tmp_path):
-    from edge_emotion.train.prepare import prepare_corpus
+    from edge_emotion.build.train.prepare import prepare_corpus
 
     videos = tmp_path / "corpus" / "VideoFlash"
     videos.mkdir(parents=True)

@@ -16,8 +16,8 @@ from pathlib import Path
 import pytest
 from bad_inputs import EXPECTED, build_corpus, can_read_unreadable, table
 
-from edge_emotion.decode import open_clip, read_frames
-from edge_emotion.score import ScoreOptions, score_folder
+from edge_emotion.io.decode import open_clip, read_frames
+from edge_emotion.run.score import ScoreOptions, score_folder
 
 
 @pytest.fixture(scope="module")

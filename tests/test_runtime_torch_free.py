@@ -20,7 +20,7 @@ BLOCKED = ("torch", "torchvision", "facenet_pytorch", "librosa", "onnx")
 
 @pytest.fixture(scope="module")
 def onnx_model(fresh_checkpoint, tmp_path_factory) -> Path:
-    from edge_emotion.export.pipeline import export_onnx_artifact
+    from edge_emotion.build.export.pipeline import export_onnx_artifact
 
     path = tmp_path_factory.mktemp("torchfree") / "model.onnx"
     export_onnx_artifact(fresh_checkpoint, path, parity_batch())
@@ -89,7 +89,7 @@ def test_score_predict_and_bench_run_without_torch(blocker, onnx_model, hap_clip
 def test_in_process_score_matches_the_torch_free_one(blocker, onnx_model, hap_clip_path, tmp_path):
     """The same clip scored here (torch importable) and in a blocked process: one implementation, one answer."""
     from edge_emotion.backends import open_backend
-    from edge_emotion.score import predict_clip
+    from edge_emotion.run.score import predict_clip
 
     with open_backend(onnx_model) as backend:
         here = predict_clip(hap_clip_path, backend)

@@ -17,17 +17,17 @@ from conftest import tone, write_video
 
 from edge_emotion import LABELS
 from edge_emotion.errors import EdgeEmotionError
-from edge_emotion.report import CsvFormat, FileKey, ResultsFile, build_row
-from edge_emotion.scan import Shard, find_videos, select_shard, shard_of
-from edge_emotion.score import ScoreOptions, SegmentBatcher, plan_folder, score_folder
-from edge_emotion.workers import PreparedClip, WorkerPool
+from edge_emotion.io.scan import Shard, find_videos, select_shard, shard_of
+from edge_emotion.run.report import CsvFormat, FileKey, ResultsFile, build_row
+from edge_emotion.run.score import ScoreOptions, SegmentBatcher, plan_folder, score_folder
+from edge_emotion.run.workers import PreparedClip, WorkerPool
 
 N = 4  # fresh_checkpoint's segments
 
 
 def real_frames(clip_path: Path, count: int) -> np.ndarray:
     """[count, H, W, 3] frames of a real clip, so a generated video has a face MTCNN finds."""
-    from edge_emotion.decode import open_clip, read_frames
+    from edge_emotion.io.decode import open_clip, read_frames
 
     frames = read_frames(open_clip(clip_path), range(0, 3 * count, 3))
     return np.stack([frames[i] for i in sorted(frames)])
@@ -172,8 +172,8 @@ class _EchoBackend:
 
 
 def _prepared(index: int, n: int) -> PreparedClip:
-    from edge_emotion.plan import Segment
-    from edge_emotion.segments import SegmentInputs
+    from edge_emotion.preprocess.plan import Segment
+    from edge_emotion.preprocess.segments import SegmentInputs
 
     faces = np.zeros((n, 3, 224, 224), np.float32)
     faces[:, 0, 0, 0] = index * 100 + np.arange(n)
@@ -251,7 +251,7 @@ def test_scan_finds_videos_recursively_and_never_follows_dir_links(video_folder,
 
 
 def test_resuming_with_another_model_is_refused(video_folder, fresh_checkpoint, tmp_path):
-    from edge_emotion.checkpoint import load_checkpoint, save_checkpoint
+    from edge_emotion.build.checkpoint import load_checkpoint, save_checkpoint
 
     other = tmp_path / "other.pt"
     state = load_checkpoint(fresh_checkpoint)

@@ -8,8 +8,9 @@ import numpy as np
 import pytest
 from conftest import tone, write_video
 
-from edge_emotion.decode import open_clip, read_frames
-from edge_emotion.segments import PreprocessConfig, detect_strided, extract, plan_clip
+from edge_emotion.config import PreprocessConfig
+from edge_emotion.io.decode import open_clip, read_frames
+from edge_emotion.preprocess.segments import detect_every, extract, plan_clip
 
 
 def test_extract_real_clip(hap_clip_path, face_detector):
@@ -65,13 +66,13 @@ def test_strided_detection_reuses_the_nearest_detected_box(hap_clip_path, face_d
     decoded = read_frames(clip, [s.frame for s in plan_clip(clip, config)])
     frames = [decoded[i] for i in sorted(decoded)]
     every = face_detector.detect(frames)
-    strided = detect_strided(face_detector, frames, 2)  # detects frames 0, 2, 4
+    strided = detect_every(face_detector, frames, 2)  # detects frames 0, 2, 4
 
     def same(a, b):  # MTCNN's boxes move by a pixel with the batch it runs in
         return np.allclose(a, b, atol=2.0)
 
     assert same(strided[0], every[0]) and same(strided[2], every[2]) and same(strided[4], every[4])
     assert strided[1] in (strided[0], strided[2]) and strided[3] in (strided[2], strided[4])
-    config2 = replace(config, face=replace(config.face, detect_stride=2))
+    config2 = replace(config, face=replace(config.face, detect_every=2))
     inputs = extract(clip, plan_clip(clip, config2), config2, detector=face_detector)
     assert inputs.boxes == strided and inputs.faceless == 0

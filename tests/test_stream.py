@@ -31,7 +31,7 @@ from edge_emotion.backends import open_backend
 from edge_emotion.backends.base import Backend
 from edge_emotion.cli import app
 from edge_emotion.cli.stream_cmds import live_view, summary_lines
-from edge_emotion.score import predict_clip
+from edge_emotion.run.score import predict_clip
 from edge_emotion.stream import EventsFile, SourceError, SourceSpec, StreamOptions, read_events, run_stream
 from edge_emotion.stream.buffer import LiveBuffer
 from edge_emotion.stream.window import Schedule, pick_slots
@@ -63,7 +63,7 @@ class SlowBackend(Backend):
         super().__init__(inner.path, inner.contract)
         self.inner, self.seconds = inner, seconds
 
-    def infer(self, faces: np.ndarray, spectrograms: np.ndarray) -> np.ndarray:
+    def infer_impl(self, faces: np.ndarray, spectrograms: np.ndarray) -> np.ndarray:
         time.sleep(self.seconds)
         return self.inner.infer(faces, spectrograms)
 
@@ -90,8 +90,8 @@ def cli(*args: str, timeout: float = 120) -> subprocess.CompletedProcess:
 def sharp_onnx(fresh_checkpoint, tmp_path_factory) -> Path:
     import torch
 
-    from edge_emotion.checkpoint import load_checkpoint, save_checkpoint
-    from edge_emotion.export.pipeline import build_onnx
+    from edge_emotion.build.checkpoint import load_checkpoint, save_checkpoint
+    from edge_emotion.build.export.pipeline import build_onnx
 
     state = load_checkpoint(fresh_checkpoint)
     weights = dict(state["model"])

@@ -17,12 +17,12 @@ from conftest import tone, write_video
 from typer.testing import CliRunner
 
 from edge_emotion import LABELS
-from edge_emotion.checkpoint import build_branch, load_checkpoint
+from edge_emotion.build.checkpoint import build_branch, load_checkpoint
+from edge_emotion.build.train.loop import TrainConfig, recipe_config, train
+from edge_emotion.build.train.prepare import prepare_corpus
 from edge_emotion.cli import app
+from edge_emotion.config import FaceParams
 from edge_emotion.errors import ArtifactError
-from edge_emotion.faces import FaceParams
-from edge_emotion.train.loop import TrainConfig, recipe_config, train
-from edge_emotion.train.prepare import prepare_corpus
 
 SUMMARY = Path(__file__).parent / "fixtures" / "meta" / "summaryTable.csv"
 

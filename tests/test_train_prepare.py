@@ -12,13 +12,14 @@ import torch
 from conftest import tone, write_video
 from typer.testing import CliRunner
 
+from edge_emotion.build.train.box_cache import detection_frames, interpolate_boxes, load_cached
+from edge_emotion.build.train.crema import index_corpus
+from edge_emotion.build.train.dataset import CachedClips
+from edge_emotion.build.train.prepare import prepare_corpus
 from edge_emotion.cli import app
-from edge_emotion.decode import open_clip
-from edge_emotion.faces import FaceParams
-from edge_emotion.segments import PreprocessConfig, extract, plan_clip
-from edge_emotion.train.crema import index_corpus
-from edge_emotion.train.dataset import CachedClips
-from edge_emotion.train.prepare import detection_frames, interpolate_boxes, load_cached, prepare_corpus
+from edge_emotion.config import FaceParams, PreprocessConfig
+from edge_emotion.io.decode import open_clip
+from edge_emotion.preprocess.segments import extract, plan_clip
 
 
 def test_interpolate_boxes_linear_between_nearest_beyond() -> None:

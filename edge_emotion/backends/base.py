@@ -32,9 +32,16 @@ class Backend(ABC):
     def precision(self) -> str:
         return self.contract.precision
 
-    @abstractmethod
     def infer(self, faces: np.ndarray, spectrograms: np.ndarray) -> np.ndarray:
-        """faces [S, 3, H, W], spectrograms [S, 1, F, T] float32 -> probabilities [S, K] float32."""
+        """faces [S, 3, H, W], spectrograms [S, 1, F, T] float32 -> probabilities [S, K] float32.
+
+        Checks the inputs against the contract once, here, so no backend can forget to."""
+        self.check_inputs(faces, spectrograms)
+        return self.infer_impl(faces, spectrograms)
+
+    @abstractmethod
+    def infer_impl(self, faces: np.ndarray, spectrograms: np.ndarray) -> np.ndarray:
+        """The backend's own inference on inputs already checked against the contract."""
 
     def synchronize(self) -> None:
         """Wait for queued device work (timing). CPU backends are synchronous already."""

@@ -86,8 +86,7 @@ class OnnxRuntimeBackend(Backend):
             warnings.warn(f"{path}: {providers[0]} failed to start; running on {self.providers[0]}", stacklevel=2)
         self._input_dtypes = {i.name: ORT_TO_NUMPY.get(i.type, np.float32) for i in session.get_inputs()}
 
-    def infer(self, faces: np.ndarray, spectrograms: np.ndarray) -> np.ndarray:
-        self.check_inputs(faces, spectrograms)
+    def infer_impl(self, faces: np.ndarray, spectrograms: np.ndarray) -> np.ndarray:
         feed = {
             FACE_INPUT: np.ascontiguousarray(faces, dtype=self._input_dtypes[FACE_INPUT]),  # [S, 3, 224, 224]
             SPEC_INPUT: np.ascontiguousarray(spectrograms, dtype=self._input_dtypes[SPEC_INPUT]),  # [S, 1, 192, 120]

@@ -196,8 +196,7 @@ class TensorRTBackend(Backend):
             )
         self._smallest, self._largest = batch_range(self.runner.profiles, FACE_INPUT)
 
-    def infer(self, faces: np.ndarray, spectrograms: np.ndarray) -> np.ndarray:
-        self.check_inputs(faces, spectrograms)
+    def infer_impl(self, faces: np.ndarray, spectrograms: np.ndarray) -> np.ndarray:
         parts = [self._run(faces[a:b], spectrograms[a:b]) for a, b in chunk_bounds(faces.shape[0], self._largest)]
         return np.concatenate(parts) if parts else np.zeros((0, len(self.contract.labels)), np.float32)
 

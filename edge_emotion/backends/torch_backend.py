@@ -8,7 +8,7 @@ import numpy as np
 import torch
 
 from edge_emotion.backends.base import Backend
-from edge_emotion.checkpoint import build_branch, config_hash, load_checkpoint, preprocess_config
+from edge_emotion.build.checkpoint import build_branch, config_hash, load_checkpoint, preprocess_config
 from edge_emotion.contract import ModelContract
 
 
@@ -44,8 +44,7 @@ class TorchBackend(Backend):
         self.model = build_branch(state).to(self.device, memory_format=torch.channels_last)
 
     @torch.inference_mode()
-    def infer(self, faces: np.ndarray, spectrograms: np.ndarray) -> np.ndarray:
-        self.check_inputs(faces, spectrograms)
+    def infer_impl(self, faces: np.ndarray, spectrograms: np.ndarray) -> np.ndarray:
         face = torch.from_numpy(np.ascontiguousarray(faces, dtype=np.float32)).to(self.device, non_blocking=True)
         spec = torch.from_numpy(np.ascontiguousarray(spectrograms, dtype=np.float32)).to(self.device, non_blocking=True)
         face = face.contiguous(memory_format=torch.channels_last)

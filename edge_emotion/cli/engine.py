@@ -17,6 +17,6 @@ def ray_options(engine: str, address: str | None, workers: int | None) -> Any:
         return None
     if workers == 0:
         raise typer.BadParameter("with --engine ray it counts preprocessing actors: 1 or more", param_hint="--workers")
-    from edge_emotion.ray_engine.cluster import RayOptions
+    from edge_emotion.ray.cluster import RayOptions
 
     return RayOptions(address=address, prepare_actors=workers)

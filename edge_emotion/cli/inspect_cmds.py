@@ -16,7 +16,7 @@ def preview(
     segments: Annotated[int, typer.Option("--segments", "-n", min=1, help="Number of segments N.")] = 10,
 ) -> None:
     """Contact sheet of the N face crops and N spectrograms, with segment times."""
-    from edge_emotion.preview import write_contact_sheet
+    from edge_emotion.run.preview import write_contact_sheet
 
     paths.existing_file(video, "VIDEO")
     paths.output_file(output, "--output", (".png",))

@@ -14,8 +14,8 @@ from pathlib import Path
 
 import typer
 
-from edge_emotion.filekind import ARTIFACT_SUFFIXES, describe, sniff
-from edge_emotion.scan import DEFAULT_EXTENSIONS
+from edge_emotion.io.filekind import ARTIFACT_SUFFIXES, describe, sniff
+from edge_emotion.io.scan import DEFAULT_EXTENSIONS
 
 DEVICE_PATTERN = re.compile(r"auto|cpu|mps|cuda(:\d+)?")
 
@@ -48,7 +48,7 @@ def existing_dir(path: Path, option: str) -> Path:
 
 def video_source(path: Path, option: str, extensions: Sequence[str] = DEFAULT_EXTENSIONS) -> Path:
     """A folder holding at least one video (searched recursively), or one video file."""
-    from edge_emotion.scan import find_videos
+    from edge_emotion.io.scan import find_videos
 
     if not path.exists() and not path.is_symlink():
         raise _bad(path, option, "no such file or folder")

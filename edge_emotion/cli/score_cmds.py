@@ -1,6 +1,6 @@
 """Commands of the score stage: `score` (a folder), `predict` (one clip), `bench` (backends and precisions).
 
-Thin wrappers: they parse options, call edge_emotion.score / edge_emotion.bench
+Thin wrappers: they parse options, call edge_emotion.run.score / edge_emotion.run.bench
 (imported inside the bodies, so `edge-emotion --help` never loads torch) and
 print with rich. Progress goes to stderr, results and summaries to stdout.
 """
@@ -30,7 +30,7 @@ from rich.text import Text
 from edge_emotion import defaults
 from edge_emotion.cli import paths  # light: no torch, no av
 from edge_emotion.cli.engine import ray_options
-from edge_emotion.scan import DEFAULT_EXTENSIONS  # light: no torch, no av
+from edge_emotion.io.scan import DEFAULT_EXTENSIONS  # light: no torch, no av
 
 ModelOption = Annotated[Path, typer.Option("--model", "-m", help="Artifact: checkpoint (.pt), ONNX (.onnx) or TensorRT engine (.engine).")]
 BackendOption = Annotated[
@@ -108,9 +108,9 @@ def score(
 ) -> None:
     """Score every video under FOLDER into one row per clip; a rerun resumes where the last one stopped."""
     from edge_emotion import LABELS
-    from edge_emotion.report import format_for
-    from edge_emotion.scan import Shard, normalise_extensions
-    from edge_emotion.score import ScoreOptions
+    from edge_emotion.io.scan import Shard, normalise_extensions
+    from edge_emotion.run.report import format_for
+    from edge_emotion.run.score import ScoreOptions
 
     try:
         format_for(output, LABELS)
@@ -146,12 +146,12 @@ def _score_engine(engine: str, address: str | None, workers: int | None) -> Any:
     """score_folder, or its Ray Data twin with the cluster options bound (same arguments, same rows)."""
     options = ray_options(engine, address, workers)
     if options is None:
-        from edge_emotion.score import score_folder
+        from edge_emotion.run.score import score_folder
 
         return score_folder
     import functools
 
-    from edge_emotion.ray_engine.scoring import score_folder_ray
+    from edge_emotion.ray.scoring import score_folder_ray
 
     return functools.partial(score_folder_ray, ray_options=options)
 
@@ -183,7 +183,7 @@ def predict(
     """Probabilities of one clip: the same numbers `score` writes for it."""
     from edge_emotion.backends import open_backend
     from edge_emotion.errors import VideoError
-    from edge_emotion.score import predict_clip
+    from edge_emotion.run.score import predict_clip
 
     paths.artifact(model, "--model")
     paths.device_name(device)
@@ -246,9 +246,9 @@ def bench(
     plot: Annotated[Optional[Path], typer.Option("--plot", help="Write throughput against batch size as PNG.")] = None,
 ) -> None:
     """Latency (mean, p50-p99) and throughput of backends and precisions, side by side."""
-    from edge_emotion.atomic import atomic_write_text
-    from edge_emotion.bench import plan_targets, plot_report, run_bench
-    from edge_emotion.scan import find_videos
+    from edge_emotion.io.atomic import atomic_write_text
+    from edge_emotion.io.scan import find_videos
+    from edge_emotion.run.bench import plan_targets, plot_report, run_bench
 
     try:
         sizes = [int(b) for b in _split(batch_sizes)]

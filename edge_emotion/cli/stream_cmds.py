@@ -121,9 +121,9 @@ def stream(
     """
     from rich.live import Live
 
-    from edge_emotion.atomic import atomic_write_text
     from edge_emotion.backends import open_backend
-    from edge_emotion.faces import FaceDetector
+    from edge_emotion.io.atomic import atomic_write_text
+    from edge_emotion.preprocess.faces import FaceDetector
     from edge_emotion.stream import EventsFile, LineWriter, SourceSpec, StreamOptions, default_window, run_stream
     from edge_emotion.stream.events import EventWriter
     from edge_emotion.stream.run import check_options

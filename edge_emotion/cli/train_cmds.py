@@ -1,4 +1,4 @@
-"""Commands of the train stage: `prepare`, `train`, `cv`. They parse options and call edge_emotion.train.
+"""Commands of the train stage: `prepare`, `train`, `cv`. They parse options and call edge_emotion.build.train.
 
 torch, MTCNN and matplotlib are imported inside the command bodies only, so
 `edge-emotion --help` stays fast. `train` and `cv` run unchanged under torchrun:
@@ -78,12 +78,12 @@ def _check_device(device: str | None) -> None:
         return
     paths.device_name(device)
     if device.startswith("cuda"):
-        import torch
+        from edge_emotion.build.train.distributed import cuda_device_count
 
-        index = int(device.partition(":")[2] or 0)
-        if index >= torch.cuda.device_count():
+        index, count = int(device.partition(":")[2] or 0), cuda_device_count()
+        if index >= count:
             raise typer.BadParameter(
-                f"{device!r}: {torch.cuda.device_count()} CUDA device(s) here; use --device cpu or auto",
+                f"{device!r}: {count} CUDA device(s) here; use --device cpu or auto",
                 param_hint="--device",
             )
 
@@ -114,14 +114,16 @@ def prepare(
             "scoring detects the same way. 240 scores CREMA-D about 25 % faster than 320 (box IoU 0.93 vs full).",
         ),
     ] = defaults.DETECT_MAX_SIDE,
-    detect_stride: Annotated[
+    detect_every_planned: Annotated[
         int,
         typer.Option(
+            "--detect-every-planned",
+            "--detect-stride",
             min=1,
             help="Scoring with this model runs MTCNN on every k-th of the N planned frames, the nearest box for "
             "the others (2 halves MTCNN's cost). Travels with the model; training uses the cache's boxes.",
         ),
-    ] = defaults.DETECT_STRIDE,
+    ] = defaults.DETECT_EVERY_PLANNED,
     engine: Annotated[
         str, typer.Option(help="local (this machine's processes) or ray (Ray Data actors; DATA and the cache on a shared path).")
     ] = "local",
@@ -132,12 +134,12 @@ def prepare(
     """Decode every clip and detect its faces once, so that training never runs MTCNN."""
     from rich.progress import Progress
 
-    from edge_emotion.faces import FaceParams
-    from edge_emotion.train.prepare import default_workers, prepare_corpus
+    from edge_emotion.build.train.prepare import default_workers, prepare_corpus
+    from edge_emotion.config import FaceParams
 
     _check_run_paths(data_dir, output)
     ray = ray_options(engine, address, workers)
-    face = FaceParams(min_face_size=min_face_size, detect_max_side=detect_max_side, detect_stride=detect_stride)
+    face = FaceParams(min_face_size=min_face_size, detect_max_side=detect_max_side, detect_every=detect_every_planned)
     with Progress() as bar:
         task = bar.add_task("prepare", total=None)
 
@@ -166,7 +168,7 @@ def _config(recipe: str, arguments: dict[str, Any]) -> Any:
     """The TrainConfig of a recipe, overridden by the command's training options that were given."""
     from dataclasses import fields
 
-    from edge_emotion.train.loop import TrainConfig, recipe_config
+    from edge_emotion.build.train.loop import TrainConfig, recipe_config
 
     names = {f.name for f in fields(TrainConfig)}
     return recipe_config(recipe, **{k: v for k, v in arguments.items() if k in names})
@@ -210,7 +212,7 @@ def train(
     checkpoint_every: CkptEvery = None,
 ) -> None:
     """Train one fold from the prepare cache and test it on the held-out actors (works under torchrun)."""
-    from edge_emotion.train.loop import train as run_training
+    from edge_emotion.build.train.loop import train as run_training
 
     _check_run_paths(data_dir, output, cache, {"--folds-file": folds_file})
     _check_device(device)
@@ -271,8 +273,8 @@ def cv(
 ) -> None:
     """Cross-validate by actor: per-fold and mean +- std accuracy, human baseline, the paper's figures (torchrun too)."""
     from edge_emotion import LABELS
-    from edge_emotion.train.cv import run_cv
-    from edge_emotion.train.figures import cv_figures
+    from edge_emotion.build.train.cv import run_cv
+    from edge_emotion.build.train.figures import cv_figures
 
     _check_run_paths(data_dir, output, cache, {"--summary-table": summary_table})
     _check_device(device)

@@ -23,15 +23,15 @@ import numpy as np
 
 from edge_emotion import defaults
 from edge_emotion.backends.base import Backend
-from edge_emotion.faces import FaceDetector
-from edge_emotion.report import FileKey, build_row
-from edge_emotion.score import score_prepared
-from edge_emotion.segments import extract
+from edge_emotion.preprocess.faces import FaceDetector
+from edge_emotion.preprocess.segments import extract
+from edge_emotion.run.report import FileKey, build_row
+from edge_emotion.run.score import score_prepared
+from edge_emotion.run.workers import PreparedClip
 from edge_emotion.stream.buffer import AudioItem, Demand, LiveBuffer, VideoItem
 from edge_emotion.stream.events import Event, EventWriter, StreamSummary
 from edge_emotion.stream.source import Decoder, SourceSpec, StreamClock, open_source, video_fps
 from edge_emotion.stream.window import Schedule, build_window, default_window
-from edge_emotion.workers import PreparedClip
 
 DEFAULT_HOP_S = defaults.STREAM_HOP_S
 DEFAULT_TIMEOUT_S = defaults.STREAM_TIMEOUT_S

@@ -24,8 +24,8 @@ from typing import Any
 
 import av
 
-from edge_emotion.decode import DECODE_ERRORS, _fps, _reason
 from edge_emotion.errors import EdgeEmotionError
+from edge_emotion.io.decode import DECODE_ERRORS, _fps, _reason
 from edge_emotion.stream.buffer import LiveBuffer
 
 RECONNECT_PAUSE_S = 1.0

@@ -17,8 +17,9 @@ from pathlib import Path
 import numpy as np
 
 from edge_emotion import defaults
-from edge_emotion.decode import Clip, _resample_audio, _upright
-from edge_emotion.segments import PreprocessConfig, plan_clip
+from edge_emotion.config import PreprocessConfig
+from edge_emotion.io.decode import Clip, _resample_audio, _upright
+from edge_emotion.preprocess.segments import plan_clip
 from edge_emotion.stream.buffer import AudioItem, VideoItem
 
 SECONDS_PER_SEGMENT = defaults.STREAM_SECONDS_PER_SEGMENT  # a CREMA-D clip (median ~2.5 s) over the paper's N = 10

@@ -1,0 +1,86 @@
+"""How a clip becomes model inputs: the parameters every checkpoint and exported artifact carries.
+
+A leaf: it imports nothing of the package but its defaults, so the contract, checkpoints, the preprocessing
+steps and the CLI can all read it without pulling in the code that does the work.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from edge_emotion import defaults
+
+
+@dataclass(frozen=True)
+class FaceParams:
+    """Everything that defines the face input; written into exported models."""
+
+    size: int = 224  # crop side in pixels
+    margin: float = 0.25  # extra context around the face box, as a fraction of its side
+    min_face_size: int = defaults.MIN_FACE_SIZE  # MTCNN's smallest face, in pixels of the detection image
+    # Downscale larger frames to this longest side before detection (0 = never). MTCNN's cost grows with
+    # the pixels it scans: on CREMA-D (480x360) 320 halves it at a mean box IoU of 0.92 with full resolution
+    # (benchmarks/README.md). The price: faces below min_face_size * longest side / 320 pixels are missed.
+    detect_max_side: int = defaults.DETECT_MAX_SIDE
+    detect_every: int = defaults.DETECT_EVERY_PLANNED  # scoring: MTCNN on every k-th of the N planned frames, nearest box for the others
+    # which detector made the boxes: a prepare cache or model made with another one is not mixed with this one's
+    detector: str = "mtcnn-onnx/1"
+    mean: tuple[float, float, float] = (0.5, 0.5, 0.5)  # crop / 255, minus mean, over std
+    std: tuple[float, float, float] = (0.5, 0.5, 0.5)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> FaceParams:
+        data = {"detect_every": data["detect_stride"], **data} if "detect_stride" in data else data  # before 0.2.0
+        fields = {k: data[k] for k in cls.__dataclass_fields__ if k in data}
+        for key in ("mean", "std"):
+            if key in fields:
+                fields[key] = tuple(float(v) for v in fields[key])
+        return cls(**fields)
+
+
+@dataclass(frozen=True)
+class SpectrogramParams:
+    """Everything that defines the audio input; written into exported models."""
+
+    sample_rate: int = 16_000
+    window_s: float = 1.28  # d: audio window length
+    jitter_s: float = 0.01  # b: train-time jitter of the window centre
+    n_fft: int = 382
+    hop_length: int = 171
+    normalisation: str = "log-magnitude, standardised per spectrogram"
+
+    @property
+    def window_samples(self) -> int:
+        return int(round(self.window_s * self.sample_rate))
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        """(frequency bins, time frames)."""
+        return self.n_fft // 2 + 1, 1 + self.window_samples // self.hop_length
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> SpectrogramParams:
+        return cls(**{k: data[k] for k in cls.__dataclass_fields__ if k in data})
+
+
+@dataclass(frozen=True)
+class PreprocessConfig:
+    """How a clip becomes model inputs; travels inside checkpoints and exported models."""
+
+    n_segments: int = 10
+    face: FaceParams = field(default_factory=FaceParams)
+    audio: SpectrogramParams = field(default_factory=SpectrogramParams)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"n_segments": self.n_segments, "face": self.face.to_dict(), "audio": self.audio.to_dict()}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> PreprocessConfig:
+        return cls(int(data["n_segments"]), FaceParams.from_dict(data["face"]), SpectrogramParams.from_dict(data["audio"]))

@@ -1,0 +1,263 @@
+"""`score --engine ray`: the local scorer's own stages as a Ray Data pipeline; the driver alone writes the results.
+
+    driver: plan_folder, skip the rows already in the results file (ResultsFile, as local score does)
+      --file list--> Ray Data (a few files per block)
+      --map_batches(PrepareStage), CPU actors: each keeps a WorkerPool of one process that builds the
+        FaceDetector once and runs prepare_clip per file (decode, plan, faces, spectrograms): the local
+        path's code, with its per-file timeout and its crash isolation
+      --the compact model inputs (faces [N, 3, 224, 224], spectrograms [N, 1, 192, 120] float32; never
+        decoded frames) through the object store-->
+      --map_batches(BackendStage): one actor per GPU (num_gpus=1), else one on a CPU; score_prepared over
+        the clips of a batch, segments of many clips per backend call
+      --scored clips, their inputs dropped--> driver: build_row, rows in scan order, ResultsFile
+
+Because the driver writes every row itself, in scan order, through the same
+ResultsFile, a killed driver resumes exactly like local `score`, and a results
+file can be continued by either engine. Ray Data's output order is not kept;
+the driver restores it (`score.in_order`: finished rows wait there, never model
+inputs). The artifact travels through the object store, so worker nodes need
+only the videos, at the same path as on the driver (a shared file system).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import pickle
+import tempfile
+import time
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from edge_emotion.contract import ModelContract
+from edge_emotion.errors import ArtifactError, EdgeEmotionError
+from edge_emotion.ray.cluster import RayOptions, Resources, ray_session, task_error
+from edge_emotion.run.report import FileKey, ResultsFile, Summary, count_rows
+from edge_emotion.run.score import (
+    NoProgress,
+    ScoredClip,
+    ScoreOptions,
+    ScoreProgress,
+    clip_rows,
+    in_order,
+    model_identity,
+    plan_folder,
+)
+from edge_emotion.run.workers import PreparedClip, PrepareJob, WorkerJob, WorkerPool
+
+BLOCKS_PER_ACTOR = 16  # input blocks per preprocessing actor: enough for even load, few enough to stay cheap
+
+
+@dataclass(frozen=True)
+class ActorPlan:
+    """How many actors of each stage, and what each holds."""
+
+    prepare: int
+    backend: int
+    backend_gpus: int  # GPUs per backend actor: 1 on a GPU cluster, else 0
+
+
+def plan_actors(resources: Resources, files: int, options: RayOptions) -> ActorPlan:
+    """Backend actors: one per GPU (else one); preprocessing actors: the CPUs left, at most one per file."""
+    gpus = 1 if resources.gpus else 0
+    backend = options.backend_actors or (resources.gpus if gpus else 1)
+    spare = resources.cpus - backend  # every actor holds one CPU
+    prepare = options.prepare_actors or spare
+    if prepare < 1:
+        raise EdgeEmotionError(
+            f"the Ray cluster has {resources.cpus} CPU(s): scoring needs one per backend actor ({backend}) "
+            "and at least one for preprocessing"
+        )
+    return ActorPlan(prepare=max(1, min(prepare, files)), backend=backend, backend_gpus=gpus)
+
+
+@dataclass(frozen=True)
+class ArtifactFacts:
+    """What the driver learns of the model from a backend opened where the backend actors run."""
+
+    contract: ModelContract
+    name: str  # the backend's name, as results files record it
+    precision: str
+
+
+@dataclass(frozen=True)
+class ArtifactBytes:
+    """The artifact's bytes and kind: actors open their own copy, so nodes need not share the model file."""
+
+    data: bytes
+    suffix: str
+    backend: str | None
+    device: str
+
+    def open(self) -> Any:
+        """Write the bytes to a temporary file, open the backend on it, delete the file (backends read it at once)."""
+        from edge_emotion.backends import open_backend
+
+        with tempfile.TemporaryDirectory(prefix="edge-emotion-model-") as tmp:
+            path = Path(tmp) / f"model{self.suffix}"
+            path.write_bytes(self.data)
+            return open_backend(path, self.backend, self.device)
+
+
+def describe(artifact: ArtifactBytes) -> ArtifactFacts:
+    """Run where a backend actor would (its GPU, its TensorRT): the driver needs neither."""
+    with artifact.open() as backend:
+        return ArtifactFacts(backend.contract, backend.name, backend.precision)
+
+
+class PrepareStage:
+    """Ray Data callable class: prepare a batch of files in this actor's one worker process.
+
+    The WorkerPool process builds the FaceDetector once and outlives the calls; a
+    file that hangs past the timeout, or kills the process, becomes an error
+    clip and a fresh process takes the next file, exactly as in local `score`.
+    """
+
+    def __init__(self, job: WorkerJob, timeout: float) -> None:
+        self.pool = WorkerPool(job, workers=1, timeout=timeout, threads=1)  # one CPU per actor
+
+    def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        indices = [int(i) for i in batch["index"]]
+        out: list[PreparedClip] = []
+        for prepared in self.pool.run([Path(str(p)) for p in batch["path"]]):
+            prepared.index = indices[prepared.index]  # the pool numbers this batch's files; the driver, the folder's
+            out.append(prepared)
+        return {
+            "index": np.array([p.index for p in out], dtype=np.int64),
+            "prepared": np.array([pickle.dumps(p, protocol=5) for p in out], dtype=object),
+        }
+
+
+class BackendStage:
+    """Ray Data callable class: one backend per actor, opened once; a batch's clips through `score_prepared`."""
+
+    def __init__(self, artifact: ArtifactBytes, batch_size: int) -> None:
+        self.backend = artifact.open()
+        self.batch_size = batch_size
+
+    def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        from edge_emotion.run.score import score_prepared
+
+        clips = [pickle.loads(b) for b in batch["prepared"]]
+        scored = [_without_inputs(s) for s in score_prepared(clips, self.backend, self.batch_size)]
+        return {
+            "index": np.array([s.prepared.index for s in scored], dtype=np.int64),
+            "scored": np.array([pickle.dumps(s, protocol=5) for s in scored], dtype=object),
+        }
+
+
+def _without_inputs(scored: ScoredClip) -> ScoredClip:
+    """Drop the model inputs (megabytes per clip) before the clip goes back to the driver; rows never read them."""
+    inputs = scored.prepared.inputs
+    if inputs is None:
+        return scored
+    empty = dataclasses.replace(inputs, faces=inputs.faces[:0], spectrograms=inputs.spectrograms[:0])
+    return dataclasses.replace(scored, prepared=dataclasses.replace(scored.prepared, inputs=empty))
+
+
+def clips_per_call(batch_size: int, n_segments: int) -> int:
+    """Clips per backend actor call: as many as fit in `batch_size` segments (at least one)."""
+    return max(1, batch_size // n_segments)
+
+
+def run_pipeline(
+    keys: Sequence[FileKey], artifact: ArtifactBytes, facts: ArtifactFacts, options: ScoreOptions, plan: ActorPlan,
+    job: WorkerJob | None = None,
+) -> Iterator[ScoredClip]:
+    """Stream scored clips (index = position in `keys`) out of the two actor pools, in completion order."""
+    import ray.data
+
+    job = job or PrepareJob(facts.contract.preprocess, options.face_device)
+    items = [{"index": i, "path": k.path} for i, k in enumerate(keys)]
+    data: ray.data.Dataset = ray.data.from_items(items, override_num_blocks=min(len(items), BLOCKS_PER_ACTOR * plan.prepare))
+    data = data.map_batches(
+        PrepareStage,
+        batch_size=None,  # a whole block per call: its files queue in the actor's worker process
+        compute=ray.data.ActorPoolStrategy(min_size=1, max_size=plan.prepare, initial_size=plan.prepare),
+        fn_constructor_kwargs={"job": job, "timeout": options.timeout},
+        num_cpus=1,
+        batch_format="numpy",
+    )
+    data = data.map_batches(
+        BackendStage,
+        batch_size=clips_per_call(options.batch_size, facts.contract.n_segments),
+        compute=ray.data.ActorPoolStrategy(size=plan.backend),
+        fn_constructor_kwargs={"artifact": artifact, "batch_size": options.batch_size},
+        num_cpus=1,
+        num_gpus=plan.backend_gpus,
+        batch_format="numpy",
+    )
+    for row in data.iter_rows():
+        yield pickle.loads(row["scored"])
+
+
+def score_folder_ray(
+    root: str | Path,
+    artifact: str | Path,
+    output: str | Path,
+    options: ScoreOptions = ScoreOptions(),
+    progress: ScoreProgress | None = None,
+    ray_options: RayOptions = RayOptions(),
+) -> Summary:
+    """`score_folder` on Ray (its arguments, then where to run): the same rows in the same file, resumable by either engine."""
+    progress = progress or NoProgress()
+    started = time.perf_counter()
+    keys = plan_folder(root, options)
+    model = read_artifact(artifact, options)
+    with ray_session(ray_options.address, ray_options.num_cpus) as resources:
+        facts = _remote(describe, model, resources)
+        labels = facts.contract.labels
+        with ResultsFile(output, labels, model_identity(artifact, facts)) as results:
+            todo = results.pending(keys)
+            summary = Summary(skipped=len(keys) - len(todo))
+            progress.start(len(todo), summary.skipped)
+            if todo:
+                plan = plan_actors(resources, len(todo), ray_options)
+                scored = run_pipeline(todo, model, facts, options, plan)
+                for row in in_order(clip_rows(_unwrapped(scored), todo, labels, summary)):
+                    results.write(row)
+                    progress.advance(row)
+            summary.rows = len(results.rows)
+            summary.labels, summary.statuses, summary.failures = count_rows(results.rows.values())
+    summary.seconds = time.perf_counter() - started
+    return summary
+
+
+def read_artifact(artifact: str | Path, options: ScoreOptions) -> ArtifactBytes:
+    """The model's bytes for the actors; a missing file or an unknown kind is refused before a cluster starts."""
+    from edge_emotion.backends import backend_for
+
+    path = Path(artifact)
+    try:
+        data = path.read_bytes()
+        if options.backend is None:
+            backend_for(path)
+    except OSError as exc:
+        raise ArtifactError(path, f"cannot read the model ({exc.strerror or exc})") from exc
+    except ValueError as exc:
+        raise ArtifactError(path, str(exc).split(": ", 1)[-1]) from exc
+    return ArtifactBytes(data, path.suffix.lower(), options.backend, options.device)
+
+
+def _remote(fn: Any, artifact: ArtifactBytes, resources: Resources) -> Any:
+    """Run fn(artifact) as a Ray task with a backend actor's resources; its own error comes back as itself."""
+    import ray
+
+    task = ray.remote(fn).options(num_cpus=1, num_gpus=1 if resources.gpus else 0, max_retries=0)
+    try:
+        return ray.get(task.remote(artifact))
+    except ray.exceptions.RayTaskError as exc:
+        raise task_error(exc) from None
+
+
+def _unwrapped(scored: Iterator[ScoredClip]) -> Iterator[ScoredClip]:
+    """Ray's wrapped errors from inside the pipeline as the package's own error (one line in the CLI)."""
+    import ray
+
+    try:
+        yield from scored
+    except ray.exceptions.RayError as exc:
+        raise task_error(exc) from None

@@ -1,0 +1,1 @@
+"""Scoring runs: per-clip inputs in a worker pool, batched backend calls, consensus, result rows, bench, preview."""

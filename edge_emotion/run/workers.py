@@ -1,0 +1,403 @@
+"""Preprocessing (decode, MTCNN, spectrograms) of many clips, in-process or in worker processes.
+
+`prepare_clip` is the one per-clip path (used by `score`, `predict` and `bench`);
+it never raises for a bad file: the error text comes back in the result.
+
+`WorkerPool` runs it in spawned processes (spawn, not fork: forking a process
+that has started torch's thread pools is unsafe). What a worker runs is a small
+picklable job: `PrepareJob` builds the FaceDetector once per worker, then calls
+`prepare_clip` per file (tests pass a scripted job that hangs or crashes). The parent keeps at most `prefetch` files queued per worker,
+so memory stays bounded however big the folder, and the backend in the parent
+never waits on a single frame. Every worker has its own pipes, so a worker that
+hangs past the per-file timeout, or dies (a segfault in a codec, the OOM
+killer), is killed and replaced without corrupting anybody else's messages;
+its file gets an error row and the rest of the folder goes on.
+"""
+
+from __future__ import annotations
+
+import multiprocessing as mp
+import os
+import queue
+import signal
+import threading
+import time
+from collections import deque
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from multiprocessing.connection import Connection, wait
+from pathlib import Path
+from typing import Any, Protocol
+
+from edge_emotion import defaults
+from edge_emotion.config import PreprocessConfig
+from edge_emotion.errors import EdgeEmotionError, VideoError
+from edge_emotion.io.decode import open_clip
+from edge_emotion.preprocess.faces import FaceDetector
+from edge_emotion.preprocess.segments import SegmentInputs, extract, plan_clip
+
+DEFAULT_TIMEOUT_S = defaults.FILE_TIMEOUT_S
+# A worker's setup (import torch or ONNX Runtime, build the face detector) took 2.2-2.6 s here; 120 s is
+# ~50x that, room for a cold disk cache or a loaded machine, and still ends a hung start within minutes.
+DEFAULT_SETUP_TIMEOUT_S = defaults.SETUP_TIMEOUT_S
+
+
+@dataclass
+class PreparedClip:
+    """One clip's model inputs, or why there are none. `index` is the clip's place in the work list."""
+
+    index: int
+    path: str
+    inputs: SegmentInputs | None = None
+    fps: float = 0.0
+    duration: float | None = None  # seconds; None when the file did not decode
+    error: str | None = None
+    timings: dict[str, float] = field(default_factory=dict)  # seconds per stage: decode, frames, faces, spectrogram
+
+    def stage_seconds(self) -> dict[str, float]:
+        """Preprocessing seconds as reports name the stages: decode (demux + audio, then the planned frames),
+        faces, spectrogram."""
+        t = self.timings
+        return {
+            "decode": t.get("decode", 0.0) + t.get("frames", 0.0),
+            "faces": t.get("faces", 0.0),
+            "spectrogram": t.get("spectrogram", 0.0),
+        }
+
+
+def prepare_clip(path: str | Path, config: PreprocessConfig, detector: FaceDetector, index: int = 0) -> PreparedClip:
+    """Decode, plan (test mode: middle frames, deterministic), detect faces, crop, spectrograms.
+
+    Any failure becomes `error` (a VideoError's cause, or the exception's type and
+    text for anything unexpected) so that one bad file never stops a folder.
+    """
+    result = PreparedClip(index, str(path))
+    try:
+        start = time.perf_counter()
+        clip = open_clip(path, config.audio.sample_rate)
+        result.timings["decode"] = time.perf_counter() - start
+        result.fps, result.duration = clip.fps, clip.duration
+        result.inputs = extract(clip, plan_clip(clip, config), config, detector=detector, timings=result.timings)
+    except VideoError as exc:
+        result.error = exc.cause
+    except Exception as exc:  # noqa: BLE001 - one broken file must not stop the folder; the row names the cause
+        result.error = f"unexpected {type(exc).__name__}: {exc}"
+    return result
+
+
+class InlinePreparer:
+    """Prepare clips one after another in this process (predict, benchmarks, workers=0). No timeout."""
+
+    def __init__(self, config: PreprocessConfig, face_device: str = "cpu") -> None:
+        self.config = config
+        self.detector = FaceDetector(config.face, device=face_device)
+
+    def run(self, paths: Sequence[Path]) -> Iterator[PreparedClip]:
+        for index, path in enumerate(paths):
+            yield prepare_clip(path, self.config, self.detector, index)
+
+    def close(self) -> None:
+        """Nothing to release; here so both preparers share one interface."""
+
+    def __enter__(self) -> InlinePreparer:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+PrepareFn = Callable[[Path, int], PreparedClip]
+
+
+class WorkerJob(Protocol):
+    """What a worker process runs: `setup` once (in the worker), then the function it returns per file. Picklable."""
+
+    def setup(self, threads: int) -> PrepareFn: ...
+
+
+@dataclass(frozen=True)
+class PrepareJob:
+    """The scoring job: build the FaceDetector once per worker, then `prepare_clip` each file."""
+
+    config: PreprocessConfig
+    face_device: str = "cpu"
+
+    def setup(self, threads: int) -> PrepareFn:
+        detector = FaceDetector(self.config.face, device=self.face_device, threads=threads)
+        return lambda path, index: prepare_clip(path, self.config, detector, index)
+
+
+def _worker_main(tasks: Connection, results: Connection, job: WorkerJob, threads: int, current: Any) -> None:
+    """Body of a worker process: set the job up, then run it on each (index, path) task until told to stop.
+
+    Results go out through a sender thread, so a large result waiting for the
+    parent (busy running the backend) does not stop the next file's decoding.
+    The worker also leaves when its parent is gone (a SIGKILLed `score`).
+    """
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle
+    parent = os.getppid()
+    try:
+        prepare = job.setup(threads)
+    except BaseException as exc:  # noqa: BLE001 - reported to the parent, which stops the run
+        results.send(("init_error", f"{type(exc).__name__}: {exc}"))
+        return
+    # sent directly, before any task: a file that kills the worker at once must not take "ready" with it
+    results.send(("ready", None))
+    outbox: queue.Queue = queue.Queue(maxsize=2)
+    sender = threading.Thread(target=_send_all, args=(outbox, results), daemon=True)
+    sender.start()
+    while os.getppid() == parent:  # an orphan (its `score` was killed) stops instead of finishing queued files
+        if not tasks.poll(1.0):
+            continue
+        try:
+            task = tasks.recv()
+        except (EOFError, OSError):
+            break
+        if task is None:
+            break
+        index, path = task
+        current.value = index  # shared memory: the parent knows which file a crash came from
+        if not _post(outbox, ("start", index), parent):
+            return
+        if not _post(outbox, ("done", prepare(path, index)), parent):
+            return
+    if _post(outbox, None, parent):
+        sender.join(timeout=5)
+
+
+def _post(outbox: queue.Queue, message: tuple | None, parent: int) -> bool:
+    """Queue a message for the sender thread; False once the parent is gone (nobody will read it)."""
+    while True:
+        try:
+            outbox.put(message, timeout=1.0)
+            return True
+        except queue.Full:
+            if os.getppid() != parent:
+                return False
+
+
+def _send_all(outbox: queue.Queue, results: Connection) -> None:
+    while (message := outbox.get()) is not None:
+        try:
+            results.send(message)
+        except (OSError, ValueError):
+            return
+
+
+@dataclass
+class _Worker:
+    process: mp.process.BaseProcess
+    tasks: Connection  # parent -> worker
+    results: Connection  # worker -> parent
+    assigned: deque[tuple[int, Path]] = field(default_factory=deque)  # in the order the worker runs them
+    ready: bool = False
+    spawned_at: float = field(default_factory=time.monotonic)  # setup must report "ready" within setup_timeout
+    started_at: float | None = None  # monotonic time the head of `assigned` started
+    current: Any = None  # shared int: index of the file the worker is on; survives the worker's crash
+
+
+def _take_current(worker: _Worker) -> tuple[int, Path]:
+    """Remove and return the task the worker was on when it stopped (its "done" messages may have died with it)."""
+    for k, (index, path) in enumerate(worker.assigned):
+        if index == worker.current.value:
+            del worker.assigned[k]
+            return index, path
+    return worker.assigned.popleft()
+
+
+class WorkerPool:
+    """Worker processes that prepare clips, with a per-file timeout, a setup timeout and crash recovery.
+
+    A worker that does not report "ready" within `setup_timeout` is killed and the run fails
+    with one error, rather than being replaced: setup is the same for every worker and for
+    every file (imports, the detector), so what hung once would hang its replacement too, and
+    no file is to blame for an error row. A worker that dies during setup fails the run alike.
+    """
+
+    def __init__(
+        self,
+        job: WorkerJob,
+        workers: int = 1,
+        timeout: float = DEFAULT_TIMEOUT_S,
+        prefetch: int = 2,
+        start_method: str = "spawn",
+        threads: int | None = None,
+        setup_timeout: float = DEFAULT_SETUP_TIMEOUT_S,
+    ) -> None:
+        if workers < 1:
+            raise ValueError(f"a worker pool needs at least one worker, got {workers}")
+        if timeout <= 0:
+            raise ValueError(f"timeout must be positive, got {timeout}")
+        if setup_timeout <= 0:
+            raise ValueError(f"setup_timeout must be positive, got {setup_timeout}")
+        self.job = job
+        self.timeout = timeout
+        self.setup_timeout = setup_timeout
+        self.prefetch = max(1, prefetch)
+        self._context = mp.get_context(start_method)
+        self._threads = threads or max(1, (os.cpu_count() or 1) // workers)  # detector threads per worker (MTCNN's ONNX Runtime sessions)
+        self._size = workers
+        self._workers = [self._spawn() for _ in range(workers)]
+
+    def _spawn(self) -> _Worker:
+        task_reader, task_writer = self._context.Pipe(duplex=False)
+        result_reader, result_writer = self._context.Pipe(duplex=False)
+        current = self._context.Value("q", -1, lock=False)
+        process = self._context.Process(
+            target=_worker_main,
+            args=(task_reader, result_writer, self.job, self._threads, current),
+            daemon=True,
+            name="edge-emotion-prep",
+        )
+        process.start()
+        task_reader.close()
+        result_writer.close()
+        return _Worker(process, task_writer, result_reader, current=current)
+
+    def run(self, paths: Sequence[Path]) -> Iterator[PreparedClip]:
+        """Yield one PreparedClip per path (index = position in `paths`), in completion order."""
+        todo: deque[tuple[int, Path]] = deque(enumerate(paths))
+        while todo or any(w.assigned for w in self._workers):
+            self._dispatch(todo)
+            yield from self._collect(timeout=0.2)
+            yield from self._reap(todo)
+
+    def _dispatch(self, todo: deque[tuple[int, Path]]) -> None:
+        """Hand out tasks one at a time to the least busy worker, up to `prefetch` each.
+
+        A worker lost to a timeout or a crash is replaced only when the live ones are full
+        and work is left, so the end of a folder never waits for a pointless start-up.
+        """
+        while todo:
+            self._fill(todo)
+            if not todo or len(self._workers) >= self._size:
+                return
+            self._workers.append(self._spawn())
+
+    def _fill(self, todo: deque[tuple[int, Path]]) -> None:
+        while todo and self._workers:
+            worker = min(self._workers, key=lambda w: len(w.assigned))
+            if len(worker.assigned) >= self.prefetch:
+                return
+            task = todo.popleft()
+            try:
+                worker.tasks.send(task)
+            except OSError:
+                todo.appendleft(task)  # the worker is gone; _reap removes it
+                return
+            worker.assigned.append(task)
+
+    def _collect(self, timeout: float) -> Iterator[PreparedClip]:
+        ready = set(wait([w.results for w in self._workers], timeout=timeout))
+        for worker in self._workers:
+            if worker.results in ready:
+                yield from self._drain(worker)
+
+    def _drain(self, worker: _Worker) -> Iterator[PreparedClip]:
+        """Handle every message the worker has sent so far; stop at a broken pipe (the worker died)."""
+        while _poll(worker.results):
+            try:
+                kind, payload = worker.results.recv()
+            except (EOFError, OSError, ValueError):
+                return  # the worker died, maybe mid-message; _reap handles it
+            if kind == "init_error":
+                raise EdgeEmotionError(f"a preprocessing worker failed to start: {payload}")
+            if kind == "ready":
+                worker.ready = True
+            elif kind == "start":
+                worker.started_at = time.monotonic()
+            elif kind == "done":
+                worker.assigned.popleft()
+                worker.started_at = None
+                yield payload
+
+    def _reap(self, todo: deque[tuple[int, Path]]) -> Iterator[PreparedClip]:
+        """Stop workers that died or overran the timeout: their current file gets an error, their queue goes back to `todo`."""
+        for worker in list(self._workers):
+            yield from self._check_setup(worker)
+            if worker.process.is_alive() and not self._overdue(worker):
+                continue
+            yield from self._drain(worker)  # its last results may still be in the pipe
+            overdue = self._overdue(worker)
+            if worker.process.is_alive() and not overdue:
+                continue
+            self._stop(worker, kill=True)
+            self._workers.remove(worker)  # _dispatch starts a replacement if there is work left
+            if not worker.ready:
+                raise EdgeEmotionError(f"a preprocessing worker died while starting (exit code {worker.process.exitcode})")
+            if worker.assigned:
+                index, path = _take_current(worker)
+                cause = (
+                    f"timed out after {self.timeout:g} s (preprocessing did not finish)"
+                    if overdue
+                    else f"preprocessing worker died (exit code {worker.process.exitcode})"
+                )
+                yield PreparedClip(index, str(path), error=cause)
+            todo.extendleft(reversed(worker.assigned))
+
+    def _check_setup(self, worker: _Worker) -> Iterator[PreparedClip]:
+        """Fail the run if a live worker has not finished its setup within setup_timeout (it hangs there)."""
+        if worker.ready or not worker.process.is_alive() or time.monotonic() - worker.spawned_at <= self.setup_timeout:
+            return
+        yield from self._drain(worker)  # "ready" (and results after it) may have arrived since the last collect
+        if worker.ready:
+            return
+        self._stop(worker, kill=True)
+        self._workers.remove(worker)
+        raise EdgeEmotionError(
+            f"a preprocessing worker did not finish its setup within {self.setup_timeout:g} s "
+            f"(pid {worker.process.pid}, killed): its imports or face detector hang; no file was scored by it"
+        )
+
+    def _overdue(self, worker: _Worker) -> bool:
+        return worker.started_at is not None and time.monotonic() - worker.started_at > self.timeout
+
+    def _stop(self, worker: _Worker, kill: bool) -> None:
+        if kill:
+            worker.process.kill()
+        else:
+            try:
+                worker.tasks.send(None)
+            except OSError:
+                pass
+        worker.process.join(timeout=None if kill else 5)
+        if worker.process.is_alive():
+            worker.process.kill()
+            worker.process.join()
+        worker.tasks.close()
+        worker.results.close()
+
+    @property
+    def pids(self) -> list[int]:
+        """Process ids of the live workers (benchmarks read their CPU time)."""
+        return [w.process.pid for w in self._workers if w.process.pid is not None]
+
+    def close(self) -> None:
+        """Ask every worker to stop, and kill any that does not within 5 s."""
+        for worker in self._workers:
+            self._stop(worker, kill=False)
+        self._workers = []
+
+    def __enter__(self) -> WorkerPool:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def _poll(conn: Connection) -> bool:
+    try:
+        return conn.poll()
+    except (OSError, ValueError):
+        return False
+
+
+def open_preparer(
+    config: PreprocessConfig, workers: int, timeout: float = DEFAULT_TIMEOUT_S, face_device: str = "cpu"
+) -> InlinePreparer | WorkerPool:
+    """workers = 0: prepare in this process (no timeout); workers >= 1: a WorkerPool."""
+    if workers < 0:
+        raise ValueError(f"workers must be >= 0, got {workers}")
+    if workers == 0:
+        return InlinePreparer(config, face_device)
+    return WorkerPool(PrepareJob(config, face_device), workers, timeout)
