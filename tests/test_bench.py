@@ -10,7 +10,9 @@ import pytest
 from typer.testing import CliRunner
 
 from edge_emotion.cli import app
-from edge_emotion.run.bench import latency_stats, plan_targets, run_bench
+from edge_emotion.run.bench.run import run_bench
+from edge_emotion.run.bench.targets import plan_targets
+from edge_emotion.run.bench.timing import latency_stats
 
 N = 4
 
@@ -33,7 +35,6 @@ def test_plan_targets_keeps_backends_without_an_artifact(tmp_path):
 
 @pytest.fixture(scope="module")
 def onnx_model(fresh_checkpoint, tmp_path_factory):
-    pytest.importorskip("onnxruntime")
     from edge_emotion.build.checkpoint import load_checkpoint
     from edge_emotion.build.export.pipeline import build_onnx
 

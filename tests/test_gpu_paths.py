@@ -15,6 +15,7 @@ from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
+import onnxruntime as ort
 import pytest
 import torch
 from conftest import FIXTURES, tone, write_video
@@ -29,7 +30,7 @@ from edge_emotion.build.train.prepare import prepare_corpus
 from edge_emotion.config import FaceParams
 from edge_emotion.io.decode import open_clip, read_frames
 from edge_emotion.preprocess.faces import FaceDetector, box_iou
-from edge_emotion.run.bench import time_calls
+from edge_emotion.run.bench.timing import time_calls
 from edge_emotion.run.score import ScoreOptions, score_folder
 
 pytestmark = pytest.mark.gpu
@@ -214,7 +215,6 @@ def test_score_with_faces_detected_on_cuda_in_a_worker_process(fresh_checkpoint:
 
 
 def test_onnxruntime_cuda_provider_runs_the_export_on_the_gpu(fresh_checkpoint: Path, tmp_path: Path) -> None:
-    ort = pytest.importorskip("onnxruntime")
     if "CUDAExecutionProvider" not in ort.get_available_providers():
         pytest.skip(f"onnxruntime {ort.__version__} has no CUDAExecutionProvider (onnxruntime-gpu is not installed)")
     from edge_emotion.build.export.pipeline import build_onnx

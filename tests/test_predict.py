@@ -70,7 +70,6 @@ def test_predict_refuses_a_broken_file_naming_the_cause(tmp_path, fresh_checkpoi
 
 
 def test_predict_with_the_exported_onnx_matches_torch_scores(scored, fresh_checkpoint, face_detector, tmp_path):
-    pytest.importorskip("onnxruntime")
     from edge_emotion.build.checkpoint import load_checkpoint
     from edge_emotion.build.export.pipeline import build_onnx
 
