@@ -39,7 +39,8 @@ from edge_emotion.build.checkpoint import load_checkpoint, save_checkpoint
 from edge_emotion.build.export.pipeline import build_onnx
 from edge_emotion.build.model import WIDTHS, SegmentBranch
 from edge_emotion.config import PreprocessConfig
-from edge_emotion.run.bench import machine_info, stage_breakdown
+from edge_emotion.run.bench.machine import machine_info
+from edge_emotion.run.bench.stages import stage_breakdown
 from edge_emotion.run.score import score_prepared
 from edge_emotion.run.workers import PrepareJob, WorkerPool
 

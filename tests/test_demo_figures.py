@@ -9,7 +9,8 @@ from PIL import Image
 
 from edge_emotion import LABELS
 from edge_emotion.build.demo import write_figures
-from edge_emotion.run.bench import plan_targets, run_bench
+from edge_emotion.run.bench.run import run_bench
+from edge_emotion.run.bench.targets import plan_targets
 
 
 def _run_folder(path):

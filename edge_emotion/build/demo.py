@@ -24,7 +24,7 @@ from edge_emotion.deps import require
 from edge_emotion.io.atomic import atomic_path
 
 if TYPE_CHECKING:
-    from edge_emotion.run.bench import BenchReport
+    from edge_emotion.run.bench.report import BenchReport
 
 
 @dataclass(frozen=True)
@@ -149,7 +149,8 @@ def _score_accuracy(folder: Path, artifact: Path, output: Path) -> float:
 
 
 def _bench(checkpoint: Path, artifacts: dict[str, Path], held_out: Path, config: DemoConfig) -> BenchReport:
-    from edge_emotion.run.bench import plan_targets, run_bench
+    from edge_emotion.run.bench.run import run_bench
+    from edge_emotion.run.bench.targets import plan_targets
 
     targets = plan_targets([checkpoint, *artifacts.values()], ["torch", "onnxruntime", "tensorrt"])
     videos = sorted(held_out.iterdir())[:3]

@@ -109,7 +109,7 @@ def score(
     """Score every video under FOLDER into one row per clip; a rerun resumes where the last one stopped."""
     from edge_emotion import LABELS
     from edge_emotion.io.scan import Shard, normalise_extensions
-    from edge_emotion.run.report import format_for
+    from edge_emotion.run.row_formats import format_for
     from edge_emotion.run.score import ScoreOptions
 
     try:
@@ -248,7 +248,9 @@ def bench(
     """Latency (mean, p50-p99) and throughput of backends and precisions, side by side."""
     from edge_emotion.io.atomic import atomic_write_text
     from edge_emotion.io.scan import find_videos
-    from edge_emotion.run.bench import plan_targets, plot_report, run_bench
+    from edge_emotion.run.bench.plots import plot_report
+    from edge_emotion.run.bench.run import run_bench
+    from edge_emotion.run.bench.targets import plan_targets
 
     try:
         sizes = [int(b) for b in _split(batch_sizes)]
