@@ -77,11 +77,23 @@ def test_the_base_checks_inputs_for_every_backend():
     assert Counting.calls == 1
 
 
-def test_inputs_cast_to_model_dtype(onnx_model):
+@pytest.mark.parametrize("artifact", ["checkpoint", "onnx"])
+def test_inputs_cast_to_model_dtype(artifact, fresh_checkpoint, onnx_model):
+    """float16 faces and float64 spectrograms give the float32 call's numbers on the same (rounded) values.
+
+    float64 -> float32 is exact for these inputs and float16 faces hold the float32 call's faces rounded to
+    half, so the mixed call must equal the float32 call on those rounded faces to float noise; the untrained
+    model's outputs move by ~1e-3 when the faces are wrong, far above the 1e-6 allowed.
+    """
     batch = parity_batch()
-    with open_backend(onnx_model) as backend:
-        from_half = backend.infer(batch.faces.astype(np.float16), batch.spectrograms.astype(np.float64))
-    assert from_half.dtype == np.float32 and from_half.shape == (8, 6)
+    half_faces = batch.faces.astype(np.float16)  # [8, 3, 224, 224]
+    with open_backend(fresh_checkpoint if artifact == "checkpoint" else onnx_model, device="cpu") as backend:
+        mixed = backend.infer(half_faces, batch.spectrograms.astype(np.float64))  # [8, 6]
+        same_values = backend.infer(half_faces.astype(np.float32), batch.spectrograms)  # [8, 6]
+        full = backend.infer(batch.faces, batch.spectrograms)  # [8, 6]
+    assert mixed.dtype == np.float32 and mixed.shape == (8, 6)
+    np.testing.assert_allclose(mixed, same_values, rtol=0, atol=1e-6)
+    np.testing.assert_allclose(mixed, full, rtol=0, atol=1e-4)  # half-precision faces move it by float noise only
 
 
 def test_corrupt_onnx_names_the_file(tmp_path):
