@@ -42,8 +42,9 @@ from edge_emotion.preprocess.segments import PreprocessConfig  # noqa: E402
 from edge_emotion.ray.cluster import RayOptions, ray_session  # noqa: E402
 from edge_emotion.ray.scoring import score_folder_ray  # noqa: E402
 from edge_emotion.run.bench.machine import machine_info  # noqa: E402
-from edge_emotion.run.report import Row, Summary  # noqa: E402
+from edge_emotion.run.rows import Row  # noqa: E402
 from edge_emotion.run.score import ScoreOptions, score_folder  # noqa: E402
+from edge_emotion.run.summary import Summary  # noqa: E402
 
 
 class RowTimes:

@@ -32,7 +32,7 @@ def hold(target: Path, results: bool = False) -> subprocess.Popen:
     results=True opens it as a real ResultsFile (CSV, the model's labels) instead of the bare lock.
     """
     if results:
-        code = _HOLD.format(module="run.report", name="ResultsFile", call="ResultsFile(sys.argv[1], sys.argv[2].split(','))")
+        code = _HOLD.format(module="run.results_file", name="ResultsFile", call="ResultsFile(sys.argv[1], sys.argv[2].split(','))")
     else:
         code = _HOLD.format(module="io.atomic", name="exclusive_lock", call="exclusive_lock(sys.argv[1])")
     proc = subprocess.Popen(

@@ -19,7 +19,8 @@ from reliability_helpers import hold, release
 
 from edge_emotion import LABELS
 from edge_emotion.io.atomic import FileLockedError, lock_path
-from edge_emotion.run.report import FileKey, ResultsFile, build_row
+from edge_emotion.run.results_file import ResultsFile
+from edge_emotion.run.rows import FileKey, build_row
 from edge_emotion.run.score import ScoreOptions, score_folder
 from edge_emotion.run.workers import PreparedClip
 

@@ -26,7 +26,8 @@ from edge_emotion.errors import EdgeEmotionError  # noqa: E402
 from edge_emotion.ray.cluster import RayOptions, Resources  # noqa: E402
 from edge_emotion.ray.reaper import _stat, descendants  # noqa: E402
 from edge_emotion.ray.scoring import ActorPlan, describe, plan_actors, read_artifact, run_pipeline  # noqa: E402
-from edge_emotion.run.report import CsvFormat, FileKey  # noqa: E402
+from edge_emotion.run.row_formats import CsvFormat  # noqa: E402
+from edge_emotion.run.rows import FileKey  # noqa: E402
 from edge_emotion.run.score import ScoreOptions, score_folder  # noqa: E402
 
 pytestmark = [

@@ -18,7 +18,9 @@ from conftest import tone, write_video
 from edge_emotion import LABELS
 from edge_emotion.errors import EdgeEmotionError
 from edge_emotion.io.scan import Shard, find_videos, select_shard, shard_of
-from edge_emotion.run.report import CsvFormat, FileKey, ResultsFile, build_row
+from edge_emotion.run.results_file import ResultsFile
+from edge_emotion.run.row_formats import CsvFormat
+from edge_emotion.run.rows import FileKey, build_row
 from edge_emotion.run.score import ScoreOptions, SegmentBatcher, plan_folder, score_folder
 from edge_emotion.run.workers import PreparedClip, WorkerPool
 

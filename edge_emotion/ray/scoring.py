@@ -35,7 +35,8 @@ import numpy as np
 from edge_emotion.contract import ModelContract
 from edge_emotion.errors import ArtifactError, EdgeEmotionError
 from edge_emotion.ray.cluster import RayOptions, Resources, ray_session, task_error
-from edge_emotion.run.report import FileKey, ResultsFile, Summary, count_rows
+from edge_emotion.run.results_file import ResultsFile
+from edge_emotion.run.rows import FileKey
 from edge_emotion.run.score import (
     NoProgress,
     ScoredClip,
@@ -46,6 +47,7 @@ from edge_emotion.run.score import (
     model_identity,
     plan_folder,
 )
+from edge_emotion.run.summary import Summary, count_rows
 from edge_emotion.run.workers import PreparedClip, PrepareJob, WorkerJob, WorkerPool
 
 BLOCKS_PER_ACTOR = 16  # input blocks per preprocessing actor: enough for even load, few enough to stay cheap

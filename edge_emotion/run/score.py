@@ -25,7 +25,9 @@ from edge_emotion.backends import open_backend
 from edge_emotion.backends.base import Backend
 from edge_emotion.io.scan import DEFAULT_EXTENSIONS, Shard, find_videos, select_shard
 from edge_emotion.preprocess.faces import FaceDetector
-from edge_emotion.run.report import FileKey, ResultsFile, Row, Summary, build_row, count_rows, file_key
+from edge_emotion.run.results_file import ResultsFile
+from edge_emotion.run.rows import FileKey, Row, build_row, file_key
+from edge_emotion.run.summary import Summary, count_rows
 from edge_emotion.run.workers import DEFAULT_TIMEOUT_S, PreparedClip, open_preparer, prepare_clip
 
 DEFAULT_BATCH_SIZE = defaults.BATCH_SIZE

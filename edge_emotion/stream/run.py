@@ -25,7 +25,7 @@ from edge_emotion import defaults
 from edge_emotion.backends.base import Backend
 from edge_emotion.preprocess.faces import FaceDetector
 from edge_emotion.preprocess.segments import extract
-from edge_emotion.run.report import FileKey, build_row
+from edge_emotion.run.rows import FileKey, build_row
 from edge_emotion.run.score import score_prepared
 from edge_emotion.run.workers import PreparedClip
 from edge_emotion.stream.buffer import AudioItem, Demand, LiveBuffer, VideoItem

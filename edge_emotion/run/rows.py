@@ -1,0 +1,113 @@
+"""Result rows: what one clip's scoring amounts to, as a plain dict, and the key that says which file it is.
+
+Kept apart from the files rows go to (row_formats.py, results_file.py) because
+`score`, `predict`, `stream` and `bench` all build rows, and only `score` writes
+a results file.
+
+Row fields: path, label, one probability per label (consensus / N), n_segments,
+faceless (segments without a face of their own), silent (segments with a silent
+audio window), duration_s, status (ok | degraded | error), error, size_bytes,
+mtime_ns. JSONL rows also carry `timeline`: per segment its frame, the frame's
+time, the audio window's centre, the face box (null for a centre crop), whether
+its own frame had a face, and the segment's probabilities.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from edge_emotion.run.consensus import clip_label, clip_probabilities
+from edge_emotion.run.workers import PreparedClip
+
+Row = dict[str, Any]
+STATUSES = ("ok", "degraded", "error")
+PROB_DECIMALS = 6
+
+
+@dataclass(frozen=True)
+class FileKey:
+    """What identifies one version of a video file: its path, size and modification time."""
+
+    path: str
+    size: int
+    mtime_ns: int
+
+
+def file_key(path: str | Path) -> FileKey:
+    """Stat the file (following links); an unstattable entry gets size and mtime -1."""
+    try:
+        st = os.stat(path)
+    except OSError:
+        try:
+            st = os.lstat(path)
+        except OSError:
+            return FileKey(str(path), -1, -1)
+    return FileKey(str(path), int(st.st_size), int(st.st_mtime_ns))
+
+
+def row_key(row: Row) -> FileKey:
+    return FileKey(str(row["path"]), int(row["size_bytes"]), int(row["mtime_ns"]))
+
+
+def build_row(prepared: PreparedClip, segment_probs: np.ndarray | None, labels: Sequence[str], key: FileKey) -> Row:
+    """One clip's row. segment_probs: [N, K] backend output, None for an error row."""
+    inputs = prepared.inputs
+    row: Row = {
+        "path": key.path,
+        "label": None,
+        "probabilities": None,
+        "n_segments": 0,
+        "faceless": 0,
+        "silent": 0,
+        "duration_s": None if prepared.duration is None else round(prepared.duration, 3),
+        "status": "error",
+        "error": _one_line(prepared.error or ""),
+        "size_bytes": key.size,
+        "mtime_ns": key.mtime_ns,
+        "timeline": [],
+    }
+    if inputs is None or segment_probs is None:
+        row["error"] = row["error"] or "no model inputs"
+        return row
+    probs = clip_probabilities(segment_probs)  # [K]
+    row.update(
+        label=clip_label(segment_probs, labels),
+        probabilities=_prob_dict(probs, labels),
+        n_segments=len(inputs.segments),
+        faceless=inputs.faceless,
+        silent=inputs.silent,
+        status="degraded" if inputs.faceless or inputs.silent else "ok",
+        error="",
+        timeline=[
+            {
+                "segment": k,
+                "frame": seg.frame,
+                "time_s": round(seg.frame / prepared.fps, 4) if prepared.fps else None,
+                "audio_centre_s": round(seg.centre, 4),
+                "box": None if inputs.boxes[k] is None else [round(float(v), 1) for v in inputs.boxes[k]],
+                "detected": inputs.detected[k],
+                "probabilities": _prob_dict(segment_probs[k], labels),
+            }
+            for k, seg in enumerate(inputs.segments)
+        ],
+    )
+    return row
+
+
+def _prob_dict(probs: np.ndarray, labels: Sequence[str]) -> dict[str, float]:
+    return {label: round(float(p), PROB_DECIMALS) for label, p in zip(labels, probs)}
+
+
+def _one_line(text: str) -> str:
+    return " ".join(text.split())
+
+
+def error_cause(error: str) -> str:
+    """Group key for failures: the cause without its details in parentheses (which often name the file)."""
+    return error.split(" (", 1)[0].strip() or "unknown"

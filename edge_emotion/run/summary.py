@@ -1,0 +1,65 @@
+"""What a scoring run did, for the CLI's closing lines: counts over the whole results file, speed of this run.
+
+Apart from the results file because the local and the Ray scorer fill it the same
+way, and counting needs nothing but rows.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+from edge_emotion.run.rows import Row, error_cause
+
+
+@dataclass
+class Summary:
+    """What a scoring run did: counts over the whole results file, speed over this run."""
+
+    rows: int = 0
+    scored: int = 0  # clips scored by this run
+    skipped: int = 0  # clips already in the file (resume)
+    labels: dict[str, int] = field(default_factory=dict)
+    statuses: dict[str, int] = field(default_factory=dict)
+    failures: dict[str, int] = field(default_factory=dict)  # error cause -> count
+    seconds: float = 0.0  # wall time of this run
+    media_seconds: float = 0.0  # duration of the clips this run scored
+    stages: dict[str, float] = field(default_factory=dict)  # seconds per stage, summed over this run's clips
+
+    @property
+    def clips_per_second(self) -> float:
+        return self.scored / self.seconds if self.seconds > 0 else 0.0
+
+    @property
+    def times_real_time(self) -> float:
+        return self.media_seconds / self.seconds if self.seconds > 0 else 0.0
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "rows": self.rows,
+            "scored": self.scored,
+            "skipped": self.skipped,
+            "labels": self.labels,
+            "statuses": self.statuses,
+            "failures": self.failures,
+            "seconds": round(self.seconds, 3),
+            "clips_per_second": round(self.clips_per_second, 3),
+            "times_real_time": round(self.times_real_time, 3),
+            "stages_s": {k: round(v, 3) for k, v in self.stages.items()},
+        }
+
+
+def count_rows(rows: Iterable[Row]) -> tuple[dict[str, int], dict[str, int], dict[str, int]]:
+    """(per label, per status, failures per cause) over result rows."""
+    labels: Counter[str] = Counter()
+    statuses: Counter[str] = Counter()
+    failures: Counter[str] = Counter()
+    for row in rows:
+        statuses[row["status"]] += 1
+        if row["status"] == "error":
+            failures[error_cause(row["error"])] += 1
+        elif row["label"]:
+            labels[row["label"]] += 1
+    return dict(labels.most_common()), dict(statuses), dict(failures.most_common())
