@@ -159,3 +159,88 @@ def test_default_window_is_streams():
         assert default_window(config) == stream_default(config)
     assert default_window(PreprocessConfig(n_segments=10)) == 2.5
     assert default_window(PreprocessConfig(n_segments=4)) == 1.28  # never shorter than one audio window
+
+
+# ----------------------------------------------------------------------------- window rows
+
+LABELS = ["ANG", "DIS", "FEA", "HAP", "NEU", "SAD"]
+
+
+def _scored(timeline, person=0):
+    from edge_emotion.run.window_rows import ScoredSegments
+
+    count = len(timeline.segments)
+    probs = np.random.default_rng(3).dirichlet(np.ones(6), size=count).astype(np.float32)  # [S, K]
+    detected = np.ones(count, bool)
+    detected[[1, 6]] = False
+    silent = np.zeros(count, bool)
+    silent[9] = True
+    boxes = [(10.04 + p, 20.0, 110.0, 130.06) for p in range(count)]
+    return ScoredSegments(person, probs, boxes, detected, silent)
+
+
+def _window_rows():
+    from edge_emotion.run.rows import FileKey
+    from edge_emotion.run.window_rows import build_window_rows
+
+    timeline = plan_timeline(make_grid(4, 1.0, 0.5, 20), 70)  # 14 segments, 6 windows
+    scored = _scored(timeline, person=2)
+    return timeline, scored, build_window_rows(FileKey("/v/a.mp4", 123, 456), timeline, scored, LABELS)
+
+
+def test_window_rows_hold_each_windows_consensus_counts_and_segments():
+    timeline, scored, rows = _window_rows()
+    assert [r["window"] for r in rows] == list(range(6))
+    assert [(r["t_start"], r["t_end"]) for r in rows] == [(0.0, 1.0), (0.5, 1.5), (1.0, 2.0), (1.5, 2.5), (2.0, 3.0), (2.5, 3.5)]
+    for row, span in zip(rows, timeline.windows):
+        expected = clip_probabilities(scored.probs[span.first : span.first + 4])
+        assert list(row["probabilities"].values()) == pytest.approx(expected.tolist(), abs=1e-6)
+        assert row["label"] == LABELS[int(np.argmax(expected))]
+        assert (row["path"], row["person"], row["n_segments"], row["size_bytes"], row["mtime_ns"]) == ("/v/a.mp4", 2, 4, 123, 456)
+        assert [s["segment"] for s in row["segments"]] == list(range(span.first, span.first + 4))
+    assert [r["faceless"] for r in rows] == [1, 0, 1, 1, 0, 0]  # segments 1 and 6 had no face of their own
+    assert [r["silent"] for r in rows] == [0, 0, 0, 1, 1, 0]  # segment 9
+    assert [r["status"] for r in rows] == ["degraded", "ok", "degraded", "degraded", "degraded", "ok"]
+    seg = rows[1]["segments"][0]  # grid segment 2: frame 12
+    assert seg == {
+        "segment": 2, "frame": 12, "time_s": 0.6, "audio_centre_s": 0.6, "box": [12.0, 20.0, 110.0, 130.1], "detected": True,
+        "probabilities": {k: round(float(v), 6) for k, v in zip(LABELS, scored.probs[2])},
+    }
+
+
+def test_window_rows_of_chosen_windows_only():
+    from edge_emotion.run.rows import FileKey
+    from edge_emotion.run.window_rows import ScoredSegments, build_window_rows
+
+    timeline, scored, rows = _window_rows()
+    some = build_window_rows(FileKey("/v/a.mp4", 123, 456), timeline, scored, LABELS, timeline.windows[3:5])
+    assert some == rows[3:5]
+    short = ScoredSegments(0, scored.probs[:3], scored.boxes[:3], scored.detected[:3], scored.silent[:3])
+    with pytest.raises(ValueError, match="3 scored segments for a timeline of 14"):
+        build_window_rows(FileKey("/v/a.mp4", 1, 1), timeline, short, LABELS)
+
+
+def test_window_rows_read_back_from_csv_and_jsonl():
+    from edge_emotion.run.rows import FileKey
+    from edge_emotion.run.window_rows import csv_labels, window_error_row, window_format_for
+
+    _, _, rows = _window_rows()
+    rows.append(window_error_row(FileKey("/v/b.mp4", 9, 8), "corrupt or truncated stream\n(bad)"))
+    csv_format = window_format_for("out.csv", LABELS)
+    text = csv_format.header() + "".join(csv_format.encode(r) for r in rows)
+    header = text.splitlines()[0].split(",")
+    assert header[:6] == ["path", "person", "window", "t_start", "t_end", "label"] and csv_labels(header) == LABELS
+    assert csv_format.read(text) == [{k: v for k, v in r.items() if k != "segments"} for r in rows]
+    assert rows[-1]["error"] == "corrupt or truncated stream (bad)" and rows[-1]["person"] is None
+    jsonl = window_format_for("out.jsonl", LABELS)
+    assert jsonl.read("".join(jsonl.encode(r) for r in rows)) == rows
+    with pytest.raises(ValueError, match="must end in .csv or .jsonl"):
+        window_format_for("out.txt", LABELS)
+
+
+def test_csv_labels_refuses_other_headers():
+    from edge_emotion.run.row_formats import csv_columns
+    from edge_emotion.run.window_rows import csv_labels
+
+    assert csv_labels(csv_columns(LABELS)) is None  # clip rows, not windows
+    assert csv_labels(["path", "person", "window", "t_start", "t_end", "label", "HAP", "n_segments"]) is None

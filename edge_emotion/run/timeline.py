@@ -108,6 +108,7 @@ class Timeline:
     """What to score in one recording: each needed segment once, in time order, and the windows over them."""
 
     n: int
+    fps: float
     segments: list[Segment]  # every segment some window uses, in time order
     grid_index: list[int]  # per segment its grid index j (0 .. N-1 for a short recording's one window)
     windows: list[WindowSpan]
@@ -128,14 +129,14 @@ def plan_timeline(grid: SegmentGrid, frame_count: int) -> Timeline:
     count = grid.window_count(frame_count)
     if count == 0:  # shorter than one window: one window over the whole recording, as `score` plans a clip
         segments = plan_segments(grid.n, frame_count, grid.fps, "test")
-        return Timeline(grid.n, segments, list(range(grid.n)), [WindowSpan(0, 0, 0.0, frame_count / grid.fps)])
+        return Timeline(grid.n, grid.fps, segments, list(range(grid.n)), [WindowSpan(0, 0, 0.0, frame_count / grid.fps)])
     starts = np.arange(count) * grid.hop  # [W] grid index of each window's first segment
     needed = np.unique((starts[:, None] + np.arange(grid.n)).ravel())  # [S] sorted grid indices
     frames = grid.frames(needed)  # [S]
     segments = [Segment(int(f), float(f) / grid.fps) for f in frames]
     firsts = np.searchsorted(needed, starts)  # [W] positions in `needed`
     windows = [WindowSpan(k, int(p), *grid.window_times(k)) for k, p in enumerate(firsts)]
-    return Timeline(grid.n, segments, needed.tolist(), windows)
+    return Timeline(grid.n, grid.fps, segments, needed.tolist(), windows)
 
 
 def window_sums(values: np.ndarray, firsts: np.ndarray, n: int) -> np.ndarray:
