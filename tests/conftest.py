@@ -116,6 +116,26 @@ def fresh_checkpoint(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="session")
+def sharp_checkpoint(fresh_checkpoint, tmp_path_factory) -> Path:
+    """The fresh checkpoint with its classifier centred and scaled by 40: probabilities that move with the input.
+
+    The untrained model's probabilities sit within ~1e-3 of uniform whatever the input, so a comparison
+    of its outputs passes for wrong inputs or a broken graph too; this one's move by ~0.1 across real segments.
+    """
+    from edge_emotion.build.checkpoint import load_checkpoint, save_checkpoint
+
+    state = load_checkpoint(fresh_checkpoint)
+    weights = dict(state["model"])
+    w = weights["classifier.weight"]  # [K, 256]
+    weights["classifier.weight"] = (w - w.mean(0, keepdim=True)) * 40.0
+    weights["classifier.bias"] = torch.zeros_like(weights["classifier.bias"])
+    state["model"] = weights
+    path = tmp_path_factory.mktemp("ckpt") / "sharp.pt"
+    save_checkpoint(path, state)
+    return path
+
+
+@pytest.fixture(scope="session")
 def synth_corpus(tmp_path_factory) -> Path:
     """A small synthetic CREMA-D-shaped corpus, made once per session: 4 actors (1001-1004) x 6 emotions x 2 clips.
 
