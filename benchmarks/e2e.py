@@ -41,8 +41,9 @@ from edge_emotion.build.model import WIDTHS, SegmentBranch
 from edge_emotion.config import PreprocessConfig
 from edge_emotion.run.bench.machine import machine_info
 from edge_emotion.run.bench.stages import stage_breakdown
-from edge_emotion.run.score import score_prepared
-from edge_emotion.run.workers import PrepareJob, WorkerPool
+from edge_emotion.run.clip_inputs import InputsJob
+from edge_emotion.run.pool import WorkerPool
+from edge_emotion.run.score import score_clips
 
 FIXTURES = Path(__file__).resolve().parents[1] / "tests" / "fixtures"
 
@@ -78,25 +79,25 @@ def steady_state(checkpoint: Path, clips: list[Path], workers: int, batch_size: 
     """Warm the pool and the backend, then time scoring `clips`; returns throughput and faceless counts."""
     with open_backend(checkpoint, device="cpu") as backend:
         config = backend.contract.preprocess
-        with WorkerPool(PrepareJob(config), workers=workers, timeout=600, threads=threads) as pool:
+        with WorkerPool(InputsJob(config), workers=workers, timeout=600, threads=threads) as pool:
             start = time.perf_counter()
-            list(score_prepared(pool.run(clips[:workers]), backend, batch_size))  # one clip per worker: start-up
+            list(score_clips(pool.run(clips[:workers]), backend, batch_size))  # one clip per worker: start-up
             startup = time.perf_counter() - start
             cpu_before = time.process_time() + sum(cpu_seconds(p) for p in pool.pids)
             start = time.perf_counter()
-            scored = list(score_prepared(pool.run(clips), backend, batch_size))
+            scored = list(score_clips(pool.run(clips), backend, batch_size))
             wall = time.perf_counter() - start
             cpu = time.process_time() + sum(cpu_seconds(p) for p in pool.pids) - cpu_before
-    media = sum(s.prepared.duration or 0.0 for s in scored)
+    media = sum(s.clip.duration or 0.0 for s in scored)
     stages: dict[str, float] = {}
     for s in scored:
-        for stage, seconds in {**s.prepared.timings, "inference": s.infer_s}.items():
+        for stage, seconds in {**s.clip.timings, "inference": s.infer_s}.items():
             stages[stage] = stages.get(stage, 0.0) + seconds
     return {
         "workers": workers,
         "clips": len(scored),
         "errors": sum(s.probs is None for s in scored),
-        "faceless_segments": sum(s.prepared.inputs.faceless for s in scored if s.prepared.inputs),
+        "faceless_segments": sum(s.clip.inputs.faceless for s in scored if s.clip.inputs),
         "media_s": round(media, 3),
         "wall_s": round(wall, 3),
         "startup_s": round(startup, 3),

@@ -15,7 +15,7 @@ from pathlib import Path
 
 from edge_emotion import LABELS
 from edge_emotion.build.train.box_cache import CacheJob
-from edge_emotion.run.workers import PreparedClip, PrepareFn
+from edge_emotion.run.pool import FileFn, FileResult
 
 _HOLD = """
 import sys
@@ -54,17 +54,23 @@ def release(proc: subprocess.Popen) -> None:
 class SetupHangsJob:
     """A worker job whose setup never returns (a stuck import or device initialisation)."""
 
-    def setup(self, threads: int) -> PrepareFn:
+    def setup(self, threads: int) -> FileFn[FileResult]:
         time.sleep(3600)
         raise AssertionError("unreachable")
+
+    def failed(self, index: int, path: Path, cause: str) -> FileResult:
+        return FileResult(index, str(path), cause)
 
 
 @dataclass(frozen=True)
 class SetupDiesJob:
     """A worker job whose setup kills its process (a native crash while loading a library)."""
 
-    def setup(self, threads: int) -> PrepareFn:
+    def setup(self, threads: int) -> FileFn[FileResult]:
         os._exit(7)
+
+    def failed(self, index: int, path: Path, cause: str) -> FileResult:
+        return FileResult(index, str(path), cause)
 
 
 @dataclass(frozen=True)
@@ -74,10 +80,10 @@ class ScriptedCacheJob(CacheJob):
     crash: frozenset[str] = field(default_factory=frozenset)
     hang: frozenset[str] = field(default_factory=frozenset)
 
-    def setup(self, threads: int) -> PrepareFn:
+    def setup(self, threads: int) -> FileFn[FileResult]:
         cache = super().setup(threads)
 
-        def run(path: Path, index: int) -> PreparedClip:
+        def run(path: Path, index: int) -> FileResult:
             if Path(path).stem in self.crash:
                 os._exit(3)
             if Path(path).stem in self.hang:

@@ -11,21 +11,25 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from edge_emotion.run.workers import PreparedClip, PrepareFn
+from edge_emotion.run.clip_inputs import ClipInputs
+from edge_emotion.run.pool import FileFn
 
 
 @dataclass(frozen=True)
 class ScriptedJob:
     """Files named hang* never finish, crash* kill their worker (exit code 3), others return a fixed error text."""
 
-    def setup(self, threads: int) -> PrepareFn:
+    def setup(self, threads: int) -> FileFn[ClipInputs]:
         return _run
 
+    def failed(self, index: int, path: Path, cause: str) -> ClipInputs:
+        return ClipInputs(index, str(path), error=cause)
 
-def _run(path: Path, index: int) -> PreparedClip:
+
+def _run(path: Path, index: int) -> ClipInputs:
     name = Path(path).name
     if name.startswith("hang"):
         time.sleep(3600)
     if name.startswith("crash"):
         os._exit(3)
-    return PreparedClip(index, str(path), error=f"scripted {name}")
+    return ClipInputs(index, str(path), error=f"scripted {name}")

@@ -16,7 +16,7 @@ from edge_emotion.build.train.crema import index_corpus
 from edge_emotion.build.train.prepare import prepare_corpus, run_jobs
 from edge_emotion.config import FaceParams
 from edge_emotion.errors import EdgeEmotionError
-from edge_emotion.run.workers import WorkerPool
+from edge_emotion.run.pool import WorkerPool
 
 
 def _corpus(root: Path, hap: Path, names: list[str]) -> Path:

@@ -116,7 +116,7 @@ def test_a_hang_and_a_crash_become_error_rows_and_the_rest_goes_on(ray_cluster, 
     names = ["a.mp4", "hang.mp4", "b.mp4", "crash.mp4", "c.mp4"]
     keys = [FileKey(f"/scripted/{name}", 1, 1) for name in names]
     scored = run_pipeline(keys, model, describe(model), options, ActorPlan(prepare=1, backend=1, backend_gpus=0), ScriptedJob())
-    errors = {s.prepared.index: s.prepared.error for s in scored}
+    errors = {s.clip.index: s.clip.error for s in scored}
     assert errors == {
         0: "scripted a.mp4",
         1: "timed out after 1 s (preprocessing did not finish)",

@@ -18,11 +18,12 @@ from conftest import tone, write_video
 from edge_emotion import LABELS
 from edge_emotion.errors import EdgeEmotionError
 from edge_emotion.io.scan import Shard, find_videos, select_shard, shard_of
+from edge_emotion.run.clip_inputs import ClipInputs
+from edge_emotion.run.pool import WorkerPool
 from edge_emotion.run.results_file import ResultsFile
 from edge_emotion.run.row_formats import CsvFormat
 from edge_emotion.run.rows import FileKey, build_row
 from edge_emotion.run.score import ScoreOptions, SegmentBatcher, plan_folder, score_folder
-from edge_emotion.run.workers import PreparedClip, WorkerPool
 
 N = 4  # fresh_checkpoint's segments
 
@@ -142,7 +143,9 @@ def test_worker_pool_survives_a_hang_and_a_crash_and_goes_on():
 
     paths = [Path(name) for name in ("a.mp4", "hang.mp4", "b.mp4", "crash.mp4", "c.mp4")]
     with WorkerPool(ScriptedJob(), workers=1, timeout=1.0) as pool:
-        errors = {r.index: r.error for r in pool.run(paths)}
+        results = list(pool.run(paths))
+    assert all(isinstance(r, ClipInputs) for r in results)  # the hung and the crashed file too: the job's `failed`
+    errors = {r.index: r.error for r in results}
     assert errors == {
         0: "scripted a.mp4",
         1: "timed out after 1 s (preprocessing did not finish)",
@@ -173,14 +176,14 @@ class _EchoBackend:
         return np.stack([np.full(6, v) for v in first]).astype(np.float32)
 
 
-def _prepared(index: int, n: int) -> PreparedClip:
+def _clip(index: int, n: int) -> ClipInputs:
     from edge_emotion.preprocess.plan import Segment
     from edge_emotion.preprocess.segments import SegmentInputs
 
     faces = np.zeros((n, 3, 224, 224), np.float32)
     faces[:, 0, 0, 0] = index * 100 + np.arange(n)
     inputs = SegmentInputs(faces, np.zeros((n, 1, 192, 120), np.float32), [Segment(k, k / 10) for k in range(n)], [None] * n, [False] * n, 0, 0)
-    return PreparedClip(index, f"clip{index}", inputs, fps=10.0, duration=1.0)
+    return ClipInputs(index, f"clip{index}", inputs, fps=10.0, duration=1.0)
 
 
 def test_batcher_runs_exact_batches_across_clips_and_reassembles_each_clip():
@@ -188,17 +191,17 @@ def test_batcher_runs_exact_batches_across_clips_and_reassembles_each_clip():
     batcher = SegmentBatcher(backend, batch_size=6)
     done = []
     for i in range(5):
-        done += batcher.add(_prepared(i, 4))
+        done += batcher.add(_clip(i, 4))
     done += batcher.flush()
     assert backend.calls == [6, 6, 6, 2]  # 20 segments of 5 clips
-    assert [d.prepared.index for d in done] == list(range(5))
+    assert [d.clip.index for d in done] == list(range(5))
     for d in done:
-        np.testing.assert_array_equal(d.probs[:, 0], d.prepared.index * 100 + np.arange(4))
+        np.testing.assert_array_equal(d.probs[:, 0], d.clip.index * 100 + np.arange(4))
 
 
 def test_results_file_truncates_a_partial_line_and_drops_stale_rows(tmp_path):
     out = tmp_path / "r.csv"
-    rows = [build_row(_prepared(i, 2), np.full((2, 6), 1 / 6, np.float32), LABELS, FileKey(f"/v/{i}.mp4", 10 + i, 5)) for i in range(3)]
+    rows = [build_row(_clip(i, 2), np.full((2, 6), 1 / 6, np.float32), LABELS, FileKey(f"/v/{i}.mp4", 10 + i, 5)) for i in range(3)]
     with ResultsFile(out, LABELS) as results:
         for row in rows:
             results.write(row)

@@ -35,6 +35,8 @@ import numpy as np
 from edge_emotion.contract import ModelContract
 from edge_emotion.errors import ArtifactError, EdgeEmotionError
 from edge_emotion.ray.cluster import RayOptions, Resources, ray_session, task_error
+from edge_emotion.run.clip_inputs import ClipInputs, InputsJob
+from edge_emotion.run.pool import WorkerJob, WorkerPool
 from edge_emotion.run.results_file import ResultsFile
 from edge_emotion.run.rows import FileKey
 from edge_emotion.run.score import (
@@ -48,7 +50,6 @@ from edge_emotion.run.score import (
     plan_folder,
 )
 from edge_emotion.run.summary import Summary, count_rows
-from edge_emotion.run.workers import PreparedClip, PrepareJob, WorkerJob, WorkerPool
 
 BLOCKS_PER_ACTOR = 16  # input blocks per preprocessing actor: enough for even load, few enough to stay cheap
 
@@ -123,7 +124,7 @@ class PrepareStage:
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         indices = [int(i) for i in batch["index"]]
-        out: list[PreparedClip] = []
+        out: list[ClipInputs] = []
         for prepared in self.pool.run([Path(str(p)) for p in batch["path"]]):
             prepared.index = indices[prepared.index]  # the pool numbers this batch's files; the driver, the folder's
             out.append(prepared)
@@ -134,30 +135,30 @@ class PrepareStage:
 
 
 class BackendStage:
-    """Ray Data callable class: one backend per actor, opened once; a batch's clips through `score_prepared`."""
+    """Ray Data callable class: one backend per actor, opened once; a batch's clips through `score_clips`."""
 
     def __init__(self, artifact: ArtifactBytes, batch_size: int) -> None:
         self.backend = artifact.open()
         self.batch_size = batch_size
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        from edge_emotion.run.score import score_prepared
+        from edge_emotion.run.score import score_clips
 
         clips = [pickle.loads(b) for b in batch["prepared"]]
-        scored = [_without_inputs(s) for s in score_prepared(clips, self.backend, self.batch_size)]
+        scored = [_without_inputs(s) for s in score_clips(clips, self.backend, self.batch_size)]
         return {
-            "index": np.array([s.prepared.index for s in scored], dtype=np.int64),
+            "index": np.array([s.clip.index for s in scored], dtype=np.int64),
             "scored": np.array([pickle.dumps(s, protocol=5) for s in scored], dtype=object),
         }
 
 
 def _without_inputs(scored: ScoredClip) -> ScoredClip:
     """Drop the model inputs (megabytes per clip) before the clip goes back to the driver; rows never read them."""
-    inputs = scored.prepared.inputs
+    inputs = scored.clip.inputs
     if inputs is None:
         return scored
     empty = dataclasses.replace(inputs, faces=inputs.faces[:0], spectrograms=inputs.spectrograms[:0])
-    return dataclasses.replace(scored, prepared=dataclasses.replace(scored.prepared, inputs=empty))
+    return dataclasses.replace(scored, clip=dataclasses.replace(scored.clip, inputs=empty))
 
 
 def clips_per_call(batch_size: int, n_segments: int) -> int:
@@ -172,7 +173,7 @@ def run_pipeline(
     """Stream scored clips (index = position in `keys`) out of the two actor pools, in completion order."""
     import ray.data
 
-    job = job or PrepareJob(facts.contract.preprocess, options.face_device)
+    job = job or InputsJob(facts.contract.preprocess, options.face_device)
     items = [{"index": i, "path": k.path} for i, k in enumerate(keys)]
     data: ray.data.Dataset = ray.data.from_items(items, override_num_blocks=min(len(items), BLOCKS_PER_ACTOR * plan.prepare))
     data = data.map_batches(

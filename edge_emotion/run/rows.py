@@ -22,8 +22,8 @@ from typing import Any
 
 import numpy as np
 
+from edge_emotion.run.clip_inputs import ClipInputs
 from edge_emotion.run.consensus import clip_label, clip_probabilities
-from edge_emotion.run.workers import PreparedClip
 
 Row = dict[str, Any]
 STATUSES = ("ok", "degraded", "error")
@@ -55,9 +55,9 @@ def row_key(row: Row) -> FileKey:
     return FileKey(str(row["path"]), int(row["size_bytes"]), int(row["mtime_ns"]))
 
 
-def build_row(prepared: PreparedClip, segment_probs: np.ndarray | None, labels: Sequence[str], key: FileKey) -> Row:
+def build_row(clip: ClipInputs, segment_probs: np.ndarray | None, labels: Sequence[str], key: FileKey) -> Row:
     """One clip's row. segment_probs: [N, K] backend output, None for an error row."""
-    inputs = prepared.inputs
+    inputs = clip.inputs
     row: Row = {
         "path": key.path,
         "label": None,
@@ -65,9 +65,9 @@ def build_row(prepared: PreparedClip, segment_probs: np.ndarray | None, labels: 
         "n_segments": 0,
         "faceless": 0,
         "silent": 0,
-        "duration_s": None if prepared.duration is None else round(prepared.duration, 3),
+        "duration_s": None if clip.duration is None else round(clip.duration, 3),
         "status": "error",
-        "error": _one_line(prepared.error or ""),
+        "error": _one_line(clip.error or ""),
         "size_bytes": key.size,
         "mtime_ns": key.mtime_ns,
         "timeline": [],
@@ -88,7 +88,7 @@ def build_row(prepared: PreparedClip, segment_probs: np.ndarray | None, labels: 
             {
                 "segment": k,
                 "frame": seg.frame,
-                "time_s": round(seg.frame / prepared.fps, 4) if prepared.fps else None,
+                "time_s": round(seg.frame / clip.fps, 4) if clip.fps else None,
                 "audio_centre_s": round(seg.centre, 4),
                 "box": None if inputs.boxes[k] is None else [round(float(v), 1) for v in inputs.boxes[k]],
                 "detected": inputs.detected[k],

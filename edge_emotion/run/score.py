@@ -1,6 +1,6 @@
 """Score a folder of videos (or one clip) with any backend: batched inference across clips, resumable rows.
 
-    prepared clips (workers) --SegmentBatcher: segments of many clips, one backend call per batch-->
+    clip inputs (workers) --SegmentBatcher: segments of many clips, one backend call per batch-->
     [N, K] per clip --consensus--> row --in scan order--> ResultsFile (CSV / JSONL)
 
 Rows are written in the order of the sorted file list, whatever order the
@@ -25,10 +25,11 @@ from edge_emotion.backends import open_backend
 from edge_emotion.backends.base import Backend
 from edge_emotion.io.scan import DEFAULT_EXTENSIONS, Shard, find_videos, select_shard
 from edge_emotion.preprocess.faces import FaceDetector
+from edge_emotion.run.clip_inputs import ClipInputs, load_clip_inputs, open_loader
+from edge_emotion.run.pool import DEFAULT_TIMEOUT_S
 from edge_emotion.run.results_file import ResultsFile
 from edge_emotion.run.rows import FileKey, Row, build_row, file_key
 from edge_emotion.run.summary import Summary, count_rows
-from edge_emotion.run.workers import DEFAULT_TIMEOUT_S, PreparedClip, open_preparer, prepare_clip
 
 DEFAULT_BATCH_SIZE = defaults.BATCH_SIZE
 
@@ -76,23 +77,23 @@ class NoProgress:
 
 @dataclass
 class ScoredClip:
-    """A prepared clip and its backend output."""
+    """A clip's inputs and its backend output."""
 
-    prepared: PreparedClip
+    clip: ClipInputs
     probs: np.ndarray | None  # [N, K]; None for a clip that failed before inference
     infer_s: float = 0.0  # its share of the backend calls' time
 
 
 @dataclass
 class _Pending:
-    prepared: PreparedClip
+    clip: ClipInputs
     sent: int = 0  # segments already inferred
     chunks: list[np.ndarray] = field(default_factory=list)  # [n_i, K] each
     infer_s: float = 0.0
 
     @property
     def n(self) -> int:
-        return len(self.prepared.inputs.segments)
+        return len(self.clip.inputs.segments)
 
 
 class SegmentBatcher:
@@ -110,9 +111,9 @@ class SegmentBatcher:
         self._pending: deque[_Pending] = deque()
         self._queued = 0  # segments waiting for the backend
 
-    def add(self, prepared: PreparedClip) -> list[ScoredClip]:
+    def add(self, clip: ClipInputs) -> list[ScoredClip]:
         """Queue a clip with inputs; return the clips that completed (maybe none)."""
-        item = _Pending(prepared)
+        item = _Pending(clip)
         self._pending.append(item)
         self._queued += item.n
         done: list[ScoredClip] = []
@@ -136,7 +137,7 @@ class SegmentBatcher:
             take = min(item.n - item.sent, remaining)
             if take == 0:
                 continue
-            inputs = item.prepared.inputs
+            inputs = item.clip.inputs
             faces.append(inputs.faces[item.sent : item.sent + take])
             specs.append(inputs.spectrograms[item.sent : item.sent + take])
             parts.append((item, take))
@@ -154,14 +155,14 @@ class SegmentBatcher:
         done: list[ScoredClip] = []
         while self._pending and self._pending[0].sent == self._pending[0].n:
             item = self._pending.popleft()
-            done.append(ScoredClip(item.prepared, np.concatenate(item.chunks), item.infer_s))
+            done.append(ScoredClip(item.clip, np.concatenate(item.chunks), item.infer_s))
         return done
 
 
-def score_prepared(prepared: Iterable[PreparedClip], backend: Backend, batch_size: int = DEFAULT_BATCH_SIZE) -> Iterator[ScoredClip]:
-    """Run the backend over a stream of prepared clips, batching segments across clips."""
+def score_clips(clips: Iterable[ClipInputs], backend: Backend, batch_size: int = DEFAULT_BATCH_SIZE) -> Iterator[ScoredClip]:
+    """Run the backend over a stream of clip inputs, batching segments across clips."""
     batcher = SegmentBatcher(backend, batch_size)
-    for clip in prepared:
+    for clip in clips:
         if clip.inputs is None:
             yield ScoredClip(clip, None)
         else:
@@ -218,8 +219,8 @@ def score_folder(
         summary = Summary(skipped=len(keys) - len(todo))
         progress.start(len(todo), summary.skipped)
         if todo:
-            with open_preparer(backend.contract.preprocess, options.workers, options.timeout, options.face_device) as prep:
-                scored = score_prepared(prep.run([Path(k.path) for k in todo]), backend, options.batch_size)
+            with open_loader(backend.contract.preprocess, options.workers, options.timeout, options.face_device) as loader:
+                scored = score_clips(loader.run([Path(k.path) for k in todo]), backend, options.batch_size)
                 rows = in_order(clip_rows(scored, todo, backend.contract.labels, summary))
                 for row in rows:
                     results.write(row)
@@ -234,20 +235,20 @@ def clip_rows(scored: Iterable[ScoredClip], keys: Sequence[FileKey], labels: Seq
     """Build each clip's row (consensus) and add its times to the summary."""
     for item in scored:
         start = time.perf_counter()
-        row = build_row(item.prepared, item.probs, labels, keys[item.prepared.index])
-        stages = {**item.prepared.stage_seconds(), "inference": item.infer_s, "consensus": time.perf_counter() - start}
+        row = build_row(item.clip, item.probs, labels, keys[item.clip.index])
+        stages = {**item.clip.stage_seconds(), "inference": item.infer_s, "consensus": time.perf_counter() - start}
         for stage, seconds in stages.items():
             summary.stages[stage] = summary.stages.get(stage, 0.0) + seconds
         summary.scored += 1
-        summary.media_seconds += item.prepared.duration or 0.0
-        yield item.prepared.index, row
+        summary.media_seconds += item.clip.duration or 0.0
+        yield item.clip.index, row
 
 
 def predict_clip(video: str | Path, backend: Backend, detector: FaceDetector | None = None) -> Row:
-    """One clip through the same path as `score` (prepare_clip, backend, build_row): the same numbers."""
+    """One clip through the same path as `score` (load_clip_inputs, backend, build_row): the same numbers."""
     config = backend.contract.preprocess
     detector = detector or FaceDetector(config.face)
     key = file_key(Path(video).absolute())
-    prepared = prepare_clip(key.path, config, detector)
-    scored = next(score_prepared([prepared], backend, batch_size=max(1, config.n_segments)))
-    return build_row(scored.prepared, scored.probs, backend.contract.labels, key)
+    clip = load_clip_inputs(key.path, config, detector)
+    scored = next(score_clips([clip], backend, batch_size=max(1, config.n_segments)))
+    return build_row(scored.clip, scored.probs, backend.contract.labels, key)

@@ -1,8 +1,8 @@
 """The rolling-window loop: every hop, the last window of the stream -> N segments -> one event.
 
     decode thread(s) --LiveBuffer (bounded)--> window k: Clip of F frames + audio (window.py)
-      --plan_clip (test mode) -> segments.extract (faces, spectrograms) -> score_prepared (backend)
-      -> report.build_row (consensus)--> event line, written and flushed
+      --plan_clip (test mode) -> segments.extract (faces, spectrograms) -> score_clips (backend)
+      -> rows.build_row (consensus)--> event line, written and flushed
 
 The same plan / faces / spectrogram / backend / consensus code as `score` and `predict`;
 only where the frames come from differs. When inference falls behind a live
@@ -25,9 +25,9 @@ from edge_emotion import defaults
 from edge_emotion.backends.base import Backend
 from edge_emotion.preprocess.faces import FaceDetector
 from edge_emotion.preprocess.segments import extract
+from edge_emotion.run.clip_inputs import ClipInputs
 from edge_emotion.run.rows import FileKey, build_row
-from edge_emotion.run.score import score_prepared
-from edge_emotion.run.workers import PreparedClip
+from edge_emotion.run.score import score_clips
 from edge_emotion.stream.buffer import AudioItem, Demand, LiveBuffer, VideoItem
 from edge_emotion.stream.events import Event, EventWriter, StreamSummary
 from edge_emotion.stream.source import Decoder, SourceSpec, StreamClock, open_source, video_fps
@@ -251,10 +251,10 @@ class _Loop:
         win = build_window(k, s, video, audio, self.config, self.name)
         timings = {"window": time.perf_counter() - begin}
         inputs = extract(win.clip, win.segments, self.config, detector=self.detector, timings=timings, decoded=win.decoded)
-        prepared = PreparedClip(k, self.name, inputs, win.clip.fps, win.clip.duration, timings=timings)
-        scored = next(score_prepared([prepared], self.backend, batch_size=max(1, self.config.n_segments)))
+        clip = ClipInputs(k, self.name, inputs, win.clip.fps, win.clip.duration, timings=timings)
+        scored = next(score_clips([clip], self.backend, batch_size=max(1, self.config.n_segments)))
         start = time.perf_counter()
-        row = build_row(scored.prepared, scored.probs, self.backend.contract.labels, FileKey(self.name, -1, -1))
+        row = build_row(scored.clip, scored.probs, self.backend.contract.labels, FileKey(self.name, -1, -1))
         event: Event = {
             "t_start": round(win.t_start, 3),
             "t_end": round(win.t_end, 3),

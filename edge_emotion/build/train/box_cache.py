@@ -12,7 +12,6 @@ import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -23,10 +22,7 @@ from edge_emotion.errors import MissingDependencyError
 from edge_emotion.io.atomic import atomic_path
 from edge_emotion.io.decode import Clip, open_clip, read_frames
 from edge_emotion.preprocess.faces import Box, FaceDetector
-from edge_emotion.run.workers import PreparedClip, PrepareFn
-
-if TYPE_CHECKING:
-    pass
+from edge_emotion.run.pool import FileFn, FileResult
 
 CACHE_FORMAT = "edge-emotion-prepare/1"
 DEFAULT_DETECT_EVERY = defaults.DETECT_EVERY
@@ -109,11 +105,11 @@ def load_cached(cache_dir: str | Path, item: ClipItem) -> CachedClip:
 
 @dataclass(frozen=True)
 class CacheJob:
-    """Caching as a worker job (edge_emotion.run.workers.WorkerJob): the detector once per process, then clip after clip.
+    """Caching as a worker job (edge_emotion.run.pool.WorkerJob): the detector once per process, then clip after clip.
 
     The same job runs in this process (workers = 0) and in a WorkerPool; a distributed
     runner can call `setup` once per actor the same way. The per-clip function returns a
-    PreparedClip without model inputs: `error` None means the clip's cache file is written.
+    FileResult: `error` None means the clip's cache file is written.
     """
 
     cache_dir: str
@@ -121,18 +117,20 @@ class CacheJob:
     sample_rate: int = 16_000
     every: int = DEFAULT_DETECT_EVERY
 
-    def setup(self, threads: int) -> PrepareFn:
+    def setup(self, threads: int) -> FileFn[FileResult]:
         """Build the face detector; threads > 0 caps its threads (a pool spreads the cores over its workers),
         0 leaves the default (this process alone)."""
         detector = FaceDetector(self.face, threads=threads if threads > 0 else None)
         return functools.partial(self.cache_clip, detector)
 
-    def cache_clip(self, detector: FaceDetector, path: Path, index: int) -> PreparedClip:
+    def failed(self, index: int, path: Path, cause: str) -> FileResult:
+        return FileResult(index, str(path), cause)
+
+    def cache_clip(self, detector: FaceDetector, path: Path, index: int) -> FileResult:
         """Decode one clip, detect its faces, write its cache file; a failure becomes `error`, never an exception."""
-        result = PreparedClip(index, str(path))
+        result = FileResult(index, str(path))
         try:
             clip = open_clip(path, self.sample_rate)
-            result.fps, result.duration = clip.fps, clip.duration
             boxes, detected = detect_clip(clip, detector, self.every)
             write_cached(cache_file(self.cache_dir, Path(path).stem), clip, boxes, detected)
         except MissingDependencyError:

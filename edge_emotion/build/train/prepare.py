@@ -36,7 +36,7 @@ from edge_emotion.build.train.box_cache import CACHE_FORMAT, DEFAULT_DETECT_EVER
 from edge_emotion.build.train.crema import ClipItem, Skipped, index_corpus
 from edge_emotion.config import FaceParams
 from edge_emotion.io.atomic import atomic_write_text, exclusive_lock
-from edge_emotion.run.workers import DEFAULT_TIMEOUT_S, WorkerPool
+from edge_emotion.run.pool import DEFAULT_TIMEOUT_S, WorkerPool
 
 if TYPE_CHECKING:
     from edge_emotion.ray.cluster import RayOptions

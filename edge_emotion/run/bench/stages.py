@@ -13,8 +13,8 @@ from edge_emotion.backends.base import Backend
 from edge_emotion.errors import EdgeEmotionError
 from edge_emotion.run.bench.report import STAGES, StageTimes
 from edge_emotion.run.bench.targets import Target, availability
+from edge_emotion.run.clip_inputs import InlineLoader
 from edge_emotion.run.rows import build_row, file_key
-from edge_emotion.run.workers import InlinePreparer
 
 
 def stage_breakdown(backend: Backend, videos: Sequence[Path]) -> tuple[StageTimes, tuple[np.ndarray, np.ndarray] | None]:
@@ -22,7 +22,7 @@ def stage_breakdown(backend: Backend, videos: Sequence[Path]) -> tuple[StageTime
 
     Returns the times and the concatenated segment inputs of the clips that decoded.
     """
-    preparer = InlinePreparer(backend.contract.preprocess)
+    preparer = InlineLoader(backend.contract.preprocess)
     list(preparer.run(list(videos[:1])))  # warm-up, untimed: MTCNN's first call pays one-off set-up costs
     totals = dict.fromkeys(STAGES, 0.0)
     faces, specs = [], []

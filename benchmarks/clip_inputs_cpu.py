@@ -1,8 +1,8 @@
-"""CPU milliseconds per clip of the per-clip preprocessing (`prepare_clip`: decode, plan, faces, spectrograms),
+"""CPU milliseconds per clip of the per-clip preprocessing (`load_clip_inputs`: decode, plan, faces, spectrograms),
 one process, one thread, for the code tree at ROOT: run it on two checkouts, interleaved, to compare them.
 
     git worktree add /tmp/before 89b97a2
-    for i in 1 2 3; do python benchmarks/prepare_cpu.py /tmp/before; python benchmarks/prepare_cpu.py .; done
+    for i in 1 2 3; do python benchmarks/clip_inputs_cpu.py /tmp/before; python benchmarks/clip_inputs_cpu.py .; done
 
 CPU time (process_time) is less disturbed by other jobs on a shared machine than wall time.
 """
@@ -30,7 +30,10 @@ def main() -> None:
         pass
     from edge_emotion.config import PreprocessConfig
     from edge_emotion.preprocess.faces import FaceDetector
-    from edge_emotion.run.workers import prepare_clip
+    try:
+        from edge_emotion.run.clip_inputs import load_clip_inputs
+    except ImportError:  # trees before run/workers.py was split (and its prepare_clip renamed)
+        from edge_emotion.run.workers import prepare_clip as load_clip_inputs
 
     config = PreprocessConfig()
     try:
@@ -38,11 +41,11 @@ def main() -> None:
     except TypeError:  # trees before the packaged detector take no threads argument
         detector = FaceDetector(config.face)
     clips = sorted(FIXTURES.glob("*.flv")) * 5
-    prepare_clip(clips[0], config, detector)  # warm-up
+    load_clip_inputs(clips[0], config, detector)  # warm-up
     stages: dict[str, float] = {}
     cpu, wall = time.process_time(), time.perf_counter()
     for path in clips:
-        for stage, seconds in prepare_clip(path, config, detector).timings.items():
+        for stage, seconds in load_clip_inputs(path, config, detector).timings.items():
             stages[stage] = stages.get(stage, 0.0) + seconds
     cpu, wall = time.process_time() - cpu, time.perf_counter() - wall
     per_clip = {k: round(1e3 * v / len(clips), 1) for k, v in stages.items()}

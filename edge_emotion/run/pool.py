@@ -1,17 +1,19 @@
-"""Preprocessing (decode, MTCNN, spectrograms) of many clips, in-process or in worker processes.
+"""A pool of worker processes that runs one job on many files and survives what a file does to its worker.
 
-`prepare_clip` is the one per-clip path (used by `score`, `predict` and `bench`);
-it never raises for a bad file: the error text comes back in the result.
+Both per-file runs of the package use it: `score` computes each clip's model inputs
+(run/clip_inputs.py), `prepare` writes each clip's box cache file (build/train/box_cache.py).
+Kept generic so the hard part, isolation, is written and tested once.
 
-`WorkerPool` runs it in spawned processes (spawn, not fork: forking a process
-that has started torch's thread pools is unsafe). What a worker runs is a small
-picklable job: `PrepareJob` builds the FaceDetector once per worker, then calls
-`prepare_clip` per file (tests pass a scripted job that hangs or crashes). The parent keeps at most `prefetch` files queued per worker,
-so memory stays bounded however big the folder, and the backend in the parent
-never waits on a single frame. Every worker has its own pipes, so a worker that
-hangs past the per-file timeout, or dies (a segfault in a codec, the OOM
-killer), is killed and replaced without corrupting anybody else's messages;
-its file gets an error row and the rest of the folder goes on.
+Workers are spawned, not forked: forking a process that has started torch's
+thread pools is unsafe. What a worker runs is a small picklable `WorkerJob`:
+`setup` once per worker (build a face detector), then the function it returns per
+file (tests pass scripted jobs that hang or crash). The parent keeps at most
+`prefetch` files queued per worker, so memory stays bounded however big the
+folder, and whatever the parent does meanwhile (the backend) never waits on a
+single frame. Every worker has its own pipes, so a worker that hangs past the
+per-file timeout, or dies (a segfault in a codec, the OOM killer), is killed and
+replaced without corrupting anybody else's messages; its file gets the job's
+`failed` result and the rest of the folder goes on.
 """
 
 from __future__ import annotations
@@ -27,14 +29,10 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from multiprocessing.connection import Connection, wait
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Generic, Protocol, TypeVar
 
 from edge_emotion import defaults
-from edge_emotion.config import PreprocessConfig
-from edge_emotion.errors import EdgeEmotionError, VideoError
-from edge_emotion.io.decode import open_clip
-from edge_emotion.preprocess.faces import FaceDetector
-from edge_emotion.preprocess.segments import SegmentInputs, extract, plan_clip
+from edge_emotion.errors import EdgeEmotionError
 
 DEFAULT_TIMEOUT_S = defaults.FILE_TIMEOUT_S
 # A worker's setup (import torch or ONNX Runtime, build the face detector) took 2.2-2.6 s here; 120 s is
@@ -42,92 +40,40 @@ DEFAULT_TIMEOUT_S = defaults.FILE_TIMEOUT_S
 DEFAULT_SETUP_TIMEOUT_S = defaults.SETUP_TIMEOUT_S
 
 
+class JobResult(Protocol):
+    """What callers of the pool read of any job's result: the file's place in the work list, and why it failed."""
+
+    index: int
+    error: str | None
+
+
 @dataclass
-class PreparedClip:
-    """One clip's model inputs, or why there are none. `index` is the clip's place in the work list."""
+class FileResult:
+    """The result of a job whose work is a side effect (a file written): only whether it failed, and why."""
 
     index: int
     path: str
-    inputs: SegmentInputs | None = None
-    fps: float = 0.0
-    duration: float | None = None  # seconds; None when the file did not decode
     error: str | None = None
-    timings: dict[str, float] = field(default_factory=dict)  # seconds per stage: decode, frames, faces, spectrogram
-
-    def stage_seconds(self) -> dict[str, float]:
-        """Preprocessing seconds as reports name the stages: decode (demux + audio, then the planned frames),
-        faces, spectrogram."""
-        t = self.timings
-        return {
-            "decode": t.get("decode", 0.0) + t.get("frames", 0.0),
-            "faces": t.get("faces", 0.0),
-            "spectrogram": t.get("spectrogram", 0.0),
-        }
 
 
-def prepare_clip(path: str | Path, config: PreprocessConfig, detector: FaceDetector, index: int = 0) -> PreparedClip:
-    """Decode, plan (test mode: middle frames, deterministic), detect faces, crop, spectrograms.
+R = TypeVar("R", bound=JobResult)
+R_co = TypeVar("R_co", bound=JobResult, covariant=True)
+FileFn = Callable[[Path, int], R]  # (path, index) -> the job's result for that file; never raises for a bad file
 
-    Any failure becomes `error` (a VideoError's cause, or the exception's type and
-    text for anything unexpected) so that one bad file never stops a folder.
+
+class WorkerJob(Protocol[R_co]):
+    """What a worker process runs: `setup` once (in the worker), then the function it returns per file. Picklable.
+
+    `failed` makes the result of a file the job could not finish (its worker hung past the timeout or died);
+    the parent calls it, so the job decides what such a file's result looks like.
     """
-    result = PreparedClip(index, str(path))
-    try:
-        start = time.perf_counter()
-        clip = open_clip(path, config.audio.sample_rate)
-        result.timings["decode"] = time.perf_counter() - start
-        result.fps, result.duration = clip.fps, clip.duration
-        result.inputs = extract(clip, plan_clip(clip, config), config, detector=detector, timings=result.timings)
-    except VideoError as exc:
-        result.error = exc.cause
-    except Exception as exc:  # noqa: BLE001 - one broken file must not stop the folder; the row names the cause
-        result.error = f"unexpected {type(exc).__name__}: {exc}"
-    return result
+
+    def setup(self, threads: int) -> Callable[[Path, int], R_co]: ...
+
+    def failed(self, index: int, path: Path, cause: str) -> R_co: ...
 
 
-class InlinePreparer:
-    """Prepare clips one after another in this process (predict, benchmarks, workers=0). No timeout."""
-
-    def __init__(self, config: PreprocessConfig, face_device: str = "cpu") -> None:
-        self.config = config
-        self.detector = FaceDetector(config.face, device=face_device)
-
-    def run(self, paths: Sequence[Path]) -> Iterator[PreparedClip]:
-        for index, path in enumerate(paths):
-            yield prepare_clip(path, self.config, self.detector, index)
-
-    def close(self) -> None:
-        """Nothing to release; here so both preparers share one interface."""
-
-    def __enter__(self) -> InlinePreparer:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
-
-PrepareFn = Callable[[Path, int], PreparedClip]
-
-
-class WorkerJob(Protocol):
-    """What a worker process runs: `setup` once (in the worker), then the function it returns per file. Picklable."""
-
-    def setup(self, threads: int) -> PrepareFn: ...
-
-
-@dataclass(frozen=True)
-class PrepareJob:
-    """The scoring job: build the FaceDetector once per worker, then `prepare_clip` each file."""
-
-    config: PreprocessConfig
-    face_device: str = "cpu"
-
-    def setup(self, threads: int) -> PrepareFn:
-        detector = FaceDetector(self.config.face, device=self.face_device, threads=threads)
-        return lambda path, index: prepare_clip(path, self.config, detector, index)
-
-
-def _worker_main(tasks: Connection, results: Connection, job: WorkerJob, threads: int, current: Any) -> None:
+def _worker_main(tasks: Connection, results: Connection, job: WorkerJob[Any], threads: int, current: Any) -> None:
     """Body of a worker process: set the job up, then run it on each (index, path) task until told to stop.
 
     Results go out through a sender thread, so a large result waiting for the
@@ -137,7 +83,7 @@ def _worker_main(tasks: Connection, results: Connection, job: WorkerJob, threads
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle
     parent = os.getppid()
     try:
-        prepare = job.setup(threads)
+        run = job.setup(threads)
     except BaseException as exc:  # noqa: BLE001 - reported to the parent, which stops the run
         results.send(("init_error", f"{type(exc).__name__}: {exc}"))
         return
@@ -159,7 +105,7 @@ def _worker_main(tasks: Connection, results: Connection, job: WorkerJob, threads
         current.value = index  # shared memory: the parent knows which file a crash came from
         if not _post(outbox, ("start", index), parent):
             return
-        if not _post(outbox, ("done", prepare(path, index)), parent):
+        if not _post(outbox, ("done", run(path, index)), parent):
             return
     if _post(outbox, None, parent):
         sender.join(timeout=5)
@@ -205,8 +151,8 @@ def _take_current(worker: _Worker) -> tuple[int, Path]:
     return worker.assigned.popleft()
 
 
-class WorkerPool:
-    """Worker processes that prepare clips, with a per-file timeout, a setup timeout and crash recovery.
+class WorkerPool(Generic[R]):
+    """Worker processes that run a job on file after file, with a per-file timeout, a setup timeout and crash recovery.
 
     A worker that does not report "ready" within `setup_timeout` is killed and the run fails
     with one error, rather than being replaced: setup is the same for every worker and for
@@ -216,7 +162,7 @@ class WorkerPool:
 
     def __init__(
         self,
-        job: WorkerJob,
+        job: WorkerJob[R],
         workers: int = 1,
         timeout: float = DEFAULT_TIMEOUT_S,
         prefetch: int = 2,
@@ -235,7 +181,7 @@ class WorkerPool:
         self.setup_timeout = setup_timeout
         self.prefetch = max(1, prefetch)
         self._context = mp.get_context(start_method)
-        self._threads = threads or max(1, (os.cpu_count() or 1) // workers)  # detector threads per worker (MTCNN's ONNX Runtime sessions)
+        self._threads = threads or max(1, (os.cpu_count() or 1) // workers)  # threads per worker, for its setup (e.g. MTCNN's ONNX Runtime sessions)
         self._size = workers
         self._workers = [self._spawn() for _ in range(workers)]
 
@@ -247,15 +193,15 @@ class WorkerPool:
             target=_worker_main,
             args=(task_reader, result_writer, self.job, self._threads, current),
             daemon=True,
-            name="edge-emotion-prep",
+            name="edge-emotion-worker",
         )
         process.start()
         task_reader.close()
         result_writer.close()
         return _Worker(process, task_writer, result_reader, current=current)
 
-    def run(self, paths: Sequence[Path]) -> Iterator[PreparedClip]:
-        """Yield one PreparedClip per path (index = position in `paths`), in completion order."""
+    def run(self, paths: Sequence[Path]) -> Iterator[R]:
+        """Yield one result per path (index = position in `paths`), in completion order."""
         todo: deque[tuple[int, Path]] = deque(enumerate(paths))
         while todo or any(w.assigned for w in self._workers):
             self._dispatch(todo)
@@ -287,13 +233,13 @@ class WorkerPool:
                 return
             worker.assigned.append(task)
 
-    def _collect(self, timeout: float) -> Iterator[PreparedClip]:
+    def _collect(self, timeout: float) -> Iterator[R]:
         ready = set(wait([w.results for w in self._workers], timeout=timeout))
         for worker in self._workers:
             if worker.results in ready:
                 yield from self._drain(worker)
 
-    def _drain(self, worker: _Worker) -> Iterator[PreparedClip]:
+    def _drain(self, worker: _Worker) -> Iterator[R]:
         """Handle every message the worker has sent so far; stop at a broken pipe (the worker died)."""
         while _poll(worker.results):
             try:
@@ -311,7 +257,7 @@ class WorkerPool:
                 worker.started_at = None
                 yield payload
 
-    def _reap(self, todo: deque[tuple[int, Path]]) -> Iterator[PreparedClip]:
+    def _reap(self, todo: deque[tuple[int, Path]]) -> Iterator[R]:
         """Stop workers that died or overran the timeout: their current file gets an error, their queue goes back to `todo`."""
         for worker in list(self._workers):
             yield from self._check_setup(worker)
@@ -332,10 +278,10 @@ class WorkerPool:
                     if overdue
                     else f"preprocessing worker died (exit code {worker.process.exitcode})"
                 )
-                yield PreparedClip(index, str(path), error=cause)
+                yield self.job.failed(index, path, cause)
             todo.extendleft(reversed(worker.assigned))
 
-    def _check_setup(self, worker: _Worker) -> Iterator[PreparedClip]:
+    def _check_setup(self, worker: _Worker) -> Iterator[R]:
         """Fail the run if a live worker has not finished its setup within setup_timeout (it hangs there)."""
         if worker.ready or not worker.process.is_alive() or time.monotonic() - worker.spawned_at <= self.setup_timeout:
             return
@@ -378,7 +324,7 @@ class WorkerPool:
             self._stop(worker, kill=False)
         self._workers = []
 
-    def __enter__(self) -> WorkerPool:
+    def __enter__(self) -> WorkerPool[R]:
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -390,14 +336,3 @@ def _poll(conn: Connection) -> bool:
         return conn.poll()
     except (OSError, ValueError):
         return False
-
-
-def open_preparer(
-    config: PreprocessConfig, workers: int, timeout: float = DEFAULT_TIMEOUT_S, face_device: str = "cpu"
-) -> InlinePreparer | WorkerPool:
-    """workers = 0: prepare in this process (no timeout); workers >= 1: a WorkerPool."""
-    if workers < 0:
-        raise ValueError(f"workers must be >= 0, got {workers}")
-    if workers == 0:
-        return InlinePreparer(config, face_device)
-    return WorkerPool(PrepareJob(config, face_device), workers, timeout)
