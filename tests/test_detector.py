@@ -103,3 +103,31 @@ def test_candidates_wholly_outside_the_image_are_dropped_before_the_nets():
     crops, valid = cascade.crop_candidates(sat, np.zeros(2, np.int64), boxes, 24)
     assert valid.tolist() == [False, True] and crops.shape == (1, 3, 24, 24)
     np.testing.assert_allclose(crops, (100 - 127.5) / 128, atol=1e-6)
+
+
+@pytest.mark.parametrize("name", ["pnet", "rnet", "onet"])
+def test_split_prelu_gives_the_same_floats_bit_for_bit(name):
+    """The packaged nets' PReLUs are split for ONNX Runtime's blocked layout (detector_nets.split_prelu): the
+    outputs must be the unsplit graph's exactly, not merely close."""
+    import io
+
+    import onnx
+    import onnxruntime as ort
+    from facenet_pytorch.models import mtcnn as facenet
+
+    from edge_emotion.build.export.detector_nets import split_prelu
+
+    spec = NET_SPECS[name]
+    net = {"pnet": facenet.PNet, "rnet": facenet.RNet, "onet": facenet.ONet}[name]().eval()
+    side = spec.side or 31
+    buffer = io.BytesIO()
+    torch.onnx.export(net, (torch.zeros(1, 3, side, side),), buffer, input_names=["image"], dynamo=False, opset_version=17,
+                      dynamic_axes={"image": {0: "batch"}})
+    plain = onnx.load_from_string(buffer.getvalue())
+    split = split_prelu(onnx.load_from_string(buffer.getvalue()))
+    assert [n.op_type for n in split.graph.node].count("PRelu") == (0 if name == "pnet" else 1)  # the dense layer's stays
+    x = np.random.default_rng(1).uniform(-1, 1, (5, 3, side, side)).astype(np.float32)
+    want = ort.InferenceSession(plain.SerializeToString()).run(None, {"image": x})
+    got = ort.InferenceSession(split.SerializeToString()).run(None, {"image": x})
+    for g, w in zip(got, want):
+        np.testing.assert_array_equal(g, w)
