@@ -16,38 +16,12 @@ import typer
 from edge_emotion import defaults
 from edge_emotion.cli import paths
 from edge_emotion.cli.engine import ray_options
+from edge_emotion.cli.recipe import RecipeOptions, recipe_options
 
 DataDir = Annotated[
     Path, typer.Argument(help="CREMA-D folder (VideoFlash/AAAA_SSS_EEE_LL.flv) or a flat folder of such videos.")
 ]
 CacheDir = Annotated[Path, typer.Option("--cache", "-c", help="Folder written by `edge-emotion prepare`.")]
-Recipe = Annotated[
-    str,
-    typer.Option(help="paper (SGD 0.9, lr 1e-3 /10 every 50 steps per epoch) or modern (AdamW + warm-up + cosine)."),
-]
-Segments = Annotated[int | None, typer.Option("--n-segments", "-n", min=1, help="Segments per clip N [10].")]
-Epochs = Annotated[int | None, typer.Option(min=1, help="Epochs [10].")]
-Batch = Annotated[
-    int | None, typer.Option("--batch-size", min=1, help="Global batch size, split over torchrun ranks [16].")
-]
-Optimizer = Annotated[str | None, typer.Option(help="sgd or adamw [from the recipe].")]
-Lr = Annotated[float | None, typer.Option(help="Base learning rate [1e-3].")]
-Momentum = Annotated[float | None, typer.Option(help="SGD momentum [0.9].")]
-WeightDecay = Annotated[float | None, typer.Option(help="Weight decay [paper 0, modern 0.05].")]
-Schedule = Annotated[str | None, typer.Option(help="paper, cosine or constant [from the recipe].")]
-StepSize = Annotated[int | None, typer.Option(help="paper schedule: steps between lr divisions [50].")]
-Gamma = Annotated[float | None, typer.Option(help="paper schedule: lr factor at each division [0.1].")]
-Warmup = Annotated[float | None, typer.Option(help="cosine schedule: share of the steps spent warming up [0.05].")]
-Modality = Annotated[str | None, typer.Option(help="both, audio or video (ablation) [both].")]
-NFolds = Annotated[int | None, typer.Option(min=2, help="Actor-disjoint folds [10].")]
-FoldsSeed = Annotated[int | None, typer.Option(help="Seed of the actor-to-fold assignment [0].")]
-Seed = Annotated[int | None, typer.Option(help="Seed of initialisation, clip order and frame sampling [0].")]
-Workers = Annotated[int | None, typer.Option(min=0, help="DataLoader worker processes [0].")]
-Device = Annotated[str | None, typer.Option(help="auto (CUDA when present), cpu, cuda, cuda:1 ... [auto].")]
-EvalEach = Annotated[
-    bool | None,
-    typer.Option("--eval-each-epoch/--no-eval-each-epoch", help="Test loss/accuracy after every epoch [on]."),
-]
 CkptEvery = Annotated[
     int | None, typer.Option(min=0, help="Also checkpoint every this many steps [0: epoch ends only].")
 ]
@@ -164,16 +138,14 @@ def prepare(
     )
 
 
-def _config(recipe: str, arguments: dict[str, Any]) -> Any:
-    """The TrainConfig of a recipe, overridden by the command's training options that were given."""
-    from dataclasses import fields
+def _config(training: RecipeOptions, **command: Any) -> Any:
+    """The TrainConfig of the recipe, overridden by the training options that were given and the command's own."""
+    from edge_emotion.build.train.loop import recipe_config
 
-    from edge_emotion.build.train.loop import TrainConfig, recipe_config
-
-    names = {f.name for f in fields(TrainConfig)}
-    return recipe_config(recipe, **{k: v for k, v in arguments.items() if k in names})
+    return recipe_config(training.recipe, **training.overrides(), **command)
 
 
+@recipe_options
 def train(
     data_dir: DataDir,
     cache: CacheDir,
@@ -190,33 +162,15 @@ def train(
     stop_after: Annotated[
         int, typer.Option(min=0, help="Stop after this many steps in all, as if killed (0: never).")
     ] = 0,
-    recipe: Recipe = "paper",
-    n_segments: Segments = None,
-    epochs: Epochs = None,
-    batch_size: Batch = None,
-    optimizer: Optimizer = None,
-    lr: Lr = None,
-    momentum: Momentum = None,
-    weight_decay: WeightDecay = None,
-    schedule: Schedule = None,
-    step_size: StepSize = None,
-    gamma: Gamma = None,
-    warmup_fraction: Warmup = None,
-    modality: Modality = None,
-    n_folds: NFolds = None,
-    folds_seed: FoldsSeed = None,
-    seed: Seed = None,
-    workers: Workers = None,
-    device: Device = None,
-    eval_each_epoch: EvalEach = None,
+    training: RecipeOptions = RecipeOptions(),
     checkpoint_every: CkptEvery = None,
 ) -> None:
     """Train one fold from the prepare cache and test it on the held-out actors (works under torchrun)."""
     from edge_emotion.build.train.loop import train as run_training
 
     _check_run_paths(data_dir, output, cache, {"--folds-file": folds_file})
-    _check_device(device)
-    config = _config(recipe, locals())
+    _check_device(training.device)
+    config = _config(training, fold=fold, stop_after=stop_after, checkpoint_every=checkpoint_every)
     result = run_training(data_dir, cache, output, config, resume=resume, folds_path=folds_file)
     if _is_main():
         state = f"stopped after step {result.global_step}" if result.stopped else f"test accuracy {result.accuracy:.4f}"
@@ -234,6 +188,7 @@ def _int_list(text: str | None, option: str) -> list[int]:
     return values
 
 
+@recipe_options
 def cv(
     data_dir: DataDir,
     cache: CacheDir,
@@ -251,25 +206,7 @@ def cv(
             "[DATA_DIR/processedResults/summaryTable.csv if present]."
         ),
     ] = None,
-    recipe: Recipe = "paper",
-    n_segments: Segments = None,
-    epochs: Epochs = None,
-    batch_size: Batch = None,
-    optimizer: Optimizer = None,
-    lr: Lr = None,
-    momentum: Momentum = None,
-    weight_decay: WeightDecay = None,
-    schedule: Schedule = None,
-    step_size: StepSize = None,
-    gamma: Gamma = None,
-    warmup_fraction: Warmup = None,
-    modality: Modality = None,
-    n_folds: NFolds = None,
-    folds_seed: FoldsSeed = None,
-    seed: Seed = None,
-    workers: Workers = None,
-    device: Device = None,
-    eval_each_epoch: EvalEach = None,
+    training: RecipeOptions = RecipeOptions(),
 ) -> None:
     """Cross-validate by actor: per-fold and mean +- std accuracy, human baseline, the paper's figures (torchrun too)."""
     from edge_emotion import LABELS
@@ -277,11 +214,11 @@ def cv(
     from edge_emotion.build.train.figures import cv_figures
 
     _check_run_paths(data_dir, output, cache, {"--summary-table": summary_table})
-    _check_device(device)
+    _check_device(training.device)
     fold_list, sweep = _int_list(folds, "--folds"), _int_list(sweep_n, "--sweep-n")
     if 0 in sweep:
         raise typer.BadParameter(f"N must be >= 1, got {sweep_n!r}", param_hint="--sweep-n")
-    config = _config(recipe, locals())
+    config = _config(training)
     default_table = data_dir / "processedResults" / "summaryTable.csv"
     table = summary_table or (default_table if default_table.exists() else None)
 
