@@ -12,7 +12,7 @@ import sys
 
 import typer
 
-from edge_emotion.cli import demo_cmds, export_cmds, inspect_cmds, score_cmds, stream_cmds, synth_cmds, train_cmds
+from edge_emotion.cli import demo_cmds, export_cmds, inspect_cmds, plot_cmds, score_cmds, stream_cmds, synth_cmds, train_cmds
 
 app = typer.Typer(
     name="edge-emotion",
@@ -45,7 +45,7 @@ def _root(
     """
 
 
-for module in (demo_cmds, inspect_cmds, synth_cmds, train_cmds, export_cmds, score_cmds, stream_cmds):
+for module in (demo_cmds, inspect_cmds, synth_cmds, train_cmds, export_cmds, score_cmds, stream_cmds, plot_cmds):
     module.register(app)
 
 
