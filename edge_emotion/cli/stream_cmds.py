@@ -126,7 +126,7 @@ def stream(
     from edge_emotion.preprocess.faces import FaceDetector
     from edge_emotion.stream import EventsFile, LineWriter, SourceSpec, StreamOptions, default_window, run_stream
     from edge_emotion.stream.events import EventWriter
-    from edge_emotion.stream.run import check_options
+    from edge_emotion.stream.options import check_options
 
     spec = SourceSpec(source, input_format, _key_values(option, "--option"))
     audio_spec = None if audio is None else SourceSpec(audio, audio_format, _key_values(audio_option, "--audio-option"))
