@@ -107,7 +107,7 @@ def main() -> None:
         rounds = [(r, int(w)) for r in range(args.repeats) for w in args.workers.split(",")]
         for n, (_, workers) in enumerate(rounds):  # interleaved, so a busy spell on a shared machine hits all
             local = ScoreOptions(batch_size=args.batch_size, timeout=600, workers=workers)
-            own = RayOptions(num_cpus=workers + 1, prepare_actors=workers)
+            own = RayOptions(num_cpus=workers + 1, preprocess_actors=workers)
             out = root / f"out{n}"
             results["runs"].append(timed("local", workers, lambda p: score_folder(root / "videos", model, out / "local.csv", local, p)))
             results["runs"].append(

@@ -115,7 +115,7 @@ def test_a_hang_and_a_crash_become_error_rows_and_the_rest_goes_on(ray_cluster, 
     model = read_artifact(fresh_checkpoint, options)
     names = ["a.mp4", "hang.mp4", "b.mp4", "crash.mp4", "c.mp4"]
     keys = [FileKey(f"/scripted/{name}", 1, 1) for name in names]
-    scored = run_pipeline(keys, model, describe(model), options, ActorPlan(prepare=1, backend=1, backend_gpus=0), ScriptedJob())
+    scored = run_pipeline(keys, model, describe(model), options, ActorPlan(preprocess=1, backend=1, backend_gpus=0), ScriptedJob())
     errors = {s.clip.index: s.clip.error for s in scored}
     assert errors == {
         0: "scripted a.mp4",
@@ -229,7 +229,7 @@ def test_actor_plan_follows_the_cluster():
     assert plan_actors(Resources(cpus=2, gpus=0, nodes=1, started_here=True), 100, RayOptions()) == ActorPlan(1, 1, 0)
     assert plan_actors(Resources(cpus=32, gpus=4, nodes=4, started_here=False), 100, RayOptions()) == ActorPlan(28, 4, 1)
     assert plan_actors(Resources(cpus=32, gpus=0, nodes=2, started_here=False), 5, RayOptions()) == ActorPlan(5, 1, 0)
-    assert plan_actors(Resources(cpus=8, gpus=0, nodes=1, started_here=True), 100, RayOptions(prepare_actors=3)) == ActorPlan(3, 1, 0)
+    assert plan_actors(Resources(cpus=8, gpus=0, nodes=1, started_here=True), 100, RayOptions(preprocess_actors=3)) == ActorPlan(3, 1, 0)
     with pytest.raises(EdgeEmotionError, match="1 CPU"):
         plan_actors(Resources(cpus=1, gpus=0, nodes=1, started_here=True), 10, RayOptions())
 

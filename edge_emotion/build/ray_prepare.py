@@ -2,7 +2,7 @@
 
     driver (train.prepare.prepare_corpus: the cache's lock, cache.json, the index, errors.jsonl, the report)
       --clips still to cache--> Ray Data (a few clips per block)
-      --map_batches(PrepareStage with CacheJob), CPU actors: detector built once per actor's worker
+      --map_batches(PoolStage with CacheJob), CPU actors: detector built once per actor's worker
         process, then decode + MTCNN every k-th frame + interpolated boxes, the clip's .npz written
         atomically by `write_cached`, exactly as a local worker writes it
       --(clip, error or None), a few bytes per clip--> driver
@@ -20,7 +20,7 @@ from collections.abc import Iterator, Sequence
 from edge_emotion.build.train.box_cache import CacheJob
 from edge_emotion.build.train.crema import ClipItem
 from edge_emotion.ray.cluster import RayOptions, ray_session, task_error
-from edge_emotion.ray.scoring import BLOCKS_PER_ACTOR, PrepareStage
+from edge_emotion.ray.pool_stage import BLOCKS_PER_ACTOR, PoolStage
 
 
 def run_jobs_on_ray(
@@ -28,7 +28,7 @@ def run_jobs_on_ray(
 ) -> Iterator[tuple[ClipItem, str | None]]:
     """(clip, error or None) for every clip of `todo`, in completion order: `train.prepare.run_jobs` on a cluster.
 
-    Every CPU of the cluster runs one preprocessing actor (or `options.prepare_actors`), at most one per clip.
+    Every CPU of the cluster runs one preprocessing actor (or `options.preprocess_actors`), at most one per clip.
     """
     if not todo:
         return
@@ -36,11 +36,11 @@ def run_jobs_on_ray(
         import ray
         import ray.data
 
-        actors = max(1, min(options.prepare_actors or resources.cpus, len(todo)))
+        actors = max(1, min(options.preprocess_actors or resources.cpus, len(todo)))
         items = [{"index": i, "path": item.path} for i, item in enumerate(todo)]
         data: ray.data.Dataset = ray.data.from_items(items, override_num_blocks=min(len(items), BLOCKS_PER_ACTOR * actors))
         data = data.map_batches(
-            PrepareStage,
+            PoolStage,
             batch_size=None,
             compute=ray.data.ActorPoolStrategy(min_size=1, max_size=actors, initial_size=actors),
             fn_constructor_kwargs={"job": job, "timeout": timeout},
@@ -49,7 +49,7 @@ def run_jobs_on_ray(
         )
         try:
             for row in data.iter_rows():
-                prepared = pickle.loads(row["prepared"])
-                yield todo[prepared.index], prepared.error
+                result = pickle.loads(row["result"])
+                yield todo[result.index], result.error
         except ray.exceptions.RayError as exc:
             raise task_error(exc) from None

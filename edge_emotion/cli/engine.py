@@ -19,4 +19,4 @@ def ray_options(engine: str, address: str | None, workers: int | None) -> Any:
         raise typer.BadParameter("with --engine ray it counts preprocessing actors: 1 or more", param_hint="--workers")
     from edge_emotion.ray.cluster import RayOptions
 
-    return RayOptions(address=address, prepare_actors=workers)
+    return RayOptions(address=address, preprocess_actors=workers)

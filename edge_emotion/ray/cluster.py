@@ -35,7 +35,7 @@ class RayOptions:
 
     address: str | None = None  # None: start a local instance; "auto" or host:port: join a cluster
     num_cpus: int | None = None  # CPUs of a local instance (None: this machine's)
-    prepare_actors: int | None = None  # None: the cluster's CPUs less one per backend actor
+    preprocess_actors: int | None = None  # None: the cluster's CPUs less one per backend actor
     backend_actors: int | None = None  # None: one per GPU, or one on a CPU when the cluster has no GPU
 
 

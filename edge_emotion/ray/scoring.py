@@ -2,12 +2,12 @@
 
     driver: plan_folder, skip the rows already in the results file (ResultsFile, as local score does)
       --file list--> Ray Data (a few files per block)
-      --map_batches(PrepareStage), CPU actors: each keeps a WorkerPool of one process that builds the
-        FaceDetector once and runs prepare_clip per file (decode, plan, faces, spectrograms): the local
-        path's code, with its per-file timeout and its crash isolation
+      --map_batches(PoolStage with InputsJob), CPU actors: each keeps a WorkerPool of one process that
+        builds the FaceDetector once and runs load_clip_inputs per file (decode, plan, faces, spectrograms):
+        the local path's code, with its per-file timeout and its crash isolation
       --the compact model inputs (faces [N, 3, 224, 224], spectrograms [N, 1, 192, 120] float32; never
         decoded frames) through the object store-->
-      --map_batches(BackendStage): one actor per GPU (num_gpus=1), else one on a CPU; score_prepared over
+      --map_batches(BackendStage): one actor per GPU (num_gpus=1), else one on a CPU; score_clips over
         the clips of a batch, segments of many clips per backend call
       --scored clips, their inputs dropped--> driver: build_row, rows in scan order, ResultsFile
 
@@ -35,8 +35,9 @@ import numpy as np
 from edge_emotion.contract import ModelContract
 from edge_emotion.errors import ArtifactError, EdgeEmotionError
 from edge_emotion.ray.cluster import RayOptions, Resources, ray_session, task_error
-from edge_emotion.run.clip_inputs import ClipInputs, InputsJob
-from edge_emotion.run.pool import WorkerJob, WorkerPool
+from edge_emotion.ray.pool_stage import BLOCKS_PER_ACTOR, PoolStage
+from edge_emotion.run.clip_inputs import InputsJob
+from edge_emotion.run.pool import WorkerJob
 from edge_emotion.run.results_file import ResultsFile
 from edge_emotion.run.rows import FileKey
 from edge_emotion.run.score import (
@@ -51,14 +52,12 @@ from edge_emotion.run.score import (
 )
 from edge_emotion.run.summary import Summary, count_rows
 
-BLOCKS_PER_ACTOR = 16  # input blocks per preprocessing actor: enough for even load, few enough to stay cheap
-
 
 @dataclass(frozen=True)
 class ActorPlan:
     """How many actors of each stage, and what each holds."""
 
-    prepare: int
+    preprocess: int  # preprocessing actors: each computes clip inputs in its one worker process
     backend: int
     backend_gpus: int  # GPUs per backend actor: 1 on a GPU cluster, else 0
 
@@ -68,13 +67,13 @@ def plan_actors(resources: Resources, files: int, options: RayOptions) -> ActorP
     gpus = 1 if resources.gpus else 0
     backend = options.backend_actors or (resources.gpus if gpus else 1)
     spare = resources.cpus - backend  # every actor holds one CPU
-    prepare = options.prepare_actors or spare
-    if prepare < 1:
+    preprocess = options.preprocess_actors or spare
+    if preprocess < 1:
         raise EdgeEmotionError(
             f"the Ray cluster has {resources.cpus} CPU(s): scoring needs one per backend actor ({backend}) "
             "and at least one for preprocessing"
         )
-    return ActorPlan(prepare=max(1, min(prepare, files)), backend=backend, backend_gpus=gpus)
+    return ActorPlan(preprocess=max(1, min(preprocess, files)), backend=backend, backend_gpus=gpus)
 
 
 @dataclass(frozen=True)
@@ -111,29 +110,6 @@ def describe(artifact: ArtifactBytes) -> ArtifactFacts:
         return ArtifactFacts(backend.contract, backend.name, backend.precision)
 
 
-class PrepareStage:
-    """Ray Data callable class: prepare a batch of files in this actor's one worker process.
-
-    The WorkerPool process builds the FaceDetector once and outlives the calls; a
-    file that hangs past the timeout, or kills the process, becomes an error
-    clip and a fresh process takes the next file, exactly as in local `score`.
-    """
-
-    def __init__(self, job: WorkerJob, timeout: float) -> None:
-        self.pool = WorkerPool(job, workers=1, timeout=timeout, threads=1)  # one CPU per actor
-
-    def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        indices = [int(i) for i in batch["index"]]
-        out: list[ClipInputs] = []
-        for prepared in self.pool.run([Path(str(p)) for p in batch["path"]]):
-            prepared.index = indices[prepared.index]  # the pool numbers this batch's files; the driver, the folder's
-            out.append(prepared)
-        return {
-            "index": np.array([p.index for p in out], dtype=np.int64),
-            "prepared": np.array([pickle.dumps(p, protocol=5) for p in out], dtype=object),
-        }
-
-
 class BackendStage:
     """Ray Data callable class: one backend per actor, opened once; a batch's clips through `score_clips`."""
 
@@ -144,7 +120,7 @@ class BackendStage:
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         from edge_emotion.run.score import score_clips
 
-        clips = [pickle.loads(b) for b in batch["prepared"]]
+        clips = [pickle.loads(b) for b in batch["result"]]
         scored = [_without_inputs(s) for s in score_clips(clips, self.backend, self.batch_size)]
         return {
             "index": np.array([s.clip.index for s in scored], dtype=np.int64),
@@ -175,11 +151,11 @@ def run_pipeline(
 
     job = job or InputsJob(facts.contract.preprocess, options.face_device)
     items = [{"index": i, "path": k.path} for i, k in enumerate(keys)]
-    data: ray.data.Dataset = ray.data.from_items(items, override_num_blocks=min(len(items), BLOCKS_PER_ACTOR * plan.prepare))
+    data: ray.data.Dataset = ray.data.from_items(items, override_num_blocks=min(len(items), BLOCKS_PER_ACTOR * plan.preprocess))
     data = data.map_batches(
-        PrepareStage,
+        PoolStage,
         batch_size=None,  # a whole block per call: its files queue in the actor's worker process
-        compute=ray.data.ActorPoolStrategy(min_size=1, max_size=plan.prepare, initial_size=plan.prepare),
+        compute=ray.data.ActorPoolStrategy(min_size=1, max_size=plan.preprocess, initial_size=plan.preprocess),
         fn_constructor_kwargs={"job": job, "timeout": options.timeout},
         num_cpus=1,
         batch_format="numpy",
