@@ -3,8 +3,8 @@
 TensorRT itself cannot be installed here, but PyPI's tensorrt-cu12-bindings==11.4.0.106
 wheel (module tensorrt_bindings) can. Its tensorrt.so links libnvinfer.so.11,
 libnvonnxparser.so.11 and libnvinfer_plugin.so.11 and takes nine C symbols from them;
-tests/trt_stubs/ holds stand-ins for those (any call aborts), compiled here with gcc.
-With them on LD_LIBRARY_PATH the real bindings import, and tests/trt_api_probe.py walks
+tools/trt_stubs/ holds stand-ins for those (any call aborts), compiled here with gcc.
+With them on LD_LIBRARY_PATH the real bindings import, and tools/trt_api_probe.py walks
 every edge_emotion module that uses `trt`, checking each TensorRT attribute, enum member,
 method, constructor and keyword against the bindings' pybind11 signatures. Nothing here
 builds or runs an engine: behaviour stays unverified until a machine with TensorRT and a
@@ -24,8 +24,8 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-STUBS = Path(__file__).parent / "trt_stubs"
-PROBE = Path(__file__).parent / "trt_api_probe.py"
+STUBS = ROOT / "tools" / "trt_stubs"
+PROBE = ROOT / "tools" / "trt_api_probe.py"
 LIBRARIES = ("nvinfer", "nvonnxparser", "nvinfer_plugin")
 
 #: calls and names the probe must have reached: if inference stops seeing them, the check has gone blind

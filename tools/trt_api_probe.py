@@ -1,10 +1,10 @@
 """Check every TensorRT name our code uses against an importable TensorRT module: names and signatures, not behaviour.
 
 Run by tests/test_tensorrt_api.py in a subprocess whose LD_LIBRARY_PATH holds stub
-libnvinfer / libnvonnxparser / libnvinfer_plugin libraries, so the real
-`tensorrt_bindings` wheel imports on a machine without TensorRT:
+libnvinfer / libnvonnxparser / libnvinfer_plugin libraries (tools/trt_stubs/, compiled
+by the test), so the real `tensorrt_bindings` wheel imports on a machine without TensorRT:
 
-    python tests/trt_api_probe.py FILE.py [FILE.py ...]   # prints one JSON object
+    python tools/trt_api_probe.py FILE.py [FILE.py ...]   # prints one JSON object
 
 The probe aliases tensorrt_bindings as `tensorrt`, imports it through our own
 `require_tensorrt()`, then walks the AST of each file that uses the name `trt`:
