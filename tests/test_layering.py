@@ -6,6 +6,7 @@
   CLI registers the build commands, whose modules import build code inside the command bodies only.
 - no import cycle anywhere in the package, function-level imports included.
 - one version: pyproject.toml's, printed by `--version` and recorded in every artifact.
+- no source file over 500 lines in the package or in benchmarks/: one idea per file.
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ DOORS = {
 }
 #: CLI modules of build commands: their bodies import the build wing (never torch itself)
 BUILD_COMMANDS = ("train_cmds", "export_cmds", "synth_cmds", "demo_cmds")
+MAX_LINES = 500
 
 
 def _module_name(path: Path) -> str:
@@ -176,3 +178,11 @@ def test_one_version_from_pyproject_in_the_package_and_the_artifacts():
     assert declared and edge_emotion.__version__ == declared.group(1)
     assert ModelContract().to_metadata()["edge_emotion.package_version"] == declared.group(1)
     assert not re.search(r"__version__\s*=\s*[\"']", (PACKAGE / "__init__.py").read_text())
+
+
+def test_no_source_file_over_500_lines():
+    """One idea per file: a module that outgrows 500 lines holds more than one (split it, don't raise the bar)."""
+    sources = [*_sources(), *sorted((ROOT / "benchmarks").rglob("*.py"))]
+    counts = {p.relative_to(ROOT).as_posix(): len(p.read_text(encoding="utf-8").splitlines()) for p in sources}
+    over = {path: lines for path, lines in counts.items() if lines > MAX_LINES}
+    assert not over, f"over {MAX_LINES} lines: " + ", ".join(f"{path} ({lines})" for path, lines in sorted(over.items()))
