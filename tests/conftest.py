@@ -18,7 +18,7 @@ torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """gpu-marked tests need a CUDA GPU: where torch sees none they skip, saying so (benchmarks/gpu_check.py runs them)."""
+    """gpu-marked tests need a CUDA GPU: where torch sees none they skip, saying so (benchmarks/gpu_check runs them)."""
     if torch.cuda.is_available():
         return
     skip = pytest.mark.skip(reason="needs a CUDA GPU: torch.cuda.is_available() is False here")
