@@ -199,6 +199,16 @@ def test_batcher_runs_exact_batches_across_clips_and_reassembles_each_clip():
         np.testing.assert_array_equal(d.probs[:, 0], d.clip.index * 100 + np.arange(4))
 
 
+def test_the_timeline_gives_each_segment_its_own_box_and_detection():
+    clip = _clip(0, 3)
+    assert clip.inputs is not None
+    clip.inputs.boxes = [(1.0, 2.0, 3.0, 4.0), None, (5.04, 6.0, 7.0, 8.0)]
+    clip.inputs.detected = [True, False, True]
+    row = build_row(clip, np.full((3, 6), 1 / 6, np.float32), LABELS, FileKey("/v/0.mp4", 1, 1))
+    assert [s["box"] for s in row["timeline"]] == [[1.0, 2.0, 3.0, 4.0], None, [5.0, 6.0, 7.0, 8.0]]
+    assert [s["detected"] for s in row["timeline"]] == [True, False, True]
+
+
 def test_results_file_truncates_a_partial_line_and_drops_stale_rows(tmp_path):
     out = tmp_path / "r.csv"
     rows = [build_row(_clip(i, 2), np.full((2, 6), 1 / 6, np.float32), LABELS, FileKey(f"/v/{i}.mp4", 10 + i, 5)) for i in range(3)]

@@ -90,11 +90,11 @@ def build_row(clip: ClipInputs, segment_probs: np.ndarray | None, labels: Sequen
                 "frame": seg.frame,
                 "time_s": round(seg.frame / clip.fps, 4) if clip.fps else None,
                 "audio_centre_s": round(seg.centre, 4),
-                "box": None if inputs.boxes[k] is None else [round(float(v), 1) for v in inputs.boxes[k]],
+                "box": None if box is None else [round(float(v), 1) for v in box],
                 "detected": inputs.detected[k],
                 "probabilities": _prob_dict(segment_probs[k], labels),
             }
-            for k, seg in enumerate(inputs.segments)
+            for k, (seg, box) in enumerate(zip(inputs.segments, inputs.boxes))
         ],
     )
     return row
