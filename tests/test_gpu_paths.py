@@ -1,7 +1,7 @@
 """The code paths that branch on CUDA: device placement, autocast, pinned host memory, synchronisation in timing,
 training and resume on the GPU, the face detector and `score` with a CUDA device, ONNX Runtime's CUDA provider.
 
-Every test here is gpu-marked: without a CUDA GPU they skip (tests/conftest.py says why); benchmarks/gpu_check.py
+Every test here is gpu-marked: without a CUDA GPU they skip (tests/conftest.py says why); benchmarks/gpu_check
 runs them on a GPU machine. FP32 comparisons with the CPU switch TF32 off (it is on for cuDNN convolutions by
 default); the TF32 default itself is measured by gpu_check's parity step.
 """
