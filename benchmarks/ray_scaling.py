@@ -1,11 +1,11 @@
-"""Local `score` against `score --engine ray` on the same folder, on this machine: the overhead, and the scaling.
+"""Local `score` against `score --executor ray` on the same folder, on this machine: the overhead, and the scaling.
 
     python benchmarks/ray_scaling.py                          # 24 clips, N = 10, ONNX FP32, workers 1 and 2
     python benchmarks/ray_scaling.py --clips 48 --workers 1,2,4 --json ray.json
 
 For each worker count w, three runs score the same folder into a fresh results file:
-- local: `score_folder` with w preprocessing processes (WorkerPool), the default engine;
-- ray, own instance: `score_folder_ray` as `score --engine ray` runs it without --address: it starts a
+- local: `score_folder` with w preprocessing processes (WorkerPool), the default executor;
+- ray, own instance: `score_folder_ray` as `score --executor ray` runs it without --address: it starts a
   local Ray instance (w + 1 logical CPUs: w preprocessing actors and the backend actor), scores, stops it;
 - ray, joined: the same pipeline on an instance that is already up (as with --address), so the
   instance's start-up is left out and only the pipeline's own (actors, their worker processes) remains.
@@ -72,7 +72,7 @@ def timed(name: str, workers: int, run: Callable[[RowTimes], Summary]) -> dict[s
     wall = time.perf_counter() - start
     steady = rows.steady_clips_per_s()
     result = {
-        "engine": name,
+        "executor": name,
         "workers": workers,
         "clips": summary.scored,
         "errors": summary.statuses.get("error", 0),
@@ -124,34 +124,34 @@ def main() -> None:
 
 
 def medians(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """One row per (engine, workers): the median of each figure over the repeats (None where any run had none)."""
+    """One row per (executor, workers): the median of each figure over the repeats (None where any run had none)."""
     groups: dict[tuple[str, int], list[dict[str, Any]]] = {}
     for r in runs:
-        groups.setdefault((r["engine"], r["workers"]), []).append(r)
+        groups.setdefault((r["executor"], r["workers"]), []).append(r)
     out = []
-    for (engine, workers), group in groups.items():
-        row: dict[str, Any] = {"engine": engine, "workers": workers, "runs": len(group)}
+    for (executor, workers), group in groups.items():
+        row: dict[str, Any] = {"executor": executor, "workers": workers, "runs": len(group)}
         for key in ("wall_s", "first_row_s", "clips_per_s", "steady_clips_per_s"):
             values = [g[key] for g in group]
             row[key] = None if None in values else round(float(statistics.median(values)), 3)
         out.append(row)
-    return sorted(out, key=lambda r: (r["workers"], r["engine"] != "local", r["engine"]))
+    return sorted(out, key=lambda r: (r["workers"], r["executor"] != "local", r["executor"]))
 
 
 def print_markdown(results: dict[str, Any]) -> None:
     """The table for benchmarks/README.md (medians), with Ray's ratios to local at the same worker count."""
     print(f"\nload average at start {results['load_average_start']}, at end {results['load_average_end']}")
-    print("\n| engine | workers | runs | wall s | first row s | clips/s (whole run) | steady clips/s | wall vs local | steady vs local |")
+    print("\n| executor | workers | runs | wall s | first row s | clips/s (whole run) | steady clips/s | wall vs local | steady vs local |")
     print("|---|---|---|---|---|---|---|---|---|")
     table = medians(results["runs"])
-    local = {r["workers"]: r for r in table if r["engine"] == "local"}
+    local = {r["workers"]: r for r in table if r["executor"] == "local"}
     for r in table:
         base = local[r["workers"]]
         wall_ratio = f"{r['wall_s'] / base['wall_s']:.2f}x"
         steady = r["steady_clips_per_s"]
         steady_ratio = f"{steady / base['steady_clips_per_s']:.2f}x" if steady and base["steady_clips_per_s"] else "-"
         print(
-            f"| {r['engine']} | {r['workers']} | {r['runs']} | {r['wall_s']} | {r['first_row_s']} | {r['clips_per_s']} | {steady or '-'} "
+            f"| {r['executor']} | {r['workers']} | {r['runs']} | {r['wall_s']} | {r['first_row_s']} | {r['clips_per_s']} | {steady or '-'} "
             f"| {wall_ratio} | {steady_ratio} |"
         )
 

@@ -15,8 +15,8 @@ INSTALL_HINTS: dict[str, str] = {
     "matplotlib": "pip install matplotlib",
     "torch": "pip install 'edge-emotion[train]'  (training, export, calibration, the demo)",
     "onnx": "pip install 'edge-emotion[train]'  (training, export, calibration, the demo)",
-    "ray": "pip install 'edge-emotion[ray]'  (Ray Data, for --engine ray)",
-    "ray.data": "pip install 'edge-emotion[ray]'  (Ray Data, for --engine ray)",
+    "ray": "pip install 'edge-emotion[ray]'  (Ray Data, for --executor ray)",
+    "ray.data": "pip install 'edge-emotion[ray]'  (Ray Data, for --executor ray)",
 }
 
 

@@ -101,6 +101,9 @@ CASES: list[tuple[str, list[str], list[str]]] = [
     ("cv: --sweep-n words", ["cv", "{fixtures}", "-c", "{cache}", "-o", "{out}/cv", "--sweep-n", "1,x"], ["--sweep-n", "comma-separated integers"]),
     ("cv: --folds negative", ["cv", "{fixtures}", "-c", "{cache}", "-o", "{out}/cv", "--folds", "-1"], ["--folds", "non-negative"]),
     ("cv: --n-folds 1", ["cv", "{fixtures}", "-c", "{cache}", "-o", "{out}/cv", "--n-folds", "1"], ["--n-folds"]),
+    ("score: --executor spark", ["score", "{fixtures}", "-m", "{ckpt}", "-o", "{out}/r.csv", "--executor", "spark"], ["--executor", "choose local or ray", "spark"]),
+    ("score: --engine spark (old name)", ["score", "{fixtures}", "-m", "{ckpt}", "-o", "{out}/r.csv", "--engine", "spark"], ["choose local or ray", "spark"]),
+    ("prepare: --address, local", ["prepare", "{fixtures}", "-o", "{out}/c", "--address", "10.0.0.1:6379"], ["--address", "needs --executor ray"]),
     ("synth: --size words", ["synth", "-o", "{out}/s", "--size", "big"], ["WIDTHxHEIGHT", "big"]),
     ("synth: --size too small", ["synth", "-o", "{out}/s", "--size", "100x100"], ["at least 120x120", "100x100"]),
     ("synth: --actors 0", ["synth", "-o", "{out}/s", "--actors", "0"], ["--actors"]),
@@ -194,6 +197,26 @@ def test_version_and_help_still_exit_zero(capsys):
     assert run_in_process(["--version"], capsys)[:2] == (0, f"{__version__}\n")
     code, out, _ = run_in_process(["score", "--help"], capsys)
     assert code == 0 and "--shard" in out
+
+
+def test_engine_is_the_old_name_of_executor(workspace, tmp_path, capsys):
+    """`--engine local|ray` still works, hidden from --help, with one line on stderr saying it is now --executor."""
+    from edge_emotion.cli.executor import ray_options
+    from edge_emotion.ray.cluster import RayOptions
+
+    assert ray_options("local", None, 3, engine="ray") == RayOptions(preprocess_actors=3)
+    assert capsys.readouterr().err == "note: --engine is now --executor: use --executor ray\n"
+    assert ray_options("ray", "10.0.0.1:6379", None) == RayOptions(address="10.0.0.1:6379")
+    assert ray_options("local", None, None) is None and capsys.readouterr().err == ""
+    code, out, _ = run_in_process(["score", "--help"], capsys)
+    assert code == 0 and "--executor" in out and "--engine" not in out
+    out_file = tmp_path / "r.csv"
+    code, out, err = run_in_process(
+        ["score", workspace["one_clip"], "-m", workspace["ckpt"], "-o", str(out_file), "-q", "--engine", "local"], capsys
+    )
+    assert code == 0, err
+    assert [line for line in err.splitlines() if "--engine" in line] == ["note: --engine is now --executor: use --executor local"]
+    assert len(out_file.read_text().splitlines()) == 2  # the header and the clip's row: scored as with --executor local
 
 
 def test_a_bug_is_one_line_saying_so(capsys):

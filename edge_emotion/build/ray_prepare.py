@@ -1,4 +1,4 @@
-"""`prepare --engine ray`: the training cache's own CacheJob on Ray Data actors, one WorkerPool process per actor.
+"""`prepare --executor ray`: the training cache's own CacheJob on Ray Data actors, one WorkerPool process per actor.
 
     driver (train.prepare.prepare_corpus: the cache's lock, cache.json, the index, errors.jsonl, the report)
       --clips still to cache--> Ray Data (a few clips per block)

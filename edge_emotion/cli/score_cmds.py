@@ -29,7 +29,7 @@ from rich.text import Text
 
 from edge_emotion import defaults
 from edge_emotion.cli import paths  # light: no torch, no av
-from edge_emotion.cli.engine import ray_options
+from edge_emotion.cli.executor import EngineAlias, ray_options
 from edge_emotion.io.scan import DEFAULT_EXTENSIONS  # light: no torch, no av
 
 ModelOption = Annotated[Path, typer.Option("--model", "-m", help="Artifact: checkpoint (.pt), ONNX (.onnx) or TensorRT engine (.engine).")]
@@ -95,16 +95,17 @@ def score(
     workers: Annotated[
         Optional[int],
         typer.Option("--workers", "-w", min=0, help="Preprocessing processes [1]; 0 = in this process, no timeout. "
-                     "With --engine ray: the most preprocessing actors [the cluster's CPUs less the backend's]."),
+                     "With --executor ray: the most preprocessing actors [the cluster's CPUs less the backend's]."),
     ] = None,
     extensions: Annotated[str, typer.Option("--extensions", help="Comma-separated video extensions to look for.")] = ",".join(DEFAULT_EXTENSIONS),
     shard: Annotated[str, typer.Option("--shard", help="i/n: score only shard i (0-based) of n; the n shards cover the folder.")] = "0/1",
     timeout: Annotated[float, typer.Option("--timeout", min=0.1, help="Seconds allowed per file before it becomes an error row.")] = defaults.FILE_TIMEOUT_S,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
-    engine: Annotated[str, typer.Option("--engine", help="local (this machine's processes) or ray (Ray Data: a local instance, or the cluster at --address).")] = "local",
+    executor: Annotated[str, typer.Option("--executor", help="local (this machine's processes) or ray (Ray Data: a local instance, or the cluster at --address).")] = "local",
     address: Annotated[
-        Optional[str], typer.Option("--address", help="With --engine ray: join this cluster (host:port of `ray start --head`, or auto) instead of starting a local instance.")
+        Optional[str], typer.Option("--address", help="With --executor ray: join this cluster (host:port of `ray start --head`, or auto) instead of starting a local instance.")
     ] = None,
+    engine: EngineAlias = None,
 ) -> None:
     """Score every video under FOLDER into one row per clip; a rerun resumes where the last one stopped."""
     from edge_emotion import LABELS
@@ -123,7 +124,7 @@ def score(
         )
     except ValueError as exc:
         raise typer.BadParameter(str(exc)) from exc
-    run = _score_engine(engine, address, workers)
+    run = _scorer(executor, address, workers, engine)
     if not folder.exists() and not folder.is_symlink():
         raise typer.BadParameter(f"{folder}: no such file or folder", param_hint="FOLDER")
     paths.video_source(folder, "FOLDER", options.extensions)  # an empty folder is a wrong path, not 0 rows
@@ -142,9 +143,9 @@ def score(
     _print_summary(summary, output)
 
 
-def _score_engine(engine: str, address: str | None, workers: int | None) -> Any:
+def _scorer(executor: str, address: str | None, workers: int | None, engine: str | None) -> Any:
     """score_folder, or its Ray Data twin with the cluster options bound (same arguments, same rows)."""
-    options = ray_options(engine, address, workers)
+    options = ray_options(executor, address, workers, engine)
     if options is None:
         from edge_emotion.run.score import score_folder
 

@@ -15,7 +15,7 @@ import typer
 
 from edge_emotion import defaults
 from edge_emotion.cli import paths
-from edge_emotion.cli.engine import ray_options
+from edge_emotion.cli.executor import EngineAlias, ray_options
 from edge_emotion.cli.recipe import RecipeOptions, recipe_options
 
 DataDir = Annotated[
@@ -74,7 +74,7 @@ def prepare(
         int | None,
         typer.Option(
             min=0,
-            help="Worker processes, 0: this process [one per core]. With --engine ray: the most actors [the cluster's CPUs].",
+            help="Worker processes, 0: this process [one per core]. With --executor ray: the most actors [the cluster's CPUs].",
         ),
     ] = None,
     min_face_size: Annotated[
@@ -98,12 +98,13 @@ def prepare(
             "the others (2 halves MTCNN's cost). Travels with the model; training uses the cache's boxes.",
         ),
     ] = defaults.DETECT_EVERY_PLANNED,
-    engine: Annotated[
+    executor: Annotated[
         str, typer.Option(help="local (this machine's processes) or ray (Ray Data actors; DATA and the cache on a shared path).")
     ] = "local",
     address: Annotated[
-        str | None, typer.Option(help="With --engine ray: join this cluster (host:port, or auto) instead of a local instance.")
+        str | None, typer.Option(help="With --executor ray: join this cluster (host:port, or auto) instead of a local instance.")
     ] = None,
+    engine: EngineAlias = None,
 ) -> None:
     """Decode every clip and detect its faces once, so that training never runs MTCNN."""
     from rich.progress import Progress
@@ -112,7 +113,7 @@ def prepare(
     from edge_emotion.config import FaceParams
 
     _check_run_paths(data_dir, output)
-    ray = ray_options(engine, address, workers)
+    ray = ray_options(executor, address, workers, engine)
     face = FaceParams(min_face_size=min_face_size, detect_max_side=detect_max_side, detect_every=detect_every_planned)
     with Progress() as bar:
         task = bar.add_task("prepare", total=None)

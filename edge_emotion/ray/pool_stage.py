@@ -1,6 +1,6 @@
 """The preprocessing stage of both Ray pipelines: a worker job run on each file, in one WorkerPool process per actor.
 
-`score --engine ray` (ray/scoring.py) runs scoring's InputsJob with it, `prepare --engine ray`
+`score --executor ray` (ray/scoring.py) runs scoring's InputsJob with it, `prepare --executor ray`
 (build/ray_prepare.py) the training cache's CacheJob: one stage, so both keep the local per-file
 timeout and crash isolation of run/pool.py.
 """
@@ -20,7 +20,7 @@ BLOCKS_PER_ACTOR = 16  # input blocks per preprocessing actor: enough for even l
 class PoolStage:
     """Ray Data callable class: run a worker job on a batch of files in this actor's one worker process.
 
-    The job is scoring's InputsJob, or the training cache's CacheJob (`prepare --engine ray`).
+    The job is scoring's InputsJob, or the training cache's CacheJob (`prepare --executor ray`).
     The WorkerPool process runs the job's setup (the FaceDetector) once and outlives the calls;
     a file that hangs past the timeout, or kills the process, gets the job's error result and
     a fresh process takes the next file, exactly as in local `score` and `prepare`.

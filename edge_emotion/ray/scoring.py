@@ -1,4 +1,4 @@
-"""`score --engine ray`: the local scorer's own stages as a Ray Data pipeline; the driver alone writes the results.
+"""`score --executor ray`: the local scorer's own stages as a Ray Data pipeline; the driver alone writes the results.
 
     driver: plan_folder, skip the rows already in the results file (ResultsFile, as local score does)
       --file list--> Ray Data (a few files per block)
@@ -13,7 +13,7 @@
 
 Because the driver writes every row itself, in scan order, through the same
 ResultsFile, a killed driver resumes exactly like local `score`, and a results
-file can be continued by either engine. Ray Data's output order is not kept;
+file can be continued by either executor. Ray Data's output order is not kept;
 the driver restores it (`score.in_order`: finished rows wait there, never model
 inputs). The artifact travels through the object store, so worker nodes need
 only the videos, at the same path as on the driver (a shared file system).
@@ -181,7 +181,7 @@ def score_folder_ray(
     progress: ScoreProgress | None = None,
     ray_options: RayOptions = RayOptions(),
 ) -> Summary:
-    """`score_folder` on Ray (its arguments, then where to run): the same rows in the same file, resumable by either engine."""
+    """`score_folder` on Ray (its arguments, then where to run): the same rows in the same file, resumable by either executor."""
     progress = progress or NoProgress()
     started = time.perf_counter()
     keys = plan_folder(root, options)

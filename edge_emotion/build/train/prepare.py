@@ -111,7 +111,7 @@ def prepare_corpus(
     One run at a time per cache (a second one is refused at once, naming the first one's pid):
     two would write the same files and log each failure twice. progress(done, total) is called
     after each clip; `timeout` is the seconds a worker may spend on one clip. `ray_options`: run the clips on
-    a Ray cluster's actors instead of local workers (`prepare --engine ray`), the same job and cache.
+    a Ray cluster's actors instead of local workers (`prepare --executor ray`), the same job and cache.
     """
     cache_dir = Path(cache_dir)
     cache_dir.mkdir(parents=True, exist_ok=True)

@@ -1,4 +1,4 @@
-"""`--engine ray` on a real (two-node, local) Ray cluster: the same rows as local `score`, broken files as error
+"""`--executor ray` on a real (two-node, local) Ray cluster: the same rows as local `score`, broken files as error
 rows, a hang and a crash as error rows, a SIGKILLed driver that leaves no process behind and resumes exactly, and
 `prepare` giving the local cache file for file. One cluster for the session (conftest.ray_cluster)."""
 
@@ -55,7 +55,7 @@ def folder(tmp_path_factory, hap_clip_path, neu_clip_path) -> Path:
 
 @pytest.fixture(scope="module")
 def local_rows(folder, fresh_checkpoint, tmp_path_factory) -> list[dict]:
-    """Local `score` (in-process preprocessing), JSONL: the rows the Ray engine must reproduce."""
+    """Local `score` (in-process preprocessing), JSONL: the rows the Ray executor must reproduce."""
     out = tmp_path_factory.mktemp("ray_ref") / "local.jsonl"
     summary = score_folder(folder, fresh_checkpoint, out, ScoreOptions(workers=0, batch_size=N))
     assert summary.statuses == {"ok": 6, "degraded": 1, "error": 2}
@@ -77,21 +77,21 @@ def _assert_same_rows(got: list[dict], want: list[dict]) -> None:
 
 
 def test_an_address_where_nothing_listens_is_one_error(folder, fresh_checkpoint, tmp_path):
-    """First in this file: once the session's cluster is up, this process is connected and the engine uses that."""
+    """First in this file: once the session's cluster is up, this process is connected and the Ray executor uses that."""
     import ray
 
     if ray.is_initialized():
-        pytest.skip("this process is already connected to the session's cluster (the engine would use it)")
+        pytest.skip("this process is already connected to the session's cluster (the Ray executor would use it)")
     from edge_emotion.ray.scoring import score_folder_ray
 
     with pytest.raises(EdgeEmotionError, match="cannot join the Ray cluster at 127.0.0.1:1: nothing answers there"):
         score_folder_ray(folder, fresh_checkpoint, tmp_path / "r.csv", ray_options=RayOptions(address="127.0.0.1:1"))
 
 
-def test_score_engine_ray_writes_the_local_rows(ray_cluster, folder, local_rows, fresh_checkpoint, tmp_path):
+def test_score_executor_ray_writes_the_local_rows(ray_cluster, folder, local_rows, fresh_checkpoint, tmp_path):
     out = tmp_path / "ray.jsonl"
     result = CliRunner().invoke(
-        app, ["score", str(folder), "-m", str(fresh_checkpoint), "-o", str(out), "--engine", "ray",
+        app, ["score", str(folder), "-m", str(fresh_checkpoint), "-o", str(out), "--executor", "ray",
               "--address", ray_cluster.address, "--batch-size", str(2 * N), "--quiet"],
     )
     assert result.exit_code == 0, result.output
@@ -170,7 +170,7 @@ def test_killed_driver_of_its_own_instance_leaves_no_process_and_resumes_exactly
     ray_cluster, folder, local_rows, fresh_checkpoint, tmp_path
 ):
     out = tmp_path / "killed.csv"
-    cmd = [CLI, "score", str(folder), "-m", str(fresh_checkpoint), "-o", str(out), "--engine", "ray",
+    cmd = [CLI, "score", str(folder), "-m", str(fresh_checkpoint), "-o", str(out), "--executor", "ray",
            "--batch-size", str(N), "--quiet"]  # no --address: the run starts (and owns) a local instance
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     seen: set[tuple[int, int]] = set()
@@ -199,7 +199,7 @@ def test_killed_driver_of_its_own_instance_leaves_no_process_and_resumes_exactly
     _assert_same_rows(CsvFormat(LABELS).read(text), local_rows)
 
 
-def test_prepare_engine_ray_writes_the_local_cache(ray_cluster, hap_clip_path, neu_clip_path, tmp_path):
+def test_prepare_executor_ray_writes_the_local_cache(ray_cluster, hap_clip_path, neu_clip_path, tmp_path):
     from edge_emotion.build.train.prepare import prepare_corpus
 
     videos = tmp_path / "corpus" / "VideoFlash"
@@ -210,9 +210,10 @@ def test_prepare_engine_ray_writes_the_local_cache(ray_cluster, hap_clip_path, n
     local = prepare_corpus(tmp_path / "corpus", tmp_path / "local", every=5)
     result = CliRunner().invoke(
         app, ["prepare", str(tmp_path / "corpus"), "-o", str(tmp_path / "ray"), "--detect-every", "5",
-              "--engine", "ray", "--address", ray_cluster.address],
+              "--engine", "ray", "--address", ray_cluster.address],  # --executor's old name: still runs on Ray
     )
     assert result.exit_code == 0, result.output
+    assert "--engine is now --executor" in _words(result.output)
     assert f"{len(local.done)} clips prepared, 0 already cached, 1 failed" in _words(result.output)
     names = sorted(p.name for p in (tmp_path / "local").iterdir())
     assert sorted(p.name for p in (tmp_path / "ray").iterdir()) == names
@@ -237,12 +238,14 @@ def test_actor_plan_follows_the_cluster():
 @pytest.mark.parametrize(
     ("args", "message"),
     [
-        (["--engine", "spark"], "choose local or ray"),
-        (["--address", "10.0.0.1:6379"], "needs --engine ray"),
+        (["--executor", "spark"], "choose local or ray"),
+        (["--address", "10.0.0.1:6379"], "needs --executor ray"),
+        (["--executor", "ray", "--workers", "0"], "preprocessing actors: 1 or more"),
         (["--engine", "ray", "--workers", "0"], "preprocessing actors: 1 or more"),
+        (["--executor", "ray", "--engine", "local"], "old name: give one of them"),
     ],
 )
-def test_engine_options_are_checked_before_any_work(args, message, folder, fresh_checkpoint, tmp_path):
+def test_executor_options_are_checked_before_any_work(args, message, folder, fresh_checkpoint, tmp_path):
     result = CliRunner().invoke(app, ["score", str(folder), "-m", str(fresh_checkpoint), "-o", str(tmp_path / "r.csv"), *args])
     assert result.exit_code == 2 and message in _words(result.output)
     assert not (tmp_path / "r.csv").exists()
