@@ -22,31 +22,31 @@ def stage_breakdown(backend: Backend, videos: Sequence[Path]) -> tuple[StageTime
 
     Returns the times and the concatenated segment inputs of the clips that decoded.
     """
-    preparer = InlineLoader(backend.contract.preprocess)
-    list(preparer.run(list(videos[:1])))  # warm-up, untimed: MTCNN's first call pays one-off set-up costs
+    loader = InlineLoader(backend.contract.preprocess)
+    list(loader.run(list(videos[:1])))  # warm-up, untimed: MTCNN's first call pays one-off set-up costs
     totals = dict.fromkeys(STAGES, 0.0)
     faces, specs = [], []
     clips = failed = 0
     media = 0.0
-    for prepared in preparer.run(list(videos)):
-        if prepared.inputs is None:
+    for clip in loader.run(list(videos)):
+        if clip.inputs is None:
             failed += 1
             continue
         if not clips:
-            backend.infer(prepared.inputs.faces, prepared.inputs.spectrograms)  # warm-up, untimed
+            backend.infer(clip.inputs.faces, clip.inputs.spectrograms)  # warm-up, untimed
         start = time.perf_counter()
-        probs = backend.infer(prepared.inputs.faces, prepared.inputs.spectrograms)  # [N, K]
+        probs = backend.infer(clip.inputs.faces, clip.inputs.spectrograms)  # [N, K]
         backend.synchronize()
         infer_s = time.perf_counter() - start
         start = time.perf_counter()
-        build_row(prepared, probs, backend.contract.labels, file_key(prepared.path))
+        build_row(clip, probs, backend.contract.labels, file_key(clip.path))
         consensus_s = time.perf_counter() - start
-        for stage, seconds in {**prepared.stage_seconds(), "inference": infer_s, "consensus": consensus_s}.items():
+        for stage, seconds in {**clip.stage_seconds(), "inference": infer_s, "consensus": consensus_s}.items():
             totals[stage] += seconds
-        faces.append(prepared.inputs.faces)
-        specs.append(prepared.inputs.spectrograms)
+        faces.append(clip.inputs.faces)
+        specs.append(clip.inputs.spectrograms)
         clips += 1
-        media += prepared.duration or 0.0
+        media += clip.duration or 0.0
     per_clip = {k: v * 1e3 / clips for k, v in totals.items()} if clips else {}
     inputs = (np.concatenate(faces), np.concatenate(specs)) if faces else None
     return StageTimes(clips, failed, media, per_clip), inputs
