@@ -12,7 +12,7 @@ from typer.testing import CliRunner
 from edge_emotion.cli import app
 from edge_emotion.run.bench.run import run_bench
 from edge_emotion.run.bench.targets import plan_targets
-from edge_emotion.run.bench.timing import latency_stats
+from edge_emotion.run.bench.timing import latency_stats, time_synchronised
 
 N = 4
 
@@ -23,6 +23,15 @@ def test_latency_stats_percentiles():
     assert stats.p50 <= stats.p90 <= stats.p95 <= stats.p99 <= stats.max == pytest.approx(100.0)
     with pytest.raises(ValueError):
         latency_stats([])
+
+
+def test_time_synchronised_waits_for_every_timed_call_and_bounds_their_number():
+    events = []
+    stats = time_synchronised(lambda: events.append("call"), lambda: events.append("sync"), 2, 3, 5, max_seconds=0.0)
+    assert events == ["call", "call", "sync"] + ["call", "sync"] * 3 and stats.iterations == 3  # time is up: the minimum
+    events.clear()
+    stats = time_synchronised(lambda: events.append("call"), lambda: events.append("sync"), 0, 1, 4, max_seconds=60.0)
+    assert events == ["sync"] + ["call", "sync"] * 4 and stats.iterations == 4  # time left: the maximum
 
 
 def test_plan_targets_keeps_backends_without_an_artifact(tmp_path):
