@@ -20,7 +20,7 @@ def fixture_clips() -> list[Path]:
 
 
 def face_detector(params: Any, device: str) -> tuple[Any | None, str]:
-    """(FaceDetector, '') or (None, why) when it cannot be built here (e.g. a detector net missing or damaged)."""
+    """(FaceDetector, '') or (None, why) when it cannot be built here (onnxruntime, which runs its nets, missing)."""
     from edge_emotion.preprocess.faces import FaceDetector
 
     try:
