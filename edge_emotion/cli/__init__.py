@@ -12,7 +12,16 @@ import sys
 
 import typer
 
-from edge_emotion.cli import demo_cmds, export_cmds, inspect_cmds, plot_cmds, score_cmds, stream_cmds, synth_cmds, train_cmds
+from edge_emotion.cli import (
+    demo_cmds,
+    export_cmds,
+    inspect_cmds,
+    plot_cmds,
+    score_cmds,
+    stream_cmds,
+    synth_cmds,
+    train_cmds,
+)
 
 app = typer.Typer(
     name="edge-emotion",
