@@ -9,6 +9,8 @@ from edge_emotion.config import PreprocessConfig, SpectrogramParams
 from edge_emotion.preprocess.plan import Segment, plan_segments
 from edge_emotion.run.consensus import clip_probabilities, consensus
 from edge_emotion.run.timeline import (
+    GridError,
+    default_hop,
     default_window,
     make_grid,
     plan_timeline,
@@ -87,6 +89,12 @@ def test_hop_not_a_multiple_of_the_segment_length_is_refused_naming_both():
     with pytest.raises(ValueError, match="positive"):
         make_grid(10, 2.5, 0.0, 30)
     assert make_grid(10, 2.5, 0.75, 30).hop == 3
+    with pytest.raises(GridError):  # the CLI turns exactly these into a bad option (exit 2)
+        make_grid(4, 1.0, 0.3, 20)
+
+
+def test_default_hop_is_the_multiple_of_the_segment_nearest_half_a_second():
+    assert default_hop(0.25) == 0.5 and default_hop(0.32) == 0.64 and default_hop(1.0) == 1.0 and default_hop(0.1) == pytest.approx(0.5)
 
 
 @pytest.mark.parametrize("frame_count", [1, 7, 19])
@@ -196,7 +204,7 @@ def test_window_rows_hold_each_windows_consensus_counts_and_segments():
         expected = clip_probabilities(scored.probs[span.first : span.first + 4])
         assert list(row["probabilities"].values()) == pytest.approx(expected.tolist(), abs=1e-6)
         assert row["label"] == LABELS[int(np.argmax(expected))]
-        assert (row["path"], row["person"], row["n_segments"], row["size_bytes"], row["mtime_ns"]) == ("/v/a.mp4", 2, 4, 123, 456)
+        assert (row["path"], row["person"], row["n_segments"], row["n_windows"], row["size_bytes"], row["mtime_ns"]) == ("/v/a.mp4", 2, 4, 6, 123, 456)
         assert [s["segment"] for s in row["segments"]] == list(range(span.first, span.first + 4))
     assert [r["faceless"] for r in rows] == [1, 0, 1, 1, 0, 0]  # segments 1 and 6 had no face of their own
     assert [r["silent"] for r in rows] == [0, 0, 0, 1, 1, 0]  # segment 9
@@ -229,8 +237,9 @@ def test_window_rows_read_back_from_csv_and_jsonl():
     csv_format = window_format_for("out.csv", LABELS)
     text = csv_format.header() + "".join(csv_format.encode(r) for r in rows)
     header = text.splitlines()[0].split(",")
-    assert header[:6] == ["path", "person", "window", "t_start", "t_end", "label"] and csv_labels(header) == LABELS
+    assert header[:7] == ["path", "person", "window", "n_windows", "t_start", "t_end", "label"] and csv_labels(header) == LABELS
     assert csv_format.read(text) == [{k: v for k, v in r.items() if k != "segments"} for r in rows]
+    assert list(csv_format.iter_read(text)) == csv_format.read(text)
     assert rows[-1]["error"] == "corrupt or truncated stream (bad)" and rows[-1]["person"] is None
     jsonl = window_format_for("out.jsonl", LABELS)
     assert jsonl.read("".join(jsonl.encode(r) for r in rows)) == rows
@@ -243,4 +252,4 @@ def test_csv_labels_refuses_other_headers():
     from edge_emotion.run.window_rows import csv_labels
 
     assert csv_labels(csv_columns(LABELS)) is None  # clip rows, not windows
-    assert csv_labels(["path", "person", "window", "t_start", "t_end", "label", "HAP", "n_segments"]) is None
+    assert csv_labels(["path", "person", "window", "n_windows", "t_start", "t_end", "label", "HAP", "n_segments"]) is None

@@ -13,7 +13,9 @@ folder, and whatever the parent does meanwhile (the backend) never waits on a
 single frame. Every worker has its own pipes, so a worker that hangs past the
 per-file timeout, or dies (a segfault in a codec, the OOM killer), is killed and
 replaced without corrupting anybody else's messages; its file gets the job's
-`failed` result and the rest of the folder goes on.
+`failed` result and the rest of the folder goes on. A job may return an iterator for a
+long file: each of its items reaches the parent as soon as it is ready (and restarts the
+file's timeout), so a recording of any length flows through in bounded parts.
 """
 
 from __future__ import annotations
@@ -68,7 +70,7 @@ class WorkerJob(Protocol[R_co]):
     the parent calls it, so the job decides what such a file's result looks like.
     """
 
-    def setup(self, threads: int) -> Callable[[Path, int], R_co]: ...
+    def setup(self, threads: int) -> Callable[[Path, int], R_co | Iterator[R_co]]: ...
 
     def failed(self, index: int, path: Path, cause: str) -> R_co: ...
 
@@ -105,7 +107,13 @@ def _worker_main(tasks: Connection, results: Connection, job: WorkerJob[Any], th
         current.value = index  # shared memory: the parent knows which file a crash came from
         if not _post(outbox, ("start", index), parent):
             return
-        if not _post(outbox, ("done", run(path, index)), parent):
+        result = run(path, index)
+        if isinstance(result, Iterator):  # a long file in parts: each part is sent as it is ready
+            for part in result:
+                if not _post(outbox, ("part", part), parent):
+                    return
+            result = None
+        if not _post(outbox, ("done", result), parent):
             return
     if _post(outbox, None, parent):
         sender.join(timeout=5)
@@ -201,7 +209,9 @@ class WorkerPool(Generic[R]):
         return _Worker(process, task_writer, result_reader, current=current)
 
     def run(self, paths: Sequence[Path]) -> Iterator[R]:
-        """Yield one result per path (index = position in `paths`), in completion order."""
+        """Yield one result per path (index = position in `paths`), in completion order; a job that returns an
+        iterator for a file yields its parts in order, and a file whose worker dies after some parts still gets
+        the job's `failed` result."""
         todo: deque[tuple[int, Path]] = deque(enumerate(paths))
         while todo or any(w.assigned for w in self._workers):
             self._dispatch(todo)
@@ -252,10 +262,14 @@ class WorkerPool(Generic[R]):
                 worker.ready = True
             elif kind == "start":
                 worker.started_at = time.monotonic()
+            elif kind == "part":  # progress on a long file: its timeout starts again
+                worker.started_at = time.monotonic()
+                yield payload
             elif kind == "done":
                 worker.assigned.popleft()
                 worker.started_at = None
-                yield payload
+                if payload is not None:
+                    yield payload
 
     def _reap(self, todo: deque[tuple[int, Path]]) -> Iterator[R]:
         """Stop workers that died or overran the timeout: their current file gets an error, their queue goes back to `todo`."""

@@ -16,7 +16,7 @@ from collections import deque
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Protocol
+from typing import Protocol, TypeVar
 
 import numpy as np
 
@@ -32,6 +32,7 @@ from edge_emotion.run.rows import FileKey, Row, build_row, file_key
 from edge_emotion.run.summary import Summary, count_rows
 
 DEFAULT_BATCH_SIZE = defaults.BATCH_SIZE
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -46,6 +47,8 @@ class ScoreOptions:
     shard: Shard = field(default_factory=Shard)
     timeout: float = DEFAULT_TIMEOUT_S  # seconds per file, in a worker
     face_device: str = "cpu"  # MTCNN's device
+    window: float | None = None  # seconds per window row (run/timeline_score.py); None with hop None: one row per clip
+    hop: float | None = None  # seconds between windows; a multiple of window / N
 
 
 class ScoreProgress(Protocol):
@@ -170,12 +173,12 @@ def score_clips(clips: Iterable[ClipInputs], backend: Backend, batch_size: int =
     yield from batcher.flush()
 
 
-def in_order(items: Iterable[tuple[int, Row]]) -> Iterator[Row]:
+def in_order(items: Iterable[tuple[int, T]]) -> Iterator[T]:
     """Re-order (index, row) pairs that arrive in any order into index order 0, 1, 2, ...
 
     Only finished rows wait here (small), never model inputs.
     """
-    waiting: dict[int, Row] = {}
+    waiting: dict[int, T] = {}
     next_index = 0
     for index, row in items:
         waiting[index] = row

@@ -72,25 +72,40 @@ class SegmentGrid:
         return first * self.segment_s, (first + self.n) * self.segment_s
 
 
-def make_grid(n: int, window_s: float, hop_s: float, fps: float) -> SegmentGrid:
-    """The grid of windows of `window_s` every `hop_s` seconds; ValueError when the hop is not a multiple of W / N."""
+def default_hop(segment_s: float) -> float:
+    """Seconds between windows when none is given: the multiple of the segment length nearest to `stream`'s hop."""
+    return max(1, round(defaults.STREAM_HOP_S / segment_s)) * segment_s
+
+
+class GridError(ValueError):
+    """A window and hop that make no grid (the CLI reports it as a bad option)."""
+
+
+def segments_per_hop(n: int, window_s: float, hop_s: float) -> int:
+    """Segments from one window's start to the next one's; GridError when the hop is not a multiple of W / N."""
     if n < 1:
-        raise ValueError(f"need at least one segment per window, got n={n}")
-    if fps <= 0:
-        raise ValueError(f"need a positive frame rate, got fps={fps}")
+        raise GridError(f"need at least one segment per window, got n={n}")
     if window_s <= 0 or hop_s <= 0:
-        raise ValueError(f"window and hop must be positive, got window {window_s:g} s and hop {hop_s:g} s")
+        raise GridError(f"window and hop must be positive, got window {window_s:g} s and hop {hop_s:g} s")
     segment_s = window_s / n
     ratio = hop_s / segment_s
     if round(ratio) < 1 or abs(ratio - round(ratio)) > HOP_TOLERANCE:
-        raise ValueError(
+        raise GridError(
             f"hop {hop_s:g} s is not a multiple of the segment length {segment_s:g} s (window {window_s:g} s / "
             f"N = {n}): use {segment_s:g} s or a multiple of it"
         )
-    frames = segment_s * fps
+    return int(round(ratio))
+
+
+def make_grid(n: int, window_s: float, hop_s: float, fps: float) -> SegmentGrid:
+    """The grid of windows of `window_s` every `hop_s` seconds over a video of `fps` frames per second."""
+    hop = segments_per_hop(n, window_s, hop_s)
+    if fps <= 0:
+        raise ValueError(f"need a positive frame rate, got fps={fps}")
+    frames = window_s / n * fps
     if abs(frames - round(frames)) < SNAP:
         frames = float(round(frames))
-    return SegmentGrid(n, frames, int(round(ratio)), float(fps))
+    return SegmentGrid(n, frames, hop, float(fps))
 
 
 @dataclass(frozen=True)
@@ -112,6 +127,7 @@ class Timeline:
     segments: list[Segment]  # every segment some window uses, in time order
     grid_index: list[int]  # per segment its grid index j (0 .. N-1 for a short recording's one window)
     windows: list[WindowSpan]
+    whole_file: bool = False  # shorter than one window: one window over all of it, planned as `score` plans a clip
 
     @property
     def firsts(self) -> np.ndarray:
@@ -129,7 +145,7 @@ def plan_timeline(grid: SegmentGrid, frame_count: int) -> Timeline:
     count = grid.window_count(frame_count)
     if count == 0:  # shorter than one window: one window over the whole recording, as `score` plans a clip
         segments = plan_segments(grid.n, frame_count, grid.fps, "test")
-        return Timeline(grid.n, grid.fps, segments, list(range(grid.n)), [WindowSpan(0, 0, 0.0, frame_count / grid.fps)])
+        return Timeline(grid.n, grid.fps, segments, list(range(grid.n)), [WindowSpan(0, 0, 0.0, frame_count / grid.fps)], True)
     starts = np.arange(count) * grid.hop  # [W] grid index of each window's first segment
     needed = np.unique((starts[:, None] + np.arange(grid.n)).ravel())  # [S] sorted grid indices
     frames = grid.frames(needed)  # [S]

@@ -1,7 +1,8 @@
 """Window rows: one row per (file, person, window) of a timeline, and their CSV and JSON-lines formats.
 
-Row fields: path, person, window (its number k on the grid), t_start and t_end (seconds from the
-file's first frame), label, one probability per label (the window's consensus / N), n_segments,
+Row fields: path, person, window (its number k on the grid), n_windows (windows on the file's
+grid: a resume knows a file is complete when each person has that many rows), t_start and t_end
+(seconds from the file's first frame), label, one probability per label (the window's consensus / N), n_segments,
 faceless (segments without this person's face in their own frame), silent (segments with a silent
 audio window), status (ok | degraded | error), error, size_bytes, mtime_ns. JSONL rows add
 `segments`: per segment of the window its grid index, frame, the frame's time, the audio window's
@@ -15,7 +16,10 @@ row's numbers for one window of one person, plus where that window lies in the f
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import csv
+import dataclasses
+import io
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -47,7 +51,7 @@ def build_window_rows(
     windows = timeline.windows if windows is None else windows
     if len(scored.probs) != len(timeline.segments):
         raise ValueError(f"{len(scored.probs)} scored segments for a timeline of {len(timeline.segments)}")
-    part = Timeline(timeline.n, timeline.fps, timeline.segments, timeline.grid_index, list(windows))
+    part = dataclasses.replace(timeline, windows=list(windows))
     probs = window_probabilities(scored.probs, part)  # [W, K]
     faceless = window_counts(~np.asarray(scored.detected, bool), part)  # [W]
     silent = window_counts(scored.silent, part)  # [W]
@@ -58,6 +62,7 @@ def build_window_rows(
             "path": key.path,
             "person": scored.person,
             "window": span.index,
+            "n_windows": len(timeline.windows),
             "t_start": round(span.t_start, TIME_DECIMALS),
             "t_end": round(span.t_end, TIME_DECIMALS),
             "label": labels[int(np.argmax(probs[w]))],
@@ -90,7 +95,7 @@ def _segment(timeline: Timeline, scored: ScoredSegments, p: int, labels: Sequenc
 def window_error_row(key: FileKey, error: str) -> Row:
     """The one row of a file that could not be scored."""
     return {
-        "path": key.path, "person": None, "window": None, "t_start": None, "t_end": None, "label": None,
+        "path": key.path, "person": None, "window": None, "n_windows": None, "t_start": None, "t_end": None, "label": None,
         "probabilities": None, "n_segments": 0, "faceless": 0, "silent": 0, "status": "error",
         "error": " ".join(error.split()) or "no model inputs", "size_bytes": key.size, "mtime_ns": key.mtime_ns,
         "segments": [],
@@ -105,7 +110,7 @@ def _prob_dict(probs: np.ndarray, labels: Sequence[str]) -> dict[str, float]:
 
 
 def window_csv_columns(labels: Sequence[str]) -> list[str]:
-    return ["path", "person", "window", "t_start", "t_end", "label", *labels, "n_segments", "faceless", "silent",
+    return ["path", "person", "window", "n_windows", "t_start", "t_end", "label", *labels, "n_segments", "faceless", "silent",
             "status", "error", "size_bytes", "mtime_ns"]
 
 
@@ -116,12 +121,25 @@ class WindowCsvFormat(CsvFormat):
         super().__init__(labels)
         self.columns = window_csv_columns(labels)
 
+    def iter_read(self, text: str) -> Iterator[Row]:
+        """Parse a whole file row by row (a long recording's rows are never all in memory at once)."""
+        reader = csv.reader(io.StringIO(text))
+        header = next(reader, None)
+        if header is None:
+            return
+        if header != self.columns:
+            raise ValueError(f"its columns {header} are not this model's {self.columns}")
+        for cells in reader:
+            if cells:
+                yield self._decode(dict(zip(self.columns, cells)))
+
     def _decode(self, cells: dict[str, str]) -> Row:
         ok = cells["status"] != "error"
         return {
             "path": cells["path"],
             "person": _int_or_none(cells["person"]),
             "window": _int_or_none(cells["window"]),
+            "n_windows": _int_or_none(cells["n_windows"]),
             "t_start": _float_or_none(cells["t_start"]),
             "t_end": _float_or_none(cells["t_end"]),
             "label": cells["label"] or None,
@@ -157,7 +175,8 @@ def window_format_for(path: str | Path, labels: Sequence[str]) -> WindowCsvForma
 def csv_labels(header: Sequence[str]) -> list[str] | None:
     """The labels of a window CSV's header (the columns between label and n_segments); None for any other header."""
     names = list(header)
-    if names[:6] != window_csv_columns([])[:6] or "n_segments" not in names:
+    fixed = window_csv_columns([]).index("label") + 1
+    if names[:fixed] != window_csv_columns([])[:fixed] or "n_segments" not in names:
         return None
-    labels = names[6 : names.index("n_segments")]
+    labels = names[fixed : names.index("n_segments")]
     return labels if names == window_csv_columns(labels) else None
