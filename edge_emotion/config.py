@@ -18,14 +18,18 @@ class FaceParams:
 
     size: int = 224  # crop side in pixels
     margin: float = 0.25  # extra context around the face box, as a fraction of its side
-    min_face_size: int = defaults.MIN_FACE_SIZE  # MTCNN's smallest face, in pixels of the detection image
-    # Downscale larger frames to this longest side before detection (0 = never). MTCNN's cost grows with
-    # the pixels it scans: on CREMA-D (480x360) 320 halves it at a mean box IoU of 0.92 with full resolution
-    # (benchmarks/README.md). The price: faces below min_face_size * longest side / 320 pixels are missed.
+    # MTCNN's smallest face, in pixels of the frame as decoded: faces are detected at full resolution, so a
+    # 40 px face is found in a 1920x1080 frame as in a 480x360 one
+    min_face_size: int = defaults.MIN_FACE_SIZE
+    # > 0: downscale frames to this longest side before detection (min_face_size then counts its pixels).
+    # 0 (default): never. Downscaling to 320 px missed every face narrower than ~20 x longest side / 320 px
+    # (a 55 px face in HD) and moved boxes by IoU 0.92 against full resolution; tracking pays for full resolution.
     detect_max_side: int = defaults.DETECT_MAX_SIDE
-    detect_every: int = defaults.DETECT_EVERY_PLANNED  # scoring: MTCNN on every k-th of the N planned frames, nearest box for the others
+    # the full cascade on every k-th planned frame, and whenever a followed face is lost; each face is followed
+    # with the cascade near its last box in between (edge_emotion.detector.tracker)
+    detect_every: int = defaults.DETECT_EVERY_PLANNED
     # which detector made the boxes: a prepare cache or model made with another one is not mixed with this one's
-    detector: str = "mtcnn-onnx/1"
+    detector: str = "mtcnn-onnx-track/2"
     mean: tuple[float, float, float] = (0.5, 0.5, 0.5)  # crop / 255, minus mean, over std
     std: tuple[float, float, float] = (0.5, 0.5, 0.5)
 

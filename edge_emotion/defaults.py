@@ -29,9 +29,11 @@ CALIB_HOLDOUT = 100
 CALIB_MIN_SEGMENTS = 16  # fewer real segments than this cannot calibrate: refused, not guessed
 
 # faces (FaceParams' defaults; they travel in every checkpoint and exported model)
-MIN_FACE_SIZE = 40  # MTCNN's smallest face, pixels of the detection image
-DETECT_MAX_SIDE = 320  # frames downscaled to this longest side before detection (0: never)
-DETECT_EVERY_PLANNED = 1  # scoring: MTCNN on every k-th planned frame, the nearest box for the others
+MIN_FACE_SIZE = 40  # MTCNN's smallest face, in pixels of the source frame (40 px wide in a 1920x1080 frame too)
+DETECT_MAX_SIDE = 0  # detect on the frame as decoded (> 0: downscaled to this longest side first; min face then in its pixels)
+DETECT_EVERY_PLANNED = 10  # the full cascade on every k-th planned frame (and whenever a face is lost); faces followed between
+TRACK_MAX_MISSES = 3  # a person missing from this many full detections in a row is dropped (a new track if they return)
+TRACK_MATCH_IOU = 0.3  # a detection continues the track whose last box it overlaps at least this much (IoU)
 
 # training cache
 DETECT_EVERY = 3  # prepare (training box cache): MTCNN on every k-th frame, boxes interpolated between

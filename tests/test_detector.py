@@ -98,9 +98,9 @@ def test_a_damaged_net_in_a_detector_folder_is_refused_naming_the_file(tmp_path)
 
 
 def test_candidates_wholly_outside_the_image_are_dropped_before_the_nets():
-    sat = cascade.summed_area(np.full((1, 40, 40, 3), 100, np.uint8))
+    table = cascade.Table.of(np.full((1, 40, 40, 3), 100, np.uint8))
     boxes = np.array([[-30, -30, -10, -10, 0.9], [5, 5, 30, 30, 0.9]], np.float32)
-    crops, valid = cascade.crop_candidates(sat, np.zeros(2, np.int64), boxes, 24)
+    crops, valid = cascade.crop_candidates(table, np.zeros(2, np.int64), boxes, 24)
     assert valid.tolist() == [False, True] and crops.shape == (1, 3, 24, 24)
     np.testing.assert_allclose(crops, (100 - 127.5) / 128, atol=1e-6)
 
@@ -131,3 +131,14 @@ def test_split_prelu_gives_the_same_floats_bit_for_bit(name):
     got = ort.InferenceSession(split.SerializeToString()).run(None, {"image": x})
     for g, w in zip(got, want):
         np.testing.assert_array_equal(g, w)
+
+
+def test_crops_from_a_table_of_part_of_the_image_equal_the_whole_images():
+    """A followed face's table covers only a window of the frame: its crops must be the whole table's, to the bit."""
+    image = np.random.default_rng(3).integers(0, 256, (1, 90, 120, 3), dtype=np.uint8)
+    boxes = np.array([[30.4, 20.2, 70.9, 61.0, 1], [-5, 40, 35, 80, 1]], np.float32)  # the second runs off the left edge
+    whole = cascade.crop_candidates(cascade.Table.of(image), np.zeros(2, np.int64), boxes, 24)[0]
+    y0, y1, x0, x1 = cascade.crop_bounds(boxes, 90, 120)
+    part = cascade.Table.of(image, (y0, y1), (x0, x1))
+    assert (part.top, part.left) == (y0, x0) and part.covers(y0, y1, x0, x1) and not part.covers(0, 90, 0, 120)
+    np.testing.assert_array_equal(cascade.crop_candidates(part, np.zeros(2, np.int64), boxes, 24)[0], whole)

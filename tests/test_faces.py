@@ -47,19 +47,19 @@ def test_downscaled_detection_agrees_with_full_resolution(real_frames, max_side)
 
 @pytest.fixture(scope="module")
 def parity_images(hap_clip_path, neu_clip_path):
-    """What the detector sees at the default settings: real frames of both fixture clips, drawn faces and
-    frames without a face, downscaled to 320 px like FaceDetector does."""
+    """What the detector sees at the default settings (full resolution): real frames of both fixture clips, drawn
+    faces and frames without a face."""
     from edge_emotion.build.synth.face import draw_face, random_look
 
     frames = []
     for path in (hap_clip_path, neu_clip_path):
         clip = open_clip(path)
-        frames += list(read_frames(clip, range(0, clip.frame_count, 4)).values())
+        frames += list(read_frames(clip, range(0, clip.frame_count, 6)).values())
     rng = np.random.default_rng(7)
     frames += [draw_face(random_look(rng, 480, 360), k % 3, 0.3 * (k % 4), 480, 360) for k in range(12)]
     frames += [np.zeros((360, 480, 3), np.uint8), np.full((360, 480, 3), 128, np.uint8)]
     frames += [rng.integers(0, 256, (360, 480, 3), dtype=np.uint8)]
-    return downscale(np.stack(frames), 320 / 480)  # [F, 240, 320, 3]
+    return np.stack(frames)  # [F, 360, 480, 3]
 
 
 def test_packaged_detector_finds_facenets_boxes(parity_images):
@@ -74,7 +74,7 @@ def test_packaged_detector_finds_facenets_boxes(parity_images):
     ours = Mtcnn.open(CascadeSettings(min_face=params.min_face_size)).detect(parity_images)
     assert [t is None for t in theirs] == [len(o) == 0 for o in ours]
     ious = [box_iou(tuple(np.asarray(t[0], float)), tuple(o[0, :4].astype(float))) for t, o in zip(theirs, ours) if t is not None]
-    assert len(ious) >= 40 and sum(t is None for t in theirs) >= 3
+    assert len(ious) >= 30 and sum(t is None for t in theirs) >= 3
     assert np.mean(ious) >= 0.99 and min(ious) >= 0.95, (np.mean(ious), min(ious))
 
 

@@ -7,10 +7,12 @@ from dataclasses import replace
 import numpy as np
 import pytest
 from conftest import tone, write_video
+from scenes import Placement, compose, inside, planned_frames
 
 from edge_emotion.config import PreprocessConfig
-from edge_emotion.io.decode import open_clip, read_frames
-from edge_emotion.preprocess.segments import detect_every, extract, plan_clip
+from edge_emotion.io.decode import open_clip
+from edge_emotion.preprocess.faces import FaceDetector
+from edge_emotion.preprocess.segments import extract, extract_people, plan_clip
 
 
 def test_extract_real_clip(hap_clip_path, face_detector):
@@ -60,19 +62,49 @@ def test_config_round_trip():
     assert PreprocessConfig.from_dict(config.to_dict()) == config
 
 
-def test_strided_detection_reuses_the_nearest_detected_box(hap_clip_path, face_detector):
-    clip = open_clip(hap_clip_path)
-    config = PreprocessConfig(n_segments=5)
-    decoded = read_frames(clip, [s.frame for s in plan_clip(clip, config)])
-    frames = [decoded[i] for i in sorted(decoded)]
-    every = face_detector.detect(frames)
-    strided = detect_every(face_detector, frames, 2)  # detects frames 0, 2, 4
+@pytest.fixture(scope="module")
+def two_people_video(tmp_path_factory, hap_clip_path, neu_clip_path):
+    """A 1280x720, 1 s video of two people side by side (the larger on the left); the right one is gone on frames 3-4."""
+    hap, neu = planned_frames(hap_clip_path), planned_frames(neu_clip_path)
+    left, right = Placement(hap, 110, 150, 20), Placement(neu, 70, 300, 760)
+    frames = compose([left, right], 10, 1280, 720)
+    frames[3:5] = compose([left], 2, 1280, 720)
+    path = write_video(tmp_path_factory.mktemp("people") / "two.mp4", frames, fps=10, audio=tone(1.0))
+    return path, left.rect(), right.rect()
 
-    def same(a, b):  # MTCNN's boxes move by a pixel with the batch it runs in
-        return np.allclose(a, b, atol=2.0)
 
-    assert same(strided[0], every[0]) and same(strided[2], every[2]) and same(strided[4], every[4])
-    assert strided[1] in (strided[0], strided[2]) and strided[3] in (strided[2], strided[4])
-    config2 = replace(config, face=replace(config.face, detect_every=2))
-    inputs = extract(clip, plan_clip(clip, config2), config2, detector=face_detector)
-    assert inputs.boxes == strided and inputs.faceless == 0
+def test_extract_people_one_set_of_inputs_per_person(two_people_video, face_detector):
+    path, left, right = two_people_video
+    config = PreprocessConfig(n_segments=10)
+    clip = open_clip(path)
+    segments = plan_clip(clip, config)
+    everyone = extract_people(clip, segments, config, face_detector, "all")
+    assert [p.person for p in everyone] == [0, 1]
+    assert everyone[0].spectrograms is everyone[1].spectrograms  # computed once per clip
+    assert all(inside(b, left) for b in everyone[0].boxes) and all(inside(b, right) for b in everyone[1].boxes)
+    assert everyone[0].faceless == 0 and everyone[0].detected == [True] * 10
+    # the right person is missing on frames 3-4: they borrow their own nearest box, never the left person's
+    assert everyone[1].faceless == 2 and everyone[1].detected == [True] * 3 + [False] * 2 + [True] * 5
+    assert everyone[1].boxes[3] == everyone[1].boxes[2] and everyone[1].boxes[4] == everyone[1].boxes[5]
+    largest = extract_people(clip, segments, config, face_detector, "largest")
+    assert len(largest) == 1 and largest[0].person == 0 and largest[0].boxes == everyone[0].boxes
+    np.testing.assert_array_equal(largest[0].faces, everyone[0].faces)
+    # extract with a detector (what scoring calls today) is the largest person
+    single = extract(clip, segments, config, detector=face_detector)
+    assert single.person == 0 and single.boxes == everyone[0].boxes
+    with pytest.raises(ValueError, match="largest"):
+        extract_people(clip, segments, config, face_detector, "biggest")  # type: ignore[arg-type]
+
+
+def test_a_small_face_in_hd_is_found_in_every_segment(tmp_path, hap_clip_path, face_detector):
+    """1920x1080 with a ~58 px face: found on every planned frame at full resolution; the old 320 px downscale
+    never looked for faces that small."""
+    frames = compose([Placement(planned_frames(hap_clip_path), 58, 600, 1300)], 10, 1920, 1080)
+    path = write_video(tmp_path / "hd.mp4", frames, fps=10, audio=tone(1.0))
+    config = PreprocessConfig(n_segments=10)
+    clip = open_clip(path)
+    inputs = extract(clip, plan_clip(clip, config), config, detector=face_detector)
+    assert inputs.faceless == 0
+    assert all(50 < b[2] - b[0] < 70 for b in inputs.boxes)
+    old = replace(config.face, detect_max_side=320, detect_every=1)
+    assert extract(clip, plan_clip(clip, config), config, detector=FaceDetector(old)).faceless == 10

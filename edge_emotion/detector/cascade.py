@@ -7,9 +7,15 @@ so all candidates of all frames are cut in a few vectorised gathers instead of o
 
 Box arrays are float32 [M, 5] (x1, y1, x2, y2, score) in pixels of the image given to the cascade;
 `image` arrays [M] say which image of the batch a box belongs to.
+
+A `Table` may cover only a window of the images (the region around a followed face): pyramid levels
+and crops are still defined on the whole image, so the cells and crops inside the window are exactly the
+ones the whole image gives; only the table (the cost that grows with the pixels) is smaller.
 """
 
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -49,6 +55,36 @@ def summed_area(images: np.ndarray) -> np.ndarray:
     return sat
 
 
+@dataclass(frozen=True)
+class Table:
+    """The summed-area table of rows [top, top + h) and columns [left, left + w) of a batch of images whose
+    whole size is height x width (pyramid levels and crops are defined on the whole image)."""
+
+    sat: np.ndarray  # [F, h+1, w+1, 3] uint32
+    top: int
+    left: int
+    height: int
+    width: int
+
+    @classmethod
+    def of(cls, images: np.ndarray, rows: tuple[int, int] | None = None, cols: tuple[int, int] | None = None) -> Table:
+        """Table of images [F, H, W, 3] uint8 over rows x cols (default: the whole image)."""
+        _, height, width, _ = images.shape
+        (top, bottom), (left, right) = rows or (0, height), cols or (0, width)
+        return cls(summed_area(images[:, top:bottom, left:right]), top, left, height, width)
+
+    @property
+    def bottom(self) -> int:
+        return self.top + self.sat.shape[1] - 1
+
+    @property
+    def right(self) -> int:
+        return self.left + self.sat.shape[2] - 1
+
+    def covers(self, y0: int, y1: int, x0: int, x1: int) -> bool:
+        return self.top <= y0 and y1 <= self.bottom and self.left <= x0 and x1 <= self.right
+
+
 def area_bounds(start: np.ndarray, length: np.ndarray, size: int) -> tuple[np.ndarray, np.ndarray]:
     """Source windows [lo, hi) of `size` output cells over [start, start + length), as torch's area resize.
 
@@ -82,30 +118,45 @@ def net_input(means: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(((means - PIXEL_MEAN) * PIXEL_SCALE).transpose(0, 3, 1, 2))
 
 
-def pyramid_level(sat: np.ndarray, height: int, width: int, scale: float) -> np.ndarray:
-    """All images of the batch resized to one pyramid level: [F, 3, h, w] float32, normalised.
-
-    Separable: whole table rows first (row bands, contiguous copies), then columns of that smaller
-    array; a third of the cost of gathering four corners per output pixel.
-    """
+def level_bounds(height: int, width: int, scale: float) -> tuple[tuple[np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray]]:
+    """Source windows of every row and column of one pyramid level: ((r0, r1), (c0, c1)), each [h] or [w]."""
     h, w = pyramid_size(height, width, scale)
     (r0, r1), (c0, c1) = (
         (lo[0], hi[0]) for lo, hi in (area_bounds(np.zeros(1, np.int64), np.array([n]), m) for n, m in ((height, h), (width, w)))
     )
-    bands = sat[:, r1] - sat[:, r0]  # [F, h, W+1, 3]: each output row's band, cumulative along x (exact in uint32)
-    total = bands[:, :, c1] - bands[:, :, c0]  # [F, h, w, 3]
+    return (r0, r1), (c0, c1)
+
+
+def pyramid_level(table: Table, scale: float, rows: tuple[int, int] | None = None, cols: tuple[int, int] | None = None) -> np.ndarray:
+    """Cells rows x cols (default all) of one pyramid level of every image: [F, 3, h, w] float32, normalised.
+
+    Separable: whole table rows first (row bands, contiguous copies), then columns of that smaller
+    array; a third of the cost of gathering four corners per output pixel. The cells' source pixels
+    must lie inside the table.
+    """
+    (r0, r1), (c0, c1) = level_bounds(table.height, table.width, scale)
+    if rows is not None:
+        r0, r1 = r0[rows[0] : rows[1]], r1[rows[0] : rows[1]]
+    if cols is not None:
+        c0, c1 = c0[cols[0] : cols[1]], c1[cols[0] : cols[1]]
+    sat = table.sat
+    bands = sat[:, r1 - table.top] - sat[:, r0 - table.top]  # [F, h, W+1, 3]: each row's band, cumulative along x
+    total = bands[:, :, c1 - table.left] - bands[:, :, c0 - table.left]  # [F, h, w, 3] (exact in uint32)
     area = ((r1 - r0)[:, None] * (c1 - c0)[None, :]).astype(np.float32)[None, :, :, None]  # [1, h, w, 1]
     return net_input(total.astype(np.float32) / area)
 
 
-def pnet_boxes(regression: np.ndarray, probability: np.ndarray, scale: float, threshold: float) -> tuple[np.ndarray, np.ndarray]:
+def pnet_boxes(
+    regression: np.ndarray, probability: np.ndarray, scale: float, threshold: float, first_cell: tuple[int, int] = (0, 0)
+) -> tuple[np.ndarray, np.ndarray]:
     """PNet's grid -> candidate boxes: regression [F, 4, h, w], probability [F, 2, h, w] -> ([M, 9], image [M]).
 
     Columns: x1, y1, x2, y2 (the cell's square in image pixels), score, then the four regression offsets.
+    first_cell: (row, column) of the output's first cell in the whole level's grid (PNet ran on part of it).
     """
     score = probability[:, 1]  # [F, h, w]
     image, y, x = np.nonzero(score >= threshold)
-    cell = np.stack([x, y], axis=1).astype(np.float32)  # [M, 2] as (x, y)
+    cell = np.stack([x + first_cell[1], y + first_cell[0]], axis=1).astype(np.float32)  # [M, 2] as (x, y)
     scale32 = np.float32(scale)
     top_left = np.floor((PNET_STRIDE * cell + 1) / scale32)
     bottom_right = np.floor((PNET_STRIDE * cell + PNET_CELL) / scale32)
@@ -177,15 +228,24 @@ def crop_regions(boxes: np.ndarray, height: int, width: int) -> tuple[np.ndarray
     return y0, y1, x0, x1
 
 
-def crop_candidates(sat: np.ndarray, image: np.ndarray, boxes: np.ndarray, side: int) -> tuple[np.ndarray, np.ndarray]:
+def crop_candidates(table: Table, image: np.ndarray, boxes: np.ndarray, side: int) -> tuple[np.ndarray, np.ndarray]:
     """Cut every box out of its image and area-resize it to side x side.
 
     Returns the net input [K, 3, side, side] float32 and a [M] mask of the boxes that had any pixels
-    inside their image (K = mask.sum(); boxes wholly outside are dropped).
+    inside their image (K = mask.sum(); boxes wholly outside are dropped). The table must cover the
+    boxes' pixels inside the image (`crop_bounds`).
     """
-    height, width = sat.shape[1] - 1, sat.shape[2] - 1
+    y0, y1, x0, x1 = crop_regions(boxes, table.height, table.width)
+    valid = (y1 > y0) & (x1 > x0)
+    rows = area_bounds(y0[valid] - table.top, (y1 - y0)[valid], side)
+    cols = area_bounds(x0[valid] - table.left, (x1 - x0)[valid], side)
+    return net_input(window_means(table.sat, image[valid], rows, cols)), valid
+
+
+def crop_bounds(boxes: np.ndarray, height: int, width: int) -> tuple[int, int, int, int]:
+    """The pixel rectangle (y0, y1, x0, x1) all boxes' crops read, inside the image; empty for no box."""
     y0, y1, x0, x1 = crop_regions(boxes, height, width)
     valid = (y1 > y0) & (x1 > x0)
-    rows = area_bounds(y0[valid], (y1 - y0)[valid], side)
-    cols = area_bounds(x0[valid], (x1 - x0)[valid], side)
-    return net_input(window_means(sat, image[valid], rows, cols)), valid
+    if not valid.any():
+        return 0, 0, 0, 0
+    return int(y0[valid].min()), int(y1[valid].max()), int(x0[valid].min()), int(x1[valid].max())

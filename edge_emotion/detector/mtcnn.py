@@ -126,65 +126,77 @@ class Mtcnn:
     def detect(self, images: np.ndarray) -> list[np.ndarray]:
         """[F, H, W, 3] uint8 -> per image a float32 [k, 5] array (x1, y1, x2, y2, probability), largest box first."""
         count, height, width = images.shape[:3]
-        sat = cascade.summed_area(images)  # [F, H+1, W+1, 3]
-        boxes, image = self._propose(sat, height, width)
-        boxes, image = self._refine(sat, boxes, image)
-        boxes, image = self._output(sat, boxes, image)
-        area = (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])
-        per_image = []
-        for k in range(count):
-            mine = np.nonzero(image == k)[0]
-            per_image.append(boxes[mine[np.argsort(-area[mine], kind="stable")]] if mine.size else EMPTY_BOXES)
-        return per_image
+        table = cascade.Table.of(images)  # [F, H+1, W+1, 3]
+        boxes, image = self.propose(table)
+        boxes, image = self.refine(table, boxes, image)
+        boxes, image = self.output(table, boxes, image)
+        return [largest_first(boxes[image == k]) for k in range(count)]
 
-    def _propose(self, sat: np.ndarray, height: int, width: int) -> tuple[np.ndarray, np.ndarray]:
-        """Stage 1: PNet over the pyramid; squared, regressed candidates [M, 5] and their image [M]."""
+    def propose(self, table: cascade.Table) -> tuple[np.ndarray, np.ndarray]:
+        """Stage 1: PNet over the whole pyramid; squared, regressed candidates [M, 5] and their image [M]."""
         s = self.settings
         found, owners = [], []
-        for scale in cascade.pyramid_scales(height, width, s.min_face, s.factor):
-            regression, probability = self.pnet(cascade.pyramid_level(sat, height, width, scale))
+        for scale in cascade.pyramid_scales(table.height, table.width, s.min_face, s.factor):
+            regression, probability = self.pnet(cascade.pyramid_level(table, scale))
             boxes, image = cascade.pnet_boxes(regression, probability, scale, s.thresholds[0])
             keep = cascade.nms(boxes, boxes[:, 4], image, s.nms_level)
             found.append(boxes[keep])
             owners.append(image[keep])
+        return self.merge_levels(found, owners)
+
+    def merge_levels(self, found: list[np.ndarray], owners: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+        """PNet's candidates of all levels [M, 9] -> NMS across levels per group, regressed and squared: [K, 5], group [K]."""
         if not found or sum(len(b) for b in found) == 0:
             return EMPTY_BOXES, np.zeros(0, np.int64)
-        boxes, image = np.concatenate(found), np.concatenate(owners)
-        keep = cascade.nms(boxes, boxes[:, 4], image, s.nms_image)
-        boxes, image = boxes[keep], image[keep]
+        boxes, group = np.concatenate(found), np.concatenate(owners)
+        keep = cascade.nms(boxes, boxes[:, 4], group, self.settings.nms_image)
+        boxes, group = boxes[keep], group[keep]
         regressed = cascade.apply_offsets(boxes[:, :5], boxes[:, 5:9], plus_one=False)
-        return cascade.to_square(regressed), image
+        return cascade.to_square(regressed), group
 
-    def _refine(self, sat: np.ndarray, boxes: np.ndarray, image: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Stage 2: RNet on 24x24 crops of every candidate of every image at once."""
+    def refine(self, table: cascade.Table, boxes: np.ndarray, group: np.ndarray, image_of: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """Stage 2: RNet on 24x24 crops of every candidate at once. `group` [M] is what NMS runs within (the image,
+        or a followed face); `image_of[group]` the candidate's image in the table (default: the group itself)."""
         if len(boxes) == 0:
-            return boxes, image
-        crops, valid = cascade.crop_candidates(sat, image, boxes, NET_SPECS["rnet"].side or 24)
-        boxes, image = boxes[valid], image[valid]
+            return boxes, group
+        crops, valid = cascade.crop_candidates(table, _image(group, image_of), boxes, NET_SPECS["rnet"].side or 24)
+        boxes, group = boxes[valid], group[valid]
         if len(boxes) == 0:  # every candidate lay wholly outside its image
-            return EMPTY_BOXES, image
+            return EMPTY_BOXES, group
         regression, probability = self.rnet(crops)
         score = probability[:, 1]
         passed = score > self.settings.thresholds[1]
         boxes = np.concatenate([boxes[passed, :4], score[passed, None]], axis=1)
-        image, regression = image[passed], regression[passed]
-        keep = cascade.nms(boxes, boxes[:, 4], image, self.settings.nms_image)
+        group, regression = group[passed], regression[passed]
+        keep = cascade.nms(boxes, boxes[:, 4], group, self.settings.nms_image)
         boxes = cascade.apply_offsets(boxes[keep], regression[keep], plus_one=True)
-        return cascade.to_square(boxes), image[keep]
+        return cascade.to_square(boxes), group[keep]
 
-    def _output(self, sat: np.ndarray, boxes: np.ndarray, image: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Stage 3: ONet on 48x48 crops; final regression and intersection-over-minimum NMS."""
+    def output(self, table: cascade.Table, boxes: np.ndarray, group: np.ndarray, image_of: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """Stage 3: ONet on 48x48 crops; final regression and intersection-over-minimum NMS (groups as in `refine`)."""
         if len(boxes) == 0:
-            return boxes, image
-        crops, valid = cascade.crop_candidates(sat, image, boxes, NET_SPECS["onet"].side or 48)
-        boxes, image = boxes[valid], image[valid]
+            return boxes, group
+        crops, valid = cascade.crop_candidates(table, _image(group, image_of), boxes, NET_SPECS["onet"].side or 48)
+        boxes, group = boxes[valid], group[valid]
         if len(boxes) == 0:
-            return EMPTY_BOXES, image
+            return EMPTY_BOXES, group
         regression, _landmarks, probability = self.onet(crops)
         score = probability[:, 1]
         passed = score > self.settings.thresholds[2]
         boxes = np.concatenate([boxes[passed, :4], score[passed, None]], axis=1)
         boxes = cascade.apply_offsets(boxes, regression[passed], plus_one=True)
-        image = image[passed]
-        keep = cascade.nms(boxes, boxes[:, 4], image, self.settings.nms_image, method="min")
-        return boxes[keep], image[keep]
+        group = group[passed]
+        keep = cascade.nms(boxes, boxes[:, 4], group, self.settings.nms_image, method="min")
+        return boxes[keep], group[keep]
+
+
+def _image(group: np.ndarray, image_of: np.ndarray | None) -> np.ndarray:
+    return group if image_of is None else image_of[group]
+
+
+def largest_first(boxes: np.ndarray) -> np.ndarray:
+    """[k, 5] boxes sorted by area, largest first (ties keep their order); EMPTY_BOXES for none."""
+    if len(boxes) == 0:
+        return EMPTY_BOXES
+    area = (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])
+    return boxes[np.argsort(-area, kind="stable")]

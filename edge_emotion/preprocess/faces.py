@@ -1,14 +1,16 @@
-"""Face boxes (MTCNN) and 224x224 face crops.
+"""Face boxes (MTCNN, as tracks) and 224x224 face crops.
 
-No-face policy: a frame where MTCNN finds no face borrows the box of the nearest
-frame (in time) of the same clip where it did find one; if no frame of the clip
-has a face, every segment uses a centred square crop. The number of segments
-without a face of their own is reported, so callers can mark a row degraded.
+No-face policy: a frame where a person's face was not found borrows the box of the
+nearest frame (in time) where that same person's face was (their own track, never
+another person's); if no frame of the clip has a face, every segment uses a centred
+square crop. The number of segments without a face of their own is reported, so
+callers can mark a row degraded.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -16,12 +18,13 @@ from PIL import Image
 
 from edge_emotion.config import FaceParams
 from edge_emotion.deps import require
+from edge_emotion.detector.tracker import Face, FaceTracker, TrackerSettings
 
 Box = tuple[float, float, float, float]  # x1, y1, x2, y2 in pixels of the full frame
 
 
 class FaceDetector:
-    """MTCNN (the packaged ONNX nets, edge_emotion.detector) on ONNX Runtime; one call detects many frames of one size."""
+    """MTCNN (the packaged ONNX nets, edge_emotion.detector) on ONNX Runtime: boxes per frame, or faces as tracks."""
 
     def __init__(
         self, params: FaceParams = FaceParams(), device: str = "cpu", threads: int | None = None, nets: Path | None = None
@@ -38,7 +41,7 @@ class FaceDetector:
         self._mtcnn = Mtcnn.open(settings, providers, threads, nets, "cuda:0" if device in ("cpu", "auto") else device)
 
     def detect(self, frames: Sequence[np.ndarray]) -> list[Box | None]:
-        """Largest face box per [H, W, 3] uint8 frame, in full-frame pixels; None where no face."""
+        """Largest face box per [H, W, 3] uint8 frame by the full cascade on each, in full-frame pixels; None where no face."""
         if not frames:
             return []
         if len({f.shape for f in frames}) > 1:  # a stream that changes resolution: one call per frame
@@ -49,6 +52,31 @@ class FaceDetector:
         images = downscale(np.stack(frames), scale)  # [F, h, w, 3]
         found = self._mtcnn.detect(images)  # per frame [k, 5], largest first
         return [tuple(float(v) / scale for v in boxes[0, :4]) if len(boxes) else None for boxes in found]
+
+    def tracker(self) -> FaceTracker:
+        """A fresh tracker (one per clip or stream window) with this detector's nets and FaceParams.detect_every."""
+        return FaceTracker(self._mtcnn, TrackerSettings(detect_every=max(1, self.params.detect_every)))
+
+    def track(self, frames: Sequence[np.ndarray], tracker: FaceTracker | None = None) -> list[list[Face]]:
+        """The faces on each [H, W, 3] uint8 frame, in time order, by person (edge_emotion.detector.tracker), full-frame pixels.
+
+        A fresh tracker unless one is given (a caller that keeps identities across calls).
+        """
+        tracker = tracker or self.tracker()
+        out: list[list[Face]] = []
+        for frame in frames:
+            scale = _detect_scale(frame.shape, self.params.detect_max_side)
+            if min(frame.shape[:2]) * scale < self.params.min_face_size:
+                out.append([])  # smaller than the smallest face MTCNN looks for
+                continue
+            faces = tracker.update(downscale(frame[None], scale)[0])
+            out.append([replace(f, box=_scaled(f.box, 1.0 / scale)) for f in faces])
+        return out
+
+
+def _scaled(box: Box, factor: float) -> Box:
+    x1, y1, x2, y2 = box
+    return x1 * factor, y1 * factor, x2 * factor, y2 * factor
 
 
 def _detect_scale(shape: tuple[int, ...], max_side: int) -> float:

@@ -1,8 +1,10 @@
-"""Clip + planned segments -> model inputs (face crops and spectrograms). Shared by training and scoring.
+"""Clip + planned segments -> model inputs (face crops and spectrograms), per person. Shared by training and scoring.
 
-Scoring detects faces on the N planned frames; training passes boxes looked up
-in the prepare cache instead, so epochs never run MTCNN. Everything after the
-box (crop, normalisation, audio window, spectrogram) is this one code path.
+Scoring tracks faces over the N planned frames (edge_emotion.detector.tracker) and
+makes one set of inputs per person (the largest, or everyone); training passes boxes
+looked up in the prepare cache instead, so epochs never run MTCNN. Everything after
+the box (crop, normalisation, audio window, spectrogram) is this one code path, and
+the spectrograms, which do not depend on the person, are computed once per clip.
 """
 
 from __future__ import annotations
@@ -18,20 +20,22 @@ from edge_emotion.config import PreprocessConfig
 from edge_emotion.io.decode import Clip, read_frames
 from edge_emotion.preprocess.audio import audio_windows, is_silent, spectrograms
 from edge_emotion.preprocess.faces import Box, FaceDetector, crop_face, fill_missing, normalise_faces
+from edge_emotion.preprocess.people import WhichFaces, chosen_people
 from edge_emotion.preprocess.plan import Mode, Segment, plan_segments
 
 
 @dataclass
 class SegmentInputs:
-    """The N segments of one clip, ready for a backend."""
+    """The N segments of one clip for one person, ready for a backend."""
 
     faces: np.ndarray  # [N, 3, 224, 224] float32, normalised
-    spectrograms: np.ndarray  # [N, 1, 192, 120] float32
+    spectrograms: np.ndarray  # [N, 1, 192, 120] float32 (the same array for every person of a clip)
     segments: list[Segment]
     boxes: list[Box | None]  # face box used per segment, full-frame pixels (None: centre crop)
-    detected: list[bool]  # per segment: its own frame had a face (False: box borrowed from another frame, or none)
-    faceless: int  # segments whose own frame had no detected face
+    detected: list[bool]  # per segment: this person's own face was found on its frame (False: borrowed, or none)
+    faceless: int  # segments without this person's own face
     silent: int  # segments whose audio window is silent
+    person: int = 0  # the face track (0, 1, 2 ... in order of first appearance); 0 for boxes given by the caller
 
 
 def plan_clip(clip: Clip, config: PreprocessConfig, mode: Mode = "test", rng: np.random.Generator | None = None) -> list[Segment]:
@@ -50,15 +54,59 @@ def _timed(timings: dict[str, float] | None, stage: str) -> Iterator[None]:
             timings[stage] = timings.get(stage, 0.0) + time.perf_counter() - start
 
 
-def detect_every(detector: FaceDetector, frames: Sequence[np.ndarray], every: int) -> list[Box | None]:
-    """MTCNN on every k-th frame (and the last); the others take the box of the nearest detected one.
+def _planned_frames(clip: Clip, segments: Sequence[Segment], decoded: Mapping[int, np.ndarray] | None) -> list[np.ndarray]:
+    if decoded is None:
+        decoded = read_frames(clip, [s.frame for s in segments])
+    return [decoded[s.frame] for s in segments]
 
-    Segments are ~0.2 s apart in a CREMA-D clip and a talking head barely moves
-    in that time. k = 2 runs MTCNN on 6 of 10 frames; k = 1 detects on every frame.
+
+def _face_inputs(
+    frames: Sequence[np.ndarray], segments: Sequence[Segment], boxes: Sequence[Box | None], config: PreprocessConfig
+) -> tuple[np.ndarray, list[Box | None], list[bool], int]:
+    """One person's boxes (None where unseen) -> (faces [N, 3, S, S], boxes used, detected, faceless)."""
+    detected = [b is not None for b in boxes]
+    filled, faceless = fill_missing(boxes, [s.frame for s in segments])
+    crops = np.stack([crop_face(f, b, config.face) for f, b in zip(frames, filled)])  # [N, S, S, 3]
+    return normalise_faces(crops, config.face), filled, detected, faceless
+
+
+def _audio_inputs(clip: Clip, segments: Sequence[Segment], config: PreprocessConfig) -> tuple[np.ndarray, int]:
+    """(spectrograms [N, 1, F, T], how many windows are silent)."""
+    windows = audio_windows(clip.waveform, clip.sample_rate, np.array([s.centre for s in segments]), config.audio.window_s)
+    return spectrograms(windows, config.audio), int(is_silent(windows).sum())
+
+
+def extract_people(
+    clip: Clip,
+    segments: Sequence[Segment],
+    config: PreprocessConfig,
+    detector: FaceDetector,
+    faces: WhichFaces = "largest",
+    timings: dict[str, float] | None = None,
+    decoded: Mapping[int, np.ndarray] | None = None,
+) -> list[SegmentInputs]:
+    """Decode the planned frames, track the faces on them, and make each chosen person's inputs.
+
+    faces="largest": one element, the person whose face is largest over the clip (the same person in every
+    segment); "all": one element per person, by person id. A clip without any face gives one element of
+    centre crops (person 0, every segment faceless), so every file still yields a result.
+    `decoded` holds frames already in memory by index (a live stream's window); without it the planned
+    frames are decoded from `clip.path`. `timings`, when given, receives seconds per stage ("frames",
+    "faces", "spectrogram"), so scoring and benchmarks can show where time goes without a second code path.
     """
-    tried = sorted({*range(0, len(frames), every), len(frames) - 1}) if frames else []
-    found = dict(zip(tried, detector.detect([frames[i] for i in tried])))
-    return [found[min(tried, key=lambda t: abs(t - i))] for i in range(len(frames))]
+    with _timed(timings, "frames"):
+        frames = _planned_frames(clip, segments, decoded)
+    with _timed(timings, "faces"):
+        people = chosen_people(detector.track(frames), faces)
+        per_person = [(p.person, _face_inputs(frames, segments, p.boxes, config)) for p in people] or [
+            (0, _face_inputs(frames, segments, [None] * len(segments), config))
+        ]
+    with _timed(timings, "spectrogram"):
+        specs, silent = _audio_inputs(clip, segments, config)
+    return [
+        SegmentInputs(crops, specs, list(segments), filled, detected, faceless, silent, person)
+        for person, (crops, filled, detected, faceless) in per_person
+    ]
 
 
 def extract(
@@ -70,35 +118,17 @@ def extract(
     timings: dict[str, float] | None = None,
     decoded: Mapping[int, np.ndarray] | None = None,
 ) -> SegmentInputs:
-    """Decode the planned frames, crop faces (detected now, or the given boxes) and compute spectrograms.
-
-    `decoded` holds frames already in memory by index (a live stream's window); without it the planned
-    frames are decoded from `clip.path`. `timings`, when given, receives seconds per stage ("frames",
-    "faces", "spectrogram"), so scoring and benchmarks can show where time goes without a second code path.
-    """
+    """One clip's inputs: the largest person's (faces tracked by `detector`), or with the given per-segment `boxes`
+    (training from the prepare cache; None entries borrow the nearest given box). Stages and arguments as in
+    `extract_people`."""
     if (detector is None) == (boxes is None):
         raise ValueError("pass exactly one of detector (scoring) or boxes (training from the cache)")
-    indices = [s.frame for s in segments]
+    if detector is not None:
+        return extract_people(clip, segments, config, detector, "largest", timings, decoded)[0]
     with _timed(timings, "frames"):
-        if decoded is None:
-            decoded = read_frames(clip, indices)
-        frames = [decoded[i] for i in indices]
+        frames = _planned_frames(clip, segments, decoded)
     with _timed(timings, "faces"):
-        if boxes is None:
-            boxes = detect_every(detector, frames, config.face.detect_every)
-        detected = [b is not None for b in boxes]
-        filled, faceless = fill_missing(boxes, indices)
-        crops = np.stack([crop_face(f, b, config.face) for f, b in zip(frames, filled)])  # [N, S, S, 3]
-        faces = normalise_faces(crops, config.face)
+        crops, filled, detected, faceless = _face_inputs(frames, segments, list(boxes or []), config)
     with _timed(timings, "spectrogram"):
-        windows = audio_windows(clip.waveform, clip.sample_rate, np.array([s.centre for s in segments]), config.audio.window_s)
-        specs = spectrograms(windows, config.audio)
-    return SegmentInputs(
-        faces=faces,
-        spectrograms=specs,
-        segments=list(segments),
-        boxes=filled,
-        detected=detected,
-        faceless=faceless,
-        silent=int(is_silent(windows).sum()),
-    )
+        specs, silent = _audio_inputs(clip, segments, config)
+    return SegmentInputs(crops, specs, list(segments), filled, detected, faceless, silent)
