@@ -17,7 +17,7 @@ import pytest
 import typer
 
 from edge_emotion.cli import app
-from edge_emotion.cli.boundary import EXIT_INTERNAL, run
+from edge_emotion.cli.boundary import EXIT_ERROR, EXIT_INTERNAL, EXIT_USAGE, run
 
 FIXTURES = Path(__file__).parent / "fixtures"
 CLI = str(Path(sys.executable).with_name("edge-emotion"))
@@ -116,6 +116,22 @@ CASES: list[tuple[str, list[str], list[str]]] = [
     ("missing argument", ["export"], ["Missing argument", "'checkpoint'"]),
 ]
 
+# README: exit 2 for a bad option or argument (every case above but these), 1 for an error in the input
+INPUT_ERRORS = {
+    "cv: fewer actors than folds",  # the data holds too few actors for any fold split
+    "predict: text named .mp4",  # the file's contents, not its path, are wrong
+    "export: text named .pt",
+    "score: ONNX without contract",
+}
+# cases that exit 1 where README promises 2 (a bad option or argument): defects in the commands, left to their owners;
+# each is an xfail, after every other check, while it still exits 1, and is held to 2 once fixed
+WRONG_CODE = {
+    "predict: video missing": "VIDEO is not checked as an argument: scoring's error row becomes a VideoError (preview gives 2)",
+    "score: --backend bogus": "--backend is checked by open_backend (ValueError), not as an option (bench --backends gives 2)",
+    "predict: --device cuda:7": "the CUDA count is checked by the torch backend (ValueError), not as an option (train gives 2)",
+    "train: --recipe bogus": "--recipe is checked by recipe_config (ValueError), not as an option",
+}
+
 
 @pytest.fixture(scope="session")
 def workspace(tmp_path_factory, fresh_checkpoint) -> dict[str, str]:
@@ -163,12 +179,17 @@ def test_mistake_ends_in_one_line(case, template, expected, workspace, tmp_path,
     assert len(errors) == 1 and err.rstrip().splitlines()[-1] == errors[0], err  # one error line, and it is the last
     for text in expected:
         assert text in errors[0], (text, errors[0])
+    want = EXIT_ERROR if case in INPUT_ERRORS else EXIT_USAGE
+    if case in WRONG_CODE and code != want:
+        pytest.xfail(f"exits {code}, README says {want}: {WRONG_CODE[case]}")
+    assert code == want, (case, code, err)
 
 
 def test_table_covers_the_commands():
     walked = {template[0] for _, template, _ in CASES}
     assert {"score", "predict", "bench", "export", "check", "prepare", "train", "cv", "synth", "preview", "demo"} <= walked
     assert len(CASES) >= 13
+    assert INPUT_ERRORS | WRONG_CODE.keys() <= {case for case, _, _ in CASES}  # no stale names
 
 
 def test_the_console_script_prints_one_line(workspace, tmp_path):
