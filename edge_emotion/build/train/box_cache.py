@@ -1,5 +1,6 @@
-"""The training box cache's format and its per-clip job: decode a clip, run MTCNN on every k-th frame,
-interpolate the boxes, write one `.npz` atomically; read it back for training and calibration.
+"""The training box cache's format and its per-clip job: decode a clip, track faces over every k-th frame (the
+tracker scoring uses), interpolate the largest person's boxes, write one `.npz` atomically; read it back for
+training and calibration.
 
 Kept apart from the corpus run (edge_emotion.build.train.prepare) so the Ray runner
 (edge_emotion.build.ray_prepare) can run the same CacheJob without importing the local runner back.
@@ -22,11 +23,11 @@ from edge_emotion.errors import MissingDependencyError
 from edge_emotion.io.atomic import atomic_path
 from edge_emotion.io.decode import Clip, open_clip, read_frames
 from edge_emotion.preprocess.faces import Box, FaceDetector
+from edge_emotion.preprocess.people import chosen_people
 from edge_emotion.run.pool import FileFn, FileResult
 
 CACHE_FORMAT = "edge-emotion-prepare/1"
 DEFAULT_DETECT_EVERY = defaults.DETECT_EVERY
-DETECT_CHUNK = 16  # frames per MTCNN call: bounds memory, batching gains nothing on the CPU
 
 
 @dataclass(frozen=True)
@@ -71,12 +72,12 @@ def detection_frames(frame_count: int, every: int) -> list[int]:
 
 
 def detect_clip(clip: Clip, detector: FaceDetector, every: int) -> tuple[np.ndarray, np.ndarray]:
-    """Run MTCNN on every k-th frame of the clip -> ([F, 4] interpolated boxes, [F] detected mask)."""
+    """Track faces over every k-th frame of the clip (the tracker scoring uses) -> the largest person's
+    ([F, 4] interpolated boxes, [F] mask of the frames where their own face was found)."""
     wanted = detection_frames(clip.frame_count, every)
     decoded = read_frames(clip, wanted)
-    found: list[Box | None] = []
-    for start in range(0, len(wanted), DETECT_CHUNK):
-        found += detector.detect([decoded[i] for i in wanted[start : start + DETECT_CHUNK]])
+    people = chosen_people(detector.track([decoded[i] for i in wanted]), "largest")
+    found: list[Box | None] = people[0].boxes if people else [None] * len(wanted)
     detected = np.zeros(clip.frame_count, dtype=bool)
     detected[[i for i, b in zip(wanted, found) if b is not None]] = True
     return interpolate_boxes(clip.frame_count, wanted, found), detected
