@@ -5,15 +5,22 @@ from __future__ import annotations
 
 import json
 import shutil
+import signal
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import av
 import numpy as np
 import pytest
+import typer
 from conftest import write_video
 
 from edge_emotion import LABELS
 from edge_emotion.backends import open_backend
+from edge_emotion.cli import app
+from edge_emotion.cli.boundary import EXIT_USAGE, run
 from edge_emotion.config import PreprocessConfig
 from edge_emotion.errors import EdgeEmotionError
 from edge_emotion.io.decode import open_clip
@@ -172,10 +179,11 @@ def test_a_partly_written_file_is_scored_again_without_duplicates(silent_recordi
     lines = reference.splitlines(keepends=True)
     out.write_text("".join(lines[:5]) + lines[5][:40])  # killed while writing b_talk's windows: 3 of 7 and a torn line
     summary = score_timelines(folder, fresh_checkpoint, out, options)
-    assert out.read_text() == reference
+    assert_same_rows(out.read_text(), reference)
     assert (summary.skipped, summary.scored, summary.rows) == (1, 2, 10)
     again = score_timelines(folder, fresh_checkpoint, out, options)
-    assert (again.skipped, again.scored) == (3, 0) and out.read_text() == reference
+    assert (again.skipped, again.scored) == (3, 0)
+    assert_same_rows(out.read_text(), reference)
 
 
 def test_resuming_with_another_grid_is_refused(silent_recording, fresh_checkpoint, tmp_path):
@@ -197,3 +205,78 @@ def test_the_pool_streams_parts_and_a_death_mid_file_still_ends_the_file(tmp_pat
     assert before == [("part 0", False), ("part 1", False)][: len(before)] and "worker died (exit code 3)" in cause and last
     assert by_file[2] == [(f"part {k}", k == 3) for k in range(4)]  # 1.6 s in all, never 1 s without a part
     assert by_file[3] == [("part 0", True)]
+
+
+# ----------------------------------------------------------------------------- the command line
+
+CLI = str(Path(sys.executable).with_name("edge-emotion"))
+
+
+def _cli(args, capsys):
+    code = run(typer.main.get_command(app), [str(a) for a in args])
+    return code, capsys.readouterr()
+
+
+def test_a_hop_off_the_grid_is_a_bad_option_naming_both_lengths(silent_recording, fresh_checkpoint, tmp_path, capsys):
+    out = tmp_path / "rows.csv"
+    code, captured = _cli(["score", silent_recording, "-m", fresh_checkpoint, "-o", out, "--window", "1", "--hop", "0.3", "-q"], capsys)
+    errors = [line for line in captured.err.splitlines() if line.startswith("error: ")]
+    assert code == EXIT_USAGE and len(errors) == 1 and "Traceback" not in captured.err, captured.err
+    assert "--hop" in errors[0] and "hop 0.3 s is not a multiple of the segment length 0.25 s" in errors[0]
+    assert not out.exists()  # refused before a results file was opened
+    code, captured = _cli(["score", silent_recording, "-m", fresh_checkpoint, "-o", out, "--window", "1", "--executor", "ray"], capsys)
+    assert code == EXIT_USAGE and "--executor local only" in captured.err
+
+
+def test_score_window_then_plot(silent_recording, hap_clip_path, fresh_checkpoint, tmp_path, capsys):
+    folder = _folder(tmp_path, silent_recording, hap_clip_path)
+    out, png = tmp_path / "rows.csv", tmp_path / "timeline.png"
+    code, captured = _cli(["score", folder, "-m", fresh_checkpoint, "-o", out, "--window", "1", "--hop", "0.5", "-w", "0", "-q"], capsys)
+    assert code == 0, captured.err
+    said = " ".join(captured.out.split())  # rich wraps lines at the console's width
+    assert "10 rows (3 scored now, 0 already there)" in said and "failed 1: not a readable video container" in said
+    code, captured = _cli(["plot", out, "-o", png], capsys)
+    assert code == 0 and "2 panel(s)" in captured.out and png.exists(), captured.err  # the broken file has no panel
+
+
+def _kill_after(cmd: list[str], seconds: float, out: Path | None = None) -> None:
+    """Run cmd; SIGKILL it after `seconds`, or (with `out`) as soon as `out` holds a whole row."""
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + seconds
+    while proc.poll() is None and time.monotonic() < deadline and not (out and out.exists() and "\n" in out.read_text()):
+        time.sleep(0.01)
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGKILL)
+    proc.wait()
+
+
+def assert_same_rows(got: str, want: str) -> None:
+    """The same rows in the same order; probabilities to 1e-5 (another batch composition may move the 6th decimal)."""
+    got_rows, want_rows = ([json.loads(line) for line in text.splitlines()] for text in (got, want))
+    exact = ("path", "person", "window", "n_windows", "t_start", "t_end", "status", "faceless", "silent", "error")
+    assert [[r[k] for k in exact] for r in got_rows] == [[r[k] for k in exact] for r in want_rows]
+    for g, w in zip(got_rows, want_rows):
+        if w["probabilities"]:
+            np.testing.assert_allclose(list(g["probabilities"].values()), list(w["probabilities"].values()), atol=1e-5)
+
+
+@pytest.mark.slow
+def test_score_window_killed_and_resumed_equals_one_run(face_frames, hap_clip_path, fresh_checkpoint, tmp_path):
+    """SIGKILL mid-recording (as soon as the first file's rows are written) and at random points: the resumed
+    file equals an uninterrupted run's, row for row: no window twice, none missing."""
+    folder = tmp_path / "videos"
+    folder.mkdir()
+    shutil.copy(hap_clip_path, folder / "a_clip.flv")
+    write_lossless(folder / "b_long.mkv", *recording(face_frames, 24.0, noise(24.0)))
+    write_lossless(folder / "c_talk.mkv", *recording(face_frames, 4.0))
+    reference = tmp_path / "reference.jsonl"
+    score_timelines(folder, fresh_checkpoint, reference, ScoreOptions(workers=0, window=1.0, hop=0.5, batch_size=16))
+    want = reference.read_text()
+    out = tmp_path / "killed.jsonl"
+    cmd = [CLI, "score", str(folder), "-m", str(fresh_checkpoint), "-o", str(out), "--window", "1", "--hop", "0.5", "-w", "1", "-b", "16", "-q"]
+    _kill_after(cmd, 120.0, out)  # a_clip's 2 rows are there: b_long (96 segments) is being scored
+    assert 0 < out.read_text().count("\n") < want.count("\n")
+    for delay in np.random.default_rng(3).uniform(2.0, 8.0, size=2):
+        _kill_after(cmd, float(delay))
+    assert subprocess.run(cmd, capture_output=True).returncode == 0
+    assert_same_rows(out.read_text(), want)

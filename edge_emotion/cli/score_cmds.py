@@ -106,8 +106,12 @@ def score(
         Optional[str], typer.Option("--address", help="With --executor ray: join this cluster (host:port of `ray start --head`, or auto) instead of starting a local instance.")
     ] = None,
     engine: EngineAlias = None,
+    window: Annotated[
+        Optional[float], typer.Option("--window", min=0.001, help="Seconds per window: one row per (file, person, window), each segment scored once (default: N x 0.25 s, as stream).")
+    ] = None,
+    hop: Annotated[Optional[float], typer.Option("--hop", min=0.001, help="Seconds between windows, a multiple of window / N (default: the multiple nearest 0.5 s).")] = None,
 ) -> None:
-    """Score every video under FOLDER into one row per clip; a rerun resumes where the last one stopped."""
+    """Score every video under FOLDER into one row per clip (or per window); a rerun resumes where the last one stopped."""
     from edge_emotion import LABELS
     from edge_emotion.io.scan import Shard, normalise_extensions
     from edge_emotion.run.row_formats import format_for
@@ -120,11 +124,11 @@ def score(
     try:
         options = ScoreOptions(
             backend=backend, device=device, batch_size=batch_size, workers=1 if workers is None else workers,
-            extensions=normalise_extensions(_split(extensions)), shard=Shard.parse(shard), timeout=timeout,
+            extensions=normalise_extensions(_split(extensions)), shard=Shard.parse(shard), timeout=timeout, window=window, hop=hop,
         )
     except ValueError as exc:
         raise typer.BadParameter(str(exc)) from exc
-    run = _scorer(executor, address, workers, engine)
+    run = _scorer(executor, address, workers, engine, timeline=window is not None or hop is not None)
     if not folder.exists() and not folder.is_symlink():
         raise typer.BadParameter(f"{folder}: no such file or folder", param_hint="FOLDER")
     paths.video_source(folder, "FOLDER", options.extensions)  # an empty folder is a wrong path, not 0 rows
@@ -132,8 +136,12 @@ def score(
     paths.output_file(output, "--output")
     paths.device_name(device)
     progress = None if quiet else _CliProgress(Console(stderr=True))
+    from edge_emotion.run.timeline import GridError
+
     try:
         summary = run(folder, model, output, options, progress)
+    except GridError as exc:  # the hop is checked against the model's N once the model is open
+        raise typer.BadParameter(str(exc), param_hint="--hop") from exc
     except KeyboardInterrupt:
         typer.secho(f"\ninterrupted: the rows in {output} are complete; run the same command again to resume", err=True)
         raise typer.Exit(130) from None
@@ -143,9 +151,15 @@ def score(
     _print_summary(summary, output)
 
 
-def _scorer(executor: str, address: str | None, workers: int | None, engine: str | None) -> Any:
-    """score_folder, or its Ray Data twin with the cluster options bound (same arguments, same rows)."""
+def _scorer(executor: str, address: str | None, workers: int | None, engine: str | None, timeline: bool = False) -> Any:
+    """score_folder, score_timelines (--window/--hop), or score_folder's Ray Data twin with the cluster options bound."""
     options = ray_options(executor, address, workers, engine)
+    if timeline:
+        if options is not None:
+            raise typer.BadParameter("windows (--window/--hop) are scored by --executor local only", param_hint="--window")
+        from edge_emotion.run.timeline_score import score_timelines
+
+        return score_timelines
     if options is None:
         from edge_emotion.run.score import score_folder
 
