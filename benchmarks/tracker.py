@@ -11,6 +11,8 @@ On the CREMA-D fixture clips at N planned frames (test mode), one process, ONNX 
 - the tracker's CPU ms per frame: frames where the full cascade ran vs frames where the face was followed;
 - IoU per planned frame against facenet-pytorch's MTCNN run on every planned frame at full resolution with
   the same smallest face (mean, min), for the tracker and for the old way (needs facenet-pytorch);
+- for comparison, the classic follower the tracker does not use: ONet alone on the previous box (squared),
+  the full cascade again only where ONet's face probability falls below its 0.7 threshold;
 - the same on an HD frame sequence: a fixture clip's face pasted, small, into 1920x1080 frames.
 
 CPU time (process_time) rather than wall time, so a busy machine inflates the figures less; still, record
@@ -33,6 +35,8 @@ import numpy as np
 from PIL import Image
 
 from edge_emotion.config import FaceParams, PreprocessConfig
+from edge_emotion.detector import cascade
+from edge_emotion.detector.mtcnn import CascadeSettings, Mtcnn
 from edge_emotion.io.decode import open_clip, read_frames
 from edge_emotion.preprocess.faces import FaceDetector, box_iou, crop_face, fill_missing, normalise_faces
 from edge_emotion.preprocess.people import chosen_people
@@ -89,6 +93,26 @@ def tracked_faces(detector: FaceDetector, frames: list[np.ndarray], per_frame: d
     return boxes
 
 
+def onet_alone(mtcnn: Mtcnn, frames: list[np.ndarray], params: FaceParams) -> list:
+    """The classic follower: the full cascade on the first frame, then ONet on the previous box made square."""
+    boxes: list = []
+    previous = None
+    for frame in frames:
+        if previous is not None:
+            square = cascade.to_square(previous[None])  # [1, 5]
+            y0, y1, x0, x1 = cascade.crop_bounds(square, *frame.shape[:2])
+            table = cascade.Table.of(frame[None], (y0, y1), (x0, x1))
+            crop, _ = cascade.crop_candidates(table, np.zeros(1, np.int64), square, 48)
+            regression, _, probability = mtcnn.onet(crop)
+            previous = cascade.apply_offsets(square, regression, plus_one=True)[0] if probability[0, 1] > 0.7 else None
+        if previous is None:
+            found = mtcnn.detect(frame[None])[0]
+            previous = found[0] if len(found) else None
+        boxes.append(None if previous is None else tuple(float(v) for v in previous[:4]))
+    crops(frames, boxes, params)
+    return boxes
+
+
 def cpu_ms(fn, repeats: int) -> float:
     fn()  # warm-up
     times = []
@@ -133,6 +157,7 @@ def main() -> None:
     params = FaceParams()
     old = FaceDetector(FaceParams(detect_max_side=320, detect_every=1), threads=1)
     new = FaceDetector(params, threads=1)
+    mtcnn = Mtcnn.open(CascadeSettings(min_face=params.min_face_size), threads=1)
     sequences = {name: planned_frames(FIXTURES / name, args.n) for name in CLIPS}
     sequences["HD 1920x1080, face ~58 px"] = hd_frames(sequences[CLIPS[0]])
     results = {}
@@ -145,23 +170,30 @@ def main() -> None:
             "faces_ms_per_clip": {
                 "old (every frame, 320 px)": round(cpu_ms(lambda f=frames: old_faces(old, f), args.repeats), 1),
                 "tracker": round(cpu_ms(lambda f=frames: tracked_faces(new, f), args.repeats), 1),
+                "ONet alone (not used)": round(cpu_ms(lambda f=frames: onet_alone(mtcnn, f, params), args.repeats), 1),
             },
             "tracker_ms_per_frame": {k: round(statistics.median(v), 2) if v else None for k, v in per_frame.items()},
             "frames_detected": len(per_frame["detect"]) // args.repeats,
         }
         if reference:
-            row["iou_vs_facenet"] = {"tracker": agreement(tracked, reference), "old": agreement(old_faces(old, frames), reference)}
+            row["iou_vs_facenet"] = {
+                "tracker": agreement(tracked, reference),
+                "old": agreement(old_faces(old, frames), reference),
+                "ONet alone (not used)": agreement(onet_alone(mtcnn, frames, params), reference),
+            }
         results[name] = row
         print(json.dumps({name: row}), flush=True)
-    print("\n| sequence | faces ms/clip old | faces ms/clip tracker | detect ms/frame | follow ms/frame | IoU tracker mean/min | IoU old mean/min |")
+    print("\n| sequence | faces ms/clip: old / tracker / ONet alone | tracker detect ms/frame | tracker follow ms/frame "
+          "| IoU mean/min: tracker | old | ONet alone |")
     print("|---|---|---|---|---|---|---|")
     for name, row in results.items():
         iou = row.get("iou_vs_facenet", {})
         fmt = lambda a: f"{a['mean_iou']} / {a['min_iou']}" if a else "n/a"  # noqa: E731
+        ms = row["faces_ms_per_clip"]
         print(
-            f"| {name} | {row['faces_ms_per_clip']['old (every frame, 320 px)']} | {row['faces_ms_per_clip']['tracker']} "
+            f"| {name} | {' / '.join(str(v) for v in ms.values())} "
             f"| {row['tracker_ms_per_frame']['detect']} | {row['tracker_ms_per_frame']['follow']} "
-            f"| {fmt(iou.get('tracker'))} | {fmt(iou.get('old'))} |"
+            f"| {fmt(iou.get('tracker'))} | {fmt(iou.get('old'))} | {fmt(iou.get('ONet alone (not used)'))} |"
         )
 
 

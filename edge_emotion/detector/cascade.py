@@ -15,6 +15,7 @@ ones the whole image gives; only the table (the cost that grows with the pixels)
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
 import numpy as np
@@ -97,18 +98,19 @@ def area_bounds(start: np.ndarray, length: np.ndarray, size: int) -> tuple[np.nd
 
 
 def window_means(sat: np.ndarray, image: np.ndarray, rows: tuple[np.ndarray, np.ndarray], cols: tuple[np.ndarray, np.ndarray]) -> np.ndarray:
-    """Mean of each window: sat [F, H+1, W+1, 3], image [K], rows/cols ([K, h], [K, h]) -> [K, h, w, 3] float32.
+    """Mean of each window: sat [F, H+1, W+1, 3], image [K], rows/cols ([K, h], [K, w]) -> [K, h, w, 3] float32.
 
-    The four corners are gathered through one flat index per pixel (3 channels at a time), which is
-    about twice as fast as numpy's multi-axis fancy indexing.
+    Separable, one candidate at a time: the h row bands of the table over the candidate's own columns
+    (contiguous slices), then w column differences of that small array. 1.2-1.6x faster than gathering
+    four corners per output pixel through flat indices, for 6 to 200 candidates.
     """
     (r0, r1), (c0, c1) = rows, cols
-    f, hp, wp, c = sat.shape
-    flat = sat.reshape(f * hp * wp, c)
-    base = (image * (hp * wp))[:, None, None]
-    y0, y1 = (r0 * wp)[:, :, None] + base, (r1 * wp)[:, :, None] + base
-    x0, x1 = c0[:, None, :], c1[:, None, :]
-    total = flat[y1 + x1] - flat[y0 + x1] - flat[y1 + x0] + flat[y0 + x0]  # [K, h, w, 3], exact in uint32
+    total = np.empty((len(image), r0.shape[1], c0.shape[1], sat.shape[3]), np.uint32)  # [K, h, w, 3]
+    for k in range(len(image)):
+        left, right = c0[k, 0], c1[k, -1] + 1
+        table = sat[image[k], :, left:right]  # [H+1, columns, 3]
+        band = table[r1[k]] - table[r0[k]]  # [h, columns, 3]: each output row's band, cumulative along x
+        total[k] = band[:, c1[k] - left] - band[:, c0[k] - left]  # exact in uint32
     area = ((r1 - r0)[:, :, None] * (c1 - c0)[:, None, :]).astype(np.float32)[..., None]  # [K, h, w, 1]
     return total.astype(np.float32) / area
 
@@ -118,8 +120,11 @@ def net_input(means: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(((means - PIXEL_MEAN) * PIXEL_SCALE).transpose(0, 3, 1, 2))
 
 
+@functools.lru_cache(maxsize=256)
 def level_bounds(height: int, width: int, scale: float) -> tuple[tuple[np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray]]:
-    """Source windows of every row and column of one pyramid level: ((r0, r1), (c0, c1)), each [h] or [w]."""
+    """Source windows of every row and column of one pyramid level: ((r0, r1), (c0, c1)), each [h] or [w].
+
+    Cached: every frame of a video asks for the same levels (callers must not write into the arrays)."""
     h, w = pyramid_size(height, width, scale)
     (r0, r1), (c0, c1) = (
         (lo[0], hi[0]) for lo, hi in (area_bounds(np.zeros(1, np.int64), np.array([n]), m) for n, m in ((height, h), (width, w)))

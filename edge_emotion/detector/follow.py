@@ -1,14 +1,19 @@
 """Follow known faces to the next frame with MTCNN's own cascade, restricted to each face's neighbourhood.
 
-Why not ONet alone on the previous box (the classic tracker): MTCNN's box is the best-scoring of several
-ONet outputs, each from a candidate the pyramid's grid proposed, so it jumps by IoU ~0.9 from frame to frame
-even on a still face; ONet on the previous box follows its own fixed point instead and agrees with per-frame
-MTCNN only at IoU 0.91-0.94 (benchmarks/tracker.py). Running the cascade on the pyramid levels whose 12 px
-window covers faces of 0.4-2.5x the previous box's side, over a region around it, proposes the same
-candidates near the face as the whole frame does, so the followed box is the one per-frame detection
-would give (the same box on every frame of the fixture clips and of HD scenes with 45-80 px faces; with
-0.5-2x, faces of ~2 x min_face_size lost the smallest level and 10 of 72 boxes moved), for less: a summed-area
-table of the region, not the frame, and a dozen candidates instead of every face-like patch in the picture.
+Why not ONet alone on the previous box (the classic tracker, 4x cheaper): MTCNN's box is the best-scoring
+of several ONet outputs, each from a candidate the pyramid's grid proposed, so it jumps by IoU ~0.9 from
+frame to frame even on a still face; ONet on the previous box follows its own fixed point instead and
+agrees with per-frame MTCNN only at IoU 0.92 mean, 0.84-0.89 min (benchmarks/tracker.py), no better than
+detecting at 320 px. Running the cascade on the pyramid levels whose 12 px window covers faces of 0.4-2.5x
+the previous box's side, over a region around it, proposes the same candidates near the face as the whole
+frame does, so the followed box is the one per-frame detection gives (on every frame of the fixture clips
+and of HD scenes with 45-80 px faces; with 0.5-2x, faces of ~2 x min_face_size lost the smallest level and
+10 of 72 boxes moved). Capping the candidates (RNet's best 8, ONet's best 4) moved a third of the boxes.
+
+What it saves is the frame: a summed-area table of the region and PNet on a few level windows instead of the
+whole pyramid. On an HD frame with a small face that is ~5 % of a full detection; on a CREMA-D frame, where
+the face is a third of the picture, ~60 %: the ~15 RNet and ~5 ONet candidates near the face are most of
+the cost either way.
 
 The cells of a level inside the region are exactly the whole level's: the region starts on an even cell
 (PNet's stride) and has an even number of cells unless it ends where the level ends (PNet's ceil-mode pool).
