@@ -53,3 +53,17 @@ def test_every_given_option_reaches_the_command():
     }
     assert CliRunner().invoke(tiny, ["command"]).exit_code == 0
     assert seen[1] == (0, RecipeOptions())  # nothing given: the recipe "paper", every override None
+
+
+def test_the_cli_accepts_exactly_the_words_the_build_side_knows():
+    """cli/recipe.py checks --recipe/--optimizer/--schedule/--modality while parsing (torch-free); the words must be
+    the ones TrainConfig and RECIPES use, or a valid value would be refused (or a bad one reach the build side)."""
+    from edge_emotion.build.train import config as build
+    from edge_emotion.cli import recipe
+
+    assert set(recipe.RECIPES) == set(build.RECIPES)
+    assert set(recipe.OPTIMIZERS) == {r["optimizer"] for r in build.RECIPES.values()}
+    assert set(recipe.SCHEDULES) >= {r["schedule"] for r in build.RECIPES.values()} | {"constant"}
+    for schedule in recipe.SCHEDULES:
+        build.learning_rate(build.recipe_config("paper", schedule=schedule), 0, 0, 10)  # each one is known
+    assert set(recipe.MODALITIES) == {"both", "audio", "video"}

@@ -20,30 +20,52 @@ import typer
 PARAMETER = "training"
 
 
+#: the words the string options accept (build/train/config.py's RECIPES and TrainConfig; a test keeps them equal):
+#: checked while parsing, so a typo is a usage error (exit 2) before torch loads, not a ValueError mid-setup
+RECIPES = ("paper", "modern")
+OPTIMIZERS = ("sgd", "adamw")
+SCHEDULES = ("paper", "cosine", "constant")
+MODALITIES = ("both", "audio", "video")
+
+
+def one_of(choices: tuple[str, ...]) -> Callable[[str | None], str | None]:
+    """A Typer callback that refuses a value outside `choices`, naming them (None: not given, passes)."""
+
+    def check(value: str | None) -> str | None:
+        if value is not None and value not in choices:
+            raise typer.BadParameter(f"{value!r} is not one of {', '.join(choices)}")
+        return value
+
+    return check
+
+
 @dataclass(frozen=True)
 class RecipeOptions:
     """The training options of `train` and `cv`: the recipe, and the TrainConfig fields a command line may override."""
 
     recipe: Annotated[
         str,
-        typer.Option(help="paper (SGD 0.9, lr 1e-3 /10 every 50 steps per epoch) or modern (AdamW + warm-up + cosine)."),
+        typer.Option(
+            help="paper (SGD 0.9, lr 1e-3 /10 every 50 steps per epoch) or modern (AdamW + warm-up + cosine).",
+            callback=one_of(RECIPES),
+        ),
     ] = "paper"
     n_segments: Annotated[int | None, typer.Option("--n-segments", "-n", min=1, help="Segments per clip N [10].")] = None
     epochs: Annotated[int | None, typer.Option(min=1, help="Epochs [10].")] = None
     batch_size: Annotated[
         int | None, typer.Option("--batch-size", min=1, help="Global batch size, split over torchrun ranks [16].")
     ] = None
-    optimizer: Annotated[str | None, typer.Option(help="sgd or adamw [from the recipe].")] = None
+    optimizer: Annotated[str | None, typer.Option(help="sgd or adamw [from the recipe].", callback=one_of(OPTIMIZERS))] = None
     lr: Annotated[float | None, typer.Option(help="Base learning rate [1e-3].")] = None
     momentum: Annotated[float | None, typer.Option(help="SGD momentum [0.9].")] = None
     weight_decay: Annotated[float | None, typer.Option(help="Weight decay [paper 0, modern 0.05].")] = None
-    schedule: Annotated[str | None, typer.Option(help="paper, cosine or constant [from the recipe].")] = None
+    schedule: Annotated[str | None, typer.Option(help="paper, cosine or constant [from the recipe].", callback=one_of(SCHEDULES))] = None
     step_size: Annotated[int | None, typer.Option(help="paper schedule: steps between lr divisions [50].")] = None
     gamma: Annotated[float | None, typer.Option(help="paper schedule: lr factor at each division [0.1].")] = None
     warmup_fraction: Annotated[
         float | None, typer.Option(help="cosine schedule: share of the steps spent warming up [0.05].")
     ] = None
-    modality: Annotated[str | None, typer.Option(help="both, audio or video (ablation) [both].")] = None
+    modality: Annotated[str | None, typer.Option(help="both, audio or video (ablation) [both].", callback=one_of(MODALITIES))] = None
     n_folds: Annotated[int | None, typer.Option(min=2, help="Actor-disjoint folds [10].")] = None
     folds_seed: Annotated[int | None, typer.Option(help="Seed of the actor-to-fold assignment [0].")] = None
     seed: Annotated[int | None, typer.Option(help="Seed of initialisation, clip order and frame sampling [0].")] = None
