@@ -68,7 +68,7 @@ def prepare(
         Path, typer.Option("--output", "-o", help="Cache folder to write (resumable: done clips are skipped).")
     ],
     detect_every: Annotated[
-        int, typer.Option(min=1, help="Run MTCNN on every k-th frame, interpolate the boxes between.")
+        int, typer.Option(min=1, help="Track faces on every k-th frame of each clip, interpolate the boxes between.")
     ] = defaults.DETECT_EVERY,
     workers: Annotated[
         int | None,
@@ -78,14 +78,14 @@ def prepare(
         ),
     ] = None,
     min_face_size: Annotated[
-        int, typer.Option(min=1, help="MTCNN's smallest face, in pixels of the (downscaled) detection image.")
+        int, typer.Option(min=1, help="MTCNN's smallest face, in pixels of the source frame (of the detection image if --detect-max-side).")
     ] = defaults.MIN_FACE_SIZE,
     detect_max_side: Annotated[
         int,
         typer.Option(
             min=0,
-            help="Downscale frames to this longest side before MTCNN (0: never). Travels with the model: "
-            "scoring detects the same way. 240 scores CREMA-D about 25 % faster than 320 (box IoU 0.93 vs full).",
+            help="Downscale frames to this longest side before MTCNN (0: never, the default: small faces in HD "
+            "frames are found). Travels with the model: scoring detects the same way.",
         ),
     ] = defaults.DETECT_MAX_SIDE,
     detect_every_planned: Annotated[
@@ -94,8 +94,8 @@ def prepare(
             "--detect-every-planned",
             "--detect-stride",
             min=1,
-            help="Scoring with this model runs MTCNN on every k-th of the N planned frames, the nearest box for "
-            "the others (2 halves MTCNN's cost). Travels with the model; training uses the cache's boxes.",
+            help="The full MTCNN cascade runs on every k-th planned frame (and whenever a face is lost); faces "
+            "are followed between. Travels with the model; training uses the cache's boxes.",
         ),
     ] = defaults.DETECT_EVERY_PLANNED,
     executor: Annotated[
