@@ -90,3 +90,47 @@ def test_audio_only_file_is_refused(tmp_path):
     write_audio_only(path)
     with pytest.raises(VideoError, match="no video stream"):
         open_clip(path)
+
+
+def _frames_for(clip):
+    return [0, 7, 20, clip.frame_count - 1, clip.frame_count + 4]  # the last asks past the end: a stand-in
+
+
+@pytest.fixture(scope="module")
+def h264_with_b_frames(tmp_path_factory):
+    """H.264 (libx264 reorders frames: B-frames) with AAC audio: display order differs from decode order."""
+    rng = np.random.default_rng(0)
+    frames = np.repeat(rng.integers(0, 256, (30, 1, 1, 3), dtype=np.uint8), 48, 1).repeat(64, 2)  # [30, 48, 64, 3]
+    return write_video(tmp_path_factory.mktemp("h264") / "b.mp4", frames, fps=10, audio=tone(3.0), codec="libx264")
+
+
+@pytest.mark.parametrize("which", ["flv", "h264"])
+@pytest.mark.parametrize("keep_bytes", [None, 1])  # 1 byte: the packets are dropped, the video read from the file again
+def test_open_clip_frames_equals_open_clip_then_read_frames(which, keep_bytes, hap_clip_path, h264_with_b_frames, monkeypatch):
+    import edge_emotion.io.decode as decode
+
+    path = hap_clip_path if which == "flv" else h264_with_b_frames
+    clip = open_clip(path)
+    want = read_frames(clip, _frames_for(clip))
+    if keep_bytes is not None:
+        monkeypatch.setattr(decode, "KEEP_PACKET_BYTES", keep_bytes)
+    opened, converted = [], []
+    real_open, real_upright = decode.av.open, decode._upright
+    monkeypatch.setattr(decode.av, "open", lambda *a, **k: opened.append(a[0]) or real_open(*a, **k))
+    monkeypatch.setattr(decode, "_upright", lambda frame: converted.append(frame) or real_upright(frame))
+    got_clip, got = decode.open_clip_frames(path, _frames_for)
+    assert (got_clip.frame_count, got_clip.fps, got_clip.width, got_clip.height) == (clip.frame_count, clip.fps, clip.width, clip.height)
+    assert np.array_equal(got_clip.waveform, clip.waveform)
+    assert sorted(got) == sorted(want) and all(np.array_equal(got[i], want[i]) for i in want)
+    assert len(opened) == (1 if keep_bytes is None else 2)  # once; twice only for a file past the packet budget
+    assert len(converted) == 4  # only the planned frames that exist are converted (the stand-in is one of them)
+
+
+def test_read_frames_converts_only_wanted_frames(hap_clip_path, monkeypatch):
+    import edge_emotion.io.decode as decode
+
+    converted = []
+    real = decode._upright
+    monkeypatch.setattr(decode, "_upright", lambda frame: converted.append(frame) or real(frame))
+    read_frames(open_clip(hap_clip_path), [5, 9])
+    assert len(converted) == 2  # not frame 0: it is converted only when a truncated file needs a stand-in

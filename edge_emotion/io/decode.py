@@ -1,8 +1,12 @@
 """Decode a video file into a Clip: stream facts, the mono waveform, and frames on demand.
 
-Two passes keep memory bounded for long videos: `open_clip` demuxes every packet
-(counting video frames without decoding them) and decodes only the audio;
-`read_frames` decodes the video again and keeps just the frames asked for.
+`open_clip` demuxes every packet (counting video frames without decoding them) and
+decodes only the audio; `read_frames` decodes the video and keeps just the frames asked
+for (training reads frames this way, clip by clip). Scoring uses `open_clip_frames`: the
+same two steps on one open container, the video decoded from the packets the first
+step kept (up to KEEP_PACKET_BYTES of them, so a long file never sits in memory: beyond
+that the video is read again from the file). Either way only the frames asked for are
+converted to RGB, and the numbers are the same.
 """
 
 from __future__ import annotations
@@ -10,7 +14,7 @@ from __future__ import annotations
 import errno
 import os
 import stat
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -24,6 +28,9 @@ DEFAULT_SAMPLE_RATE = defaults.SAMPLE_RATE
 # What PyAV raises on corrupt input: FFmpeg errors, and (seen in fuzzing) IndexError when a
 # damaged FLV announces a stream mid-file.
 DECODE_ERRORS = (av.FFmpegError, OSError, ValueError, RuntimeError, IndexError, KeyError, EOFError)
+# Compressed video kept from the demuxing pass for decoding without a second open: a CREMA-D clip is ~100 KB,
+# a minute of 1080p H.264 ~20 MB. Beyond this the packets are dropped and the frames read from the file again.
+KEEP_PACKET_BYTES = 64 << 20
 
 
 @dataclass(frozen=True)
@@ -110,23 +117,62 @@ def open_clip(path: str | Path, sample_rate: int = DEFAULT_SAMPLE_RATE) -> Clip:
     path = Path(path)
     container = _open_container(path)
     try:
-        if not container.streams.video and not container.streams.audio:
-            raise VideoError(path, "no audio or video stream (empty or zero-duration file)")
-        if not container.streams.video:
-            raise VideoError(path, "no video stream")
-        if not container.streams.audio:
-            raise VideoError(path, "no audio stream")
-        video, audio = container.streams.video[0], container.streams.audio[0]
-        fps = _fps(video)
-        if fps <= 0:
-            raise VideoError(path, "video stream has no frame rate")
-        frame_count = 0
-        audio_frames: list[av.AudioFrame] = []
+        return _demux(container, path, sample_rate, keep_bytes=0)[0]
+    finally:
+        container.close()
+
+
+def open_clip_frames(
+    path: str | Path, pick: Callable[[Clip], Iterable[int]], sample_rate: int = DEFAULT_SAMPLE_RATE
+) -> tuple[Clip, dict[int, np.ndarray]]:
+    """`open_clip`, then `read_frames(clip, pick(clip))`, opening the file once (scoring's per-clip decode).
+
+    `pick` chooses the frames from the clip's facts (the segment plan needs the frame count, known only after
+    the demuxing pass). The same Clip and the same frames as the two calls, and the same errors.
+    """
+    path = Path(path)
+    container = _open_container(path)
+    try:
+        clip, packets = _demux(container, path, sample_rate, keep_bytes=KEEP_PACKET_BYTES)
+        wanted = sorted(set(int(i) for i in pick(clip)))
+        if packets is None or not wanted:
+            frames = None
+        else:
+            frames = _pick_frames(_decode_packets(container.streams.video[0], packets), wanted, path)
+    finally:
+        container.close()
+    return clip, read_frames(clip, wanted) if frames is None else frames
+
+
+def _demux(
+    container: av.container.InputContainer, path: Path, sample_rate: int, keep_bytes: int
+) -> tuple[Clip, list[av.Packet] | None]:
+    """One pass over the packets: count the video frames, decode the audio, keep the video packets while they
+    total at most `keep_bytes` (None once they do not: the caller reads the video from the file)."""
+    if not container.streams.video and not container.streams.audio:
+        raise VideoError(path, "no audio or video stream (empty or zero-duration file)")
+    if not container.streams.video:
+        raise VideoError(path, "no video stream")
+    if not container.streams.audio:
+        raise VideoError(path, "no audio stream")
+    video, audio = container.streams.video[0], container.streams.audio[0]
+    fps = _fps(video)
+    if fps <= 0:
+        raise VideoError(path, "video stream has no frame rate")
+    frame_count, kept_bytes = 0, 0
+    packets: list[av.Packet] | None = [] if keep_bytes > 0 else None
+    audio_frames: list[av.AudioFrame] = []
+    try:
         for packet in container.demux(video, audio):
             if packet.size == 0:
                 continue
             if packet.stream is video:
                 frame_count += 1
+                if packets is not None:
+                    kept_bytes += packet.size
+                    packets.append(packet)
+                    if kept_bytes > keep_bytes:
+                        packets = None
             else:
                 audio_frames.extend(packet.decode())
         waveform = _resample_audio(audio_frames, sample_rate)
@@ -135,13 +181,18 @@ def open_clip(path: str | Path, sample_rate: int = DEFAULT_SAMPLE_RATE) -> Clip:
         raise
     except DECODE_ERRORS as exc:
         raise VideoError(path, f"corrupt or truncated stream ({_reason(exc)})") from exc
-    finally:
-        container.close()
     if frame_count == 0:
         raise VideoError(path, "video stream holds no frames (zero duration)")
     if width <= 0 or height <= 0:
         raise VideoError(path, f"invalid frame size {width}x{height}")
-    return Clip(path, fps, frame_count, width, height, waveform, sample_rate)
+    return Clip(path, fps, frame_count, width, height, waveform, sample_rate), packets
+
+
+def _decode_packets(video: av.video.stream.VideoStream, packets: Iterable[av.Packet]) -> Iterator[av.VideoFrame]:
+    """The frames of kept video packets, in display order, the decoder flushed at the end (as container.decode)."""
+    for packet in packets:
+        yield from video.decode(packet)
+    yield from video.decode(None)
 
 
 def _upright(frame: av.VideoFrame) -> np.ndarray:
@@ -160,27 +211,36 @@ def read_frames(clip: Clip, indices: Iterable[int]) -> dict[int, np.ndarray]:
     wanted = sorted(set(int(i) for i in indices))
     if not wanted:
         return {}
-    frames: dict[int, np.ndarray] = {}
-    last: np.ndarray | None = None
     container = _open_container(clip.path)
     try:
-        for i, frame in enumerate(container.decode(video=0)):
-            if i > wanted[-1]:
-                break
-            if i in wanted or i == 0:
-                last = _upright(frame)
-                if i in wanted:
-                    frames[i] = last
-    except DECODE_ERRORS as exc:
-        if last is None:
-            raise VideoError(clip.path, f"video frames do not decode ({_reason(exc)})") from exc
+        return _pick_frames(container.decode(video=0), wanted, clip.path)
     finally:
         container.close()
-    if last is None:
-        raise VideoError(clip.path, "video frames do not decode")
-    decoded = sorted(frames)
-    for i in wanted:
-        if i not in frames:
-            earlier = [j for j in decoded if j < i]
-            frames[i] = frames[earlier[-1]] if earlier else last
+
+
+def _pick_frames(decoded: Iterator[av.VideoFrame], wanted: list[int], path: Path) -> dict[int, np.ndarray]:
+    """Convert the `wanted` (sorted) frames of a decoding; stop after the last one.
+
+    A wanted frame the decoding never reached (a truncated file) gets the newest wanted frame that did decode,
+    else the first frame: only then is the first frame converted too.
+    """
+    frames: dict[int, np.ndarray] = {}
+    first: av.VideoFrame | None = None
+    want = set(wanted)
+    try:
+        for i, frame in enumerate(decoded):
+            if i > wanted[-1]:
+                break
+            first = frame if i == 0 else first
+            if i in want:
+                frames[i] = _upright(frame)
+    except DECODE_ERRORS as exc:
+        if first is None:
+            raise VideoError(path, f"video frames do not decode ({_reason(exc)})") from exc
+    if first is None:
+        raise VideoError(path, "video frames do not decode")
+    missing = [i for i in wanted if i not in frames]
+    if missing:
+        stand_in = frames[max(frames)] if frames else _upright(first)  # decoding stopped before every missing one
+        frames.update(dict.fromkeys(missing, stand_in))
     return frames
