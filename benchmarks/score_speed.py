@@ -1,0 +1,110 @@
+"""`score` of CREMA-D clips as a device runs it (the runtime-only venv, the real CLI), against the fer peer, in one run.
+
+    python benchmarks/score_speed.py --model n10.onnx --venv /work/rtvenv [--peer /tmp/fervenv] [--repeats 3]
+        [--json out.json]
+
+Per repeat, interleaved (so a drift in the machine's load touches every row alike):
+- `score SMALL --workers 2` and `score LARGE --workers 2` (6 and 66 copies of the fixture clips): the steady rate is
+  the marginal one, (media of LARGE - media of SMALL) / (wall of LARGE - wall of SMALL), which takes start-up (imports,
+  sessions, worker spawn, the first batch) out;
+- a plain `score FOLDER` of 60 clips with default options, cold (a fresh process): what a user sees;
+- the fer peer (benchmarks/peer_fer.py in its own venv: face only, N = 10, steady and cold), when --peer is given.
+Reports medians over the repeats and the ratios the issues set targets for.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import statistics
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+FIXTURES = sorted((ROOT / "tests" / "fixtures").glob("*.flv"))
+
+
+def media_seconds(venv: Path) -> dict[str, float]:
+    """The fixtures' durations as the runtime's decoder reads them (what `score` counts as real time)."""
+    code = "import sys, json; from edge_emotion.io.decode import open_clip; " \
+           "print(json.dumps({p: open_clip(p).duration for p in sys.argv[1:]}))"
+    done = subprocess.run([str(venv / "bin" / "python"), "-c", code, *map(str, FIXTURES)], capture_output=True,
+                          text=True, check=True)
+    return {Path(k).name: v for k, v in json.loads(done.stdout).items()}
+
+
+def folder(root: Path, count: int, durations: dict[str, float]) -> tuple[Path, float]:
+    """`count` copies of the fixtures (alternating) in a fresh folder, and their summed duration."""
+    out = root / f"clips{count}"
+    out.mkdir()
+    media = 0.0
+    for i in range(count):
+        source = FIXTURES[i % len(FIXTURES)]
+        shutil.copy(source, out / f"{i:03d}_{source.name}")
+        media += durations[source.name]
+    return out, media
+
+
+def timed(command: list[str], env: dict[str, str]) -> float:
+    start = time.perf_counter()
+    subprocess.run(command, check=True, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    return time.perf_counter() - start
+
+
+def score_wall(venv: Path, model: Path, clips: Path, out: Path, extra: list[str]) -> float:
+    out.unlink(missing_ok=True)
+    command = [str(venv / "bin" / "edge-emotion"), "score", str(clips), "-m", str(model), "-o", str(out), "-q", *extra]
+    return timed(command, {**os.environ})
+
+
+def peer(peer_venv: Path, clips: int) -> dict[str, float]:
+    done = subprocess.run([str(peer_venv / "bin" / "python"), str(ROOT / "benchmarks" / "peer_fer.py"), "--clips",
+                           str(clips)], capture_output=True, text=True, check=True)
+    return json.loads(done.stdout[done.stdout.index("{"):])
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--model", type=Path, required=True)
+    parser.add_argument("--venv", type=Path, required=True, help="a runtime-only venv (pip install .)")
+    parser.add_argument("--peer", type=Path, help="the fer peer's venv (see benchmarks/peer_fer.py)")
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--small", type=int, default=6)
+    parser.add_argument("--large", type=int, default=66)
+    parser.add_argument("--cold", type=int, default=60)
+    parser.add_argument("--json", type=Path)
+    args = parser.parse_args()
+    load_before = os.getloadavg()[0]
+    durations = media_seconds(args.venv)
+    rows: dict[str, list[float]] = {"steady_x": [], "cold_default_x": [], "peer_steady_x": [], "peer_cold_x": []}
+    with tempfile.TemporaryDirectory() as tmp:
+        root = Path(tmp)
+        small, small_media = folder(root, args.small, durations)
+        large, large_media = folder(root, args.large, durations)
+        cold, cold_media = folder(root, args.cold, durations)
+        for _ in range(args.repeats):
+            t_small = score_wall(args.venv, args.model, small, root / "s.csv", ["--workers", "2"])
+            t_large = score_wall(args.venv, args.model, large, root / "l.csv", ["--workers", "2"])
+            rows["steady_x"].append((large_media - small_media) / (t_large - t_small))
+            rows["cold_default_x"].append(cold_media / score_wall(args.venv, args.model, cold, root / "c.csv", []))
+            if args.peer:
+                result = peer(args.peer, args.cold)
+                rows["peer_steady_x"].append(result["steady_times_real_time"])
+                rows["peer_cold_x"].append(result["media_s"] / result["cold_wall_s_without_interpreter_start"])
+    medians = {k: round(statistics.median(v), 2) for k, v in rows.items() if v}
+    if args.peer:
+        medians["steady_vs_peer_steady"] = round(medians["steady_x"] / medians["peer_steady_x"], 2)
+        medians["cold_default_vs_peer_steady"] = round(medians["cold_default_x"] / medians["peer_steady_x"], 2)
+    report = {"runs": {k: [round(x, 2) for x in v] for k, v in rows.items() if v}, "medians": medians,
+              "load_before": load_before}
+    print(json.dumps(report, indent=1))
+    if args.json:
+        args.json.write_text(json.dumps(report, indent=1) + "\n")
+
+
+if __name__ == "__main__":
+    main()
