@@ -33,3 +33,21 @@ def _run(path: Path, index: int) -> ClipInputs:
     if name.startswith("crash"):
         os._exit(3)
     return ClipInputs(index, str(path), error=f"scripted {name}")
+
+
+@dataclass(frozen=True)
+class BlasThreadsJob:
+    """Reports, as each file's error text, how many threads numpy's BLAS runs in the worker (threadpoolctl)."""
+
+    def setup(self, threads: int) -> FileFn[ClipInputs]:
+        return _blas_threads
+
+    def failed(self, index: int, path: Path, cause: str) -> ClipInputs:
+        return ClipInputs(index, str(path), error=cause)
+
+
+def _blas_threads(path: Path, index: int) -> ClipInputs:
+    from threadpoolctl import threadpool_info
+
+    counts = sorted({pool["num_threads"] for pool in threadpool_info() if pool["user_api"] == "blas"})
+    return ClipInputs(index, str(path), error=f"blas threads {counts}")

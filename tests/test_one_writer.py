@@ -21,7 +21,7 @@ from edge_emotion import LABELS
 from edge_emotion.io.atomic import FileLockedError, lock_path
 from edge_emotion.run.clip_inputs import ClipInputs
 from edge_emotion.run.results_file import ResultsFile
-from edge_emotion.run.rows import FileKey, build_row
+from edge_emotion.run.rows import FileKey, build_rows
 from edge_emotion.run.score import ScoreOptions, score_folder
 
 
@@ -56,7 +56,7 @@ def test_a_second_score_on_the_same_output_is_refused_and_a_killed_holder_never_
 
 def _row(i: int) -> dict:
     key = FileKey(f"/v/{i}.mp4", 10 + i, 5)
-    return build_row(ClipInputs(i, key.path, error="not a readable video container"), None, LABELS, key)
+    return build_rows(ClipInputs(i, key.path, error="not a readable video container"), None, LABELS, key)[0]
 
 
 def test_a_results_file_keeps_its_mode_through_a_resume(tmp_path):

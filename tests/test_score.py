@@ -10,19 +10,21 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
 from conftest import tone, write_video
 
 from edge_emotion import LABELS
+from edge_emotion.config import PreprocessConfig
 from edge_emotion.errors import EdgeEmotionError
 from edge_emotion.io.scan import Shard, find_videos, select_shard, shard_of
 from edge_emotion.run.clip_inputs import ClipInputs
 from edge_emotion.run.pool import WorkerPool
 from edge_emotion.run.results_file import ResultsFile
 from edge_emotion.run.row_formats import CsvFormat
-from edge_emotion.run.rows import FileKey, build_row
+from edge_emotion.run.rows import FileKey, build_rows
 from edge_emotion.run.score import ScoreOptions, SegmentBatcher, plan_folder, score_folder
 
 N = 4  # fresh_checkpoint's segments
@@ -167,6 +169,8 @@ def test_worker_pool_does_not_restart_a_worker_without_work_left():
 class _EchoBackend:
     """Fake backend: records call sizes; segment s gets a distinct probability row derived from its input."""
 
+    contract = SimpleNamespace(preprocess=PreprocessConfig())
+
     def __init__(self) -> None:
         self.calls: list[int] = []
 
@@ -176,42 +180,47 @@ class _EchoBackend:
         return np.stack([np.full(6, v) for v in first]).astype(np.float32)
 
 
-def _clip(index: int, n: int) -> ClipInputs:
+def _clip(index: int, n: int, people: int = 1) -> ClipInputs:
+    """A clip of `people` people whose segment k of person p carries index * 100 + p * 10 + k in its face."""
     from edge_emotion.preprocess.plan import Segment
     from edge_emotion.preprocess.segments import SegmentInputs
 
-    faces = np.zeros((n, 3, 224, 224), np.float32)
-    faces[:, 0, 0, 0] = index * 100 + np.arange(n)
-    inputs = SegmentInputs(faces, np.zeros((n, 1, 192, 120), np.float32), [Segment(k, k / 10) for k in range(n)], [None] * n, [False] * n, 0, 0)
+    inputs = []
+    for person in range(people):
+        faces = np.zeros((n, 3, 224, 224), np.float32)
+        faces[:, 0, 0, 0] = index * 100 + person * 10 + np.arange(n)
+        segments = [Segment(k, k / 10) for k in range(n)]
+        inputs.append(SegmentInputs(faces, np.zeros((n, 1, 192, 120), np.float32), segments, [None] * n, [False] * n, 0, 0, person, people))
     return ClipInputs(index, f"clip{index}", inputs, fps=10.0, duration=1.0)
 
 
-def test_batcher_runs_exact_batches_across_clips_and_reassembles_each_clip():
+def test_batcher_runs_exact_batches_across_clips_and_people_and_reassembles_each_clip():
     backend = _EchoBackend()
     batcher = SegmentBatcher(backend, batch_size=6)
     done = []
     for i in range(5):
-        done += batcher.add(_clip(i, 4))
+        done += batcher.add(_clip(i, 4, people=1 + i % 3))  # 1, 2, 3, 1, 2 people: 36 segments
     done += batcher.flush()
-    assert backend.calls == [6, 6, 6, 2]  # 20 segments of 5 clips
+    assert backend.calls == [6] * 6  # exact batches, people of one clip and clips split across calls
     assert [d.clip.index for d in done] == list(range(5))
     for d in done:
-        np.testing.assert_array_equal(d.probs[:, 0], d.clip.index * 100 + np.arange(4))
+        assert d.probs.shape == (1 + d.clip.index % 3, 4, 6)  # [P, N, K]
+        for person, probs in enumerate(d.probs):
+            np.testing.assert_array_equal(probs[:, 0], d.clip.index * 100 + person * 10 + np.arange(4))
 
 
 def test_the_timeline_gives_each_segment_its_own_box_and_detection():
     clip = _clip(0, 3)
-    assert clip.inputs is not None
-    clip.inputs.boxes = [(1.0, 2.0, 3.0, 4.0), None, (5.04, 6.0, 7.0, 8.0)]
-    clip.inputs.detected = [True, False, True]
-    row = build_row(clip, np.full((3, 6), 1 / 6, np.float32), LABELS, FileKey("/v/0.mp4", 1, 1))
+    clip.people[0].boxes = [(1.0, 2.0, 3.0, 4.0), None, (5.04, 6.0, 7.0, 8.0)]
+    clip.people[0].detected = [True, False, True]
+    (row,) = build_rows(clip, np.full((1, 3, 6), 1 / 6, np.float32), LABELS, FileKey("/v/0.mp4", 1, 1))
     assert [s["box"] for s in row["timeline"]] == [[1.0, 2.0, 3.0, 4.0], None, [5.0, 6.0, 7.0, 8.0]]
     assert [s["detected"] for s in row["timeline"]] == [True, False, True]
 
 
 def test_results_file_truncates_a_partial_line_and_drops_stale_rows(tmp_path):
     out = tmp_path / "r.csv"
-    rows = [build_row(_clip(i, 2), np.full((2, 6), 1 / 6, np.float32), LABELS, FileKey(f"/v/{i}.mp4", 10 + i, 5)) for i in range(3)]
+    rows = [build_rows(_clip(i, 2), np.full((1, 2, 6), 1 / 6, np.float32), LABELS, FileKey(f"/v/{i}.mp4", 10 + i, 5))[0] for i in range(3)]
     with ResultsFile(out, LABELS) as results:
         for row in rows:
             results.write(row)

@@ -207,7 +207,8 @@ def test_file_windows_equal_predict_on_the_same_frames(file_run, recording, back
     for k, event in enumerate(events):
         assert event["t_start"] == pytest.approx(0.5 * k, abs=1e-3)
         assert event["t_end"] - event["t_start"] == pytest.approx(F / FPS, abs=2e-3)
-        assert set(event) == {"t_start", "t_end", "label", "probabilities", "latency_ms", "dropped_frames", "faceless", "silent"}
+        assert set(event) == {"t_start", "t_end", "person", "label", "probabilities", "latency_ms", "dropped_frames", "faceless", "silent"}
+        assert event["person"] == 0  # the one actor, the same number in every window
         want = predict_window(recording, round(event["t_start"] * FPS), event["t_start"], backend, face_detector, tmp_path)
         assert event["label"] == want["label"] and (event["faceless"], event["silent"]) == (want["faceless"], want["silent"])
         np.testing.assert_allclose(probs(event), probs(want), atol=5e-3)  # the sound's sub-sample phase differs

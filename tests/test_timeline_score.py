@@ -85,18 +85,18 @@ def test_parts_equal_the_whole_file_decoded_at_once(face_frames, face_detector, 
     parts = list(recording_parts(path, 7, CONFIG, 1.0, 0.5, face_detector, part_size=5))
     facts = probe(path)
     timeline = plan_timeline(make_grid(4, 1.0, 0.5, facts.fps), facts.frame_count)
-    assert [(p.index, p.first, len(p.inputs.segments), p.last) for p in parts] == [(7, 0, 5, False), (7, 5, 5, False), (7, 10, 5, False), (7, 15, 1, True)]
+    assert [(p.index, p.first, len(p.people[0].segments), p.last) for p in parts] == [(7, 0, 5, False), (7, 5, 5, False), (7, 10, 5, False), (7, 15, 1, True)]
     whole = extract(open_clip(path), timeline.segments, CONFIG, detector=face_detector)
-    assert np.array_equal(np.concatenate([p.inputs.faces for p in parts]), whole.faces)
-    assert np.array_equal(np.concatenate([p.inputs.spectrograms for p in parts]), whole.spectrograms)
-    assert [b for p in parts for b in p.inputs.boxes] == whole.boxes
+    assert np.array_equal(np.concatenate([p.people[0].faces for p in parts]), whole.faces)
+    assert np.array_equal(np.concatenate([p.people[0].spectrograms for p in parts]), whole.spectrograms)
+    assert [b for p in parts for b in p.people[0].boxes] == whole.boxes
     assert not np.concatenate([p.silent_flags for p in parts]).any()
 
 
 def test_a_broken_file_ends_in_one_error_part(face_detector, tmp_path):
     (tmp_path / "bad.mp4").write_text("not a video\n")
     (parts,) = list(recording_parts(tmp_path / "bad.mp4", 3, CONFIG, 1.0, 0.5, face_detector))
-    assert parts.index == 3 and parts.inputs is None and "not a readable video container" in parts.error
+    assert parts.index == 3 and not parts.people and "not a readable video container" in parts.error
 
 
 @pytest.fixture(scope="module")
@@ -129,13 +129,13 @@ def test_audio_is_aligned_with_the_recording_where_windows_do_not_cross_the_cut(
     frames, audio = recording(face_frames, 6.0, noise(6.0, seed=1))
     path = write_lossless(tmp_path / "talk.mkv", frames, audio)
     parts = list(recording_parts(path, 0, CONFIG, 4.0, 1.0, face_detector))  # L = 1 s: windows at 0, 1, 2 s
-    specs = np.concatenate([p.inputs.spectrograms for p in parts])  # [6, 1, 192, 120] grid segments 0-5
+    specs = np.concatenate([p.people[0].spectrograms for p in parts])  # [6, 1, 192, 120] grid segments 0-5
     cut = load_clip_inputs(write_lossless(tmp_path / "cut.mkv", frames[20:100], audio[16000:80000]), CONFIG, face_detector)
-    assert [s.frame for s in cut.inputs.segments] == [10, 30, 50, 70]  # grid segments 1-4, shifted by 20 frames
+    assert [s.frame for s in cut.people[0].segments] == [10, 30, 50, 70]  # grid segments 1-4, shifted by 20 frames
     inside = [1, 2]  # centres 1.0 and 2.0 s into the cut: [0.36, 1.64] and [1.36, 2.64] lie within its 4 s
-    np.testing.assert_allclose(specs[[2, 3]], cut.inputs.spectrograms[inside], atol=1e-5)
+    np.testing.assert_allclose(specs[[2, 3]], cut.people[0].spectrograms[inside], atol=1e-5)
     for edge in (0, 3):  # centre 0.5 s: the window starts 0.14 s before the cut; centre 3.5 s: ends 0.14 s after it
-        assert np.abs(specs[1 + edge] - cut.inputs.spectrograms[edge]).max() > 0.1
+        assert np.abs(specs[1 + edge] - cut.people[0].spectrograms[edge]).max() > 0.1
 
 
 def test_a_file_shorter_than_a_window_is_one_window_with_predicts_numbers(hap_clip_path, fresh_checkpoint, face_detector, tmp_path):

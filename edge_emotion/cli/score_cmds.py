@@ -30,6 +30,7 @@ from rich.text import Text
 from edge_emotion import defaults
 from edge_emotion.cli import paths  # light: no torch, no av
 from edge_emotion.cli.executor import EngineAlias, ray_options
+from edge_emotion.cli.faces import DetectorOption, FacesOption, detector_dir, which_faces
 from edge_emotion.io.scan import DEFAULT_EXTENSIONS  # light: no torch, no av
 
 ModelOption = Annotated[Path, typer.Option("--model", "-m", help="Artifact: checkpoint (.pt), ONNX (.onnx) or TensorRT engine (.engine).")]
@@ -94,8 +95,8 @@ def score(
     batch_size: Annotated[int, typer.Option("--batch-size", "-b", min=1, help="Segments per backend call (across clips).")] = defaults.BATCH_SIZE,
     workers: Annotated[
         Optional[int],
-        typer.Option("--workers", "-w", min=0, help="Preprocessing processes [1]; 0 = in this process, no timeout. "
-                     "With --executor ray: the most preprocessing actors [the cluster's CPUs less the backend's]."),
+        typer.Option("--workers", "-w", min=0, help="Preprocessing processes [the cores this process may use]; 0 = in this process, "
+                     "no timeout. With --executor ray: the most preprocessing actors [the cluster's CPUs less the backend's]."),
     ] = None,
     extensions: Annotated[str, typer.Option("--extensions", help="Comma-separated video extensions to look for.")] = ",".join(DEFAULT_EXTENSIONS),
     shard: Annotated[str, typer.Option("--shard", help="i/n: score only shard i (0-based) of n; the n shards cover the folder.")] = "0/1",
@@ -110,25 +111,32 @@ def score(
         Optional[float], typer.Option("--window", min=0.001, help="Seconds per window: one row per (file, person, window), each segment scored once (default: N x 0.25 s, as stream).")
     ] = None,
     hop: Annotated[Optional[float], typer.Option("--hop", min=0.001, help="Seconds between windows, a multiple of window / N (default: the multiple nearest 0.5 s).")] = None,
+    faces: FacesOption = "largest",
+    detector: DetectorOption = None,
 ) -> None:
-    """Score every video under FOLDER into one row per clip (or per window); a rerun resumes where the last one stopped."""
+    """Score every video under FOLDER into one row per clip and person (or per window); a rerun resumes where the last one stopped."""
     from edge_emotion import LABELS
     from edge_emotion.io.scan import Shard, normalise_extensions
     from edge_emotion.run.row_formats import format_for
     from edge_emotion.run.score import ScoreOptions
+    from edge_emotion.run.threads import usable_cores
 
     try:
         format_for(output, LABELS)
     except ValueError as exc:
         raise typer.BadParameter(str(exc), param_hint="--output") from exc
+    timeline = window is not None or hop is not None
+    if timeline and which_faces(faces) == "all":
+        raise typer.BadParameter("windows (--window/--hop) score the largest person only", param_hint="--faces")
     try:
         options = ScoreOptions(
-            backend=backend, device=device, batch_size=batch_size, workers=1 if workers is None else workers,
+            backend=backend, device=device, batch_size=batch_size, workers=usable_cores() if workers is None else workers,
             extensions=normalise_extensions(_split(extensions)), shard=Shard.parse(shard), timeout=timeout, window=window, hop=hop,
+            faces=which_faces(faces), detector=detector_dir(detector),
         )
     except ValueError as exc:
         raise typer.BadParameter(str(exc)) from exc
-    run = _scorer(executor, address, workers, engine, timeline=window is not None or hop is not None)
+    run = _scorer(executor, address, workers, engine, timeline)
     if not folder.exists() and not folder.is_symlink():
         raise typer.BadParameter(f"{folder}: no such file or folder", param_hint="FOLDER")
     paths.video_source(folder, "FOLDER", options.extensions)  # an empty folder is a wrong path, not 0 rows
@@ -193,34 +201,42 @@ def predict(
     backend: BackendOption = None,
     device: DeviceOption = "auto",
     timeline: Annotated[bool, typer.Option("--timeline", help="Also print the per-segment probabilities (emotion over time).")] = False,
-    as_json: Annotated[bool, typer.Option("--json", help="Print the row as JSON (the same as score's JSONL row).")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the row as JSON (the same as score's JSONL row); with --faces all a JSON list of rows, one per person.")] = False,
+    faces: FacesOption = "largest",
+    detector: DetectorOption = None,
 ) -> None:
-    """Probabilities of one clip: the same numbers `score` writes for it."""
+    """Probabilities of one clip (each person's with --faces all): the same numbers `score` writes for it."""
     from edge_emotion.backends import open_backend
     from edge_emotion.errors import VideoError
-    from edge_emotion.run.score import predict_clip
+    from edge_emotion.run.clip_inputs import FaceSetup
+    from edge_emotion.run.score import predict_people
 
+    which = which_faces(faces)
+    nets = detector_dir(detector)
     paths.artifact(model, "--model")
     paths.device_name(device)
     with open_backend(model, backend, device) as runner:
-        row = predict_clip(video, runner)
-    if row["status"] == "error":
-        raise VideoError(video, row["error"])
+        found = FaceSetup(nets=nets).detector(runner.contract.preprocess)
+        rows = predict_people(video, runner, found, which)
+    if rows[0]["status"] == "error":
+        raise VideoError(video, rows[0]["error"])
     if as_json:
-        typer.echo(json.dumps(row, ensure_ascii=False, indent=2))
+        typer.echo(json.dumps(rows if which == "all" else rows[0], ensure_ascii=False, indent=2))
         return
     console = _console()
-    console.print(_probability_table(row))
-    console.print(
-        f"{row['n_segments']} segments, {row['faceless']} without a face, {row['silent']} silent, "
-        f"{row['duration_s']} s, status {row['status']}"
-    )
-    if timeline:
-        console.print(_timeline_table(row))
+    for row in rows:
+        console.print(_probability_table(row, person=which == "all"))
+        console.print(
+            f"{row['n_segments']} segments, {row['faceless']} without a face, {row['silent']} silent, "
+            f"{row['duration_s']} s, {row['people']} people seen, status {row['status']}"
+        )
+        if timeline:
+            console.print(_timeline_table(row))
 
 
-def _probability_table(row: dict[str, Any]) -> Table:
-    table = Table(title=f"{Path(row['path']).name}: [bold]{row['label']}[/]")
+def _probability_table(row: dict[str, Any], person: bool = False) -> Table:
+    who = f" person {row['person']}" if person else ""
+    table = Table(title=f"{Path(row['path']).name}{who}: [bold]{row['label']}[/]")
     table.add_column("emotion")
     table.add_column("probability", justify="right")
     table.add_column("")
@@ -259,6 +275,7 @@ def bench(
     max_videos: Annotated[int, typer.Option("--max-videos", min=1, help="Use at most this many videos from --videos.")] = defaults.BENCH_MAX_VIDEOS,
     json_out: Annotated[Optional[Path], typer.Option("--json", help="Write the full report as JSON.")] = None,
     plot: Annotated[Optional[Path], typer.Option("--plot", help="Write throughput against batch size as PNG.")] = None,
+    detector: DetectorOption = None,
 ) -> None:
     """Latency (mean, p50-p99) and throughput of backends and precisions, side by side."""
     from edge_emotion.io.atomic import atomic_write_text
@@ -276,6 +293,7 @@ def bench(
     for artifact in model:
         paths.artifact(artifact, "--model")
     paths.device_name(device)
+    nets = detector_dir(detector)
     for out, suffix in ((json_out, ".json"), (plot, ".png")):
         if out is not None:
             paths.output_file(out, "--json" if suffix == ".json" else "--plot", (suffix,))
@@ -284,7 +302,7 @@ def bench(
         targets = plan_targets(model, _split(backends) if backends else None)
     except ValueError as exc:
         raise typer.BadParameter(str(exc)) from exc
-    report = run_bench(targets, sizes, iterations, warmup, device, clips, max_seconds)
+    report = run_bench(targets, sizes, iterations, warmup, device, clips, max_seconds, nets)
     console = _console()
     table, notes = bench_table(report)
     console.print(table)

@@ -25,6 +25,7 @@ from rich.table import Table
 from rich.text import Text
 
 from edge_emotion import defaults  # light: no av, no onnxruntime
+from edge_emotion.cli.faces import DetectorOption, FacesOption, detector_dir, which_faces
 
 
 def _key_values(items: list[str] | None, option: str) -> dict[str, str]:
@@ -64,8 +65,9 @@ def live_view(event: dict[str, Any], source: str) -> Group:
         style = "bold" if label == event["label"] else ""
         table.add_row(label, f"{p:.3f}", "█" * round(30 * p), style=style)
     notes = [f"{event['faceless']} faceless" if event["faceless"] else "", f"{event['silent']} silent" if event["silent"] else ""]
+    who = "" if event.get("person") is None else f"person {event['person']}  "
     head = Text.assemble(
-        (f"{source}  ", "dim"), (f"{event['t_start']:.2f}-{event['t_end']:.2f} s  ", ""), (event["label"], "bold"),
+        (f"{source}  ", "dim"), (f"{event['t_start']:.2f}-{event['t_end']:.2f} s  ", ""), (who, ""), (event["label"], "bold"),
         (f"  latency {event['latency_ms']:.0f} ms  dropped {event['dropped_frames']}", "dim"),
         (("  " + ", ".join(n for n in notes if n)) if any(notes) else "", "yellow"),
     )
@@ -114,8 +116,10 @@ def stream(
     device: Annotated[str, typer.Option("--device", help="Backend device: auto, cpu, cuda, cuda:1 ...")] = "auto",
     summary_json: Annotated[Path | None, typer.Option("--summary", help="Also write the summary as JSON.")] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No live view in the terminal.")] = False,
+    faces: FacesOption = "largest",
+    detector: DetectorOption = None,
 ) -> None:
-    """Emotion of a live stream: every --hop seconds the last --window seconds -> one JSON event line.
+    """Emotion of a live stream: every --hop seconds the last --window seconds -> one JSON event line (one per person with --faces all).
 
     The same plan / faces / spectrogram / backend / consensus as `score`. Ends at the end of the stream, after --timeout seconds without data, at --duration, or on Ctrl-C / SIGTERM (exit status 0, summary printed).
     """
@@ -130,7 +134,10 @@ def stream(
 
     spec = SourceSpec(source, input_format, _key_values(option, "--option"))
     audio_spec = None if audio is None else SourceSpec(audio, audio_format, _key_values(audio_option, "--audio-option"))
-    options = StreamOptions(window=window, hop=hop, realtime=realtime, duration=duration, timeout=timeout, reconnect=reconnect)
+    options = StreamOptions(
+        window=window, hop=hop, realtime=realtime, duration=duration, timeout=timeout, reconnect=reconnect, faces=which_faces(faces)
+    )
+    nets = detector_dir(detector)
     if not model.is_file():
         raise typer.BadParameter(f"{model}: no such file", param_hint="--model")
     err = Console(stderr=True)
@@ -151,7 +158,7 @@ def stream(
             check_options(options, window or default_window(runner.contract.preprocess), spec.is_file or bool(audio_spec and audio_spec.is_file))
         except ValueError as exc:
             raise typer.BadParameter(str(exc)) from exc
-        detector = FaceDetector(runner.contract.preprocess.face)
+        found = FaceDetector(runner.contract.preprocess.face, nets=nets)
         if output is not None:
             writers.append(EventsFile(output))
         if to_stdout:
@@ -161,7 +168,7 @@ def stream(
                 if view is not None:
                     view.start()
                 try:
-                    summary = run_stream(spec, runner, detector, writers, options, audio_spec, stop, on_event, log)
+                    summary = run_stream(spec, runner, found, writers, options, audio_spec, stop, on_event, log)
                 finally:
                     if view is not None:
                         view.stop()

@@ -5,11 +5,11 @@
       --map_batches(PoolStage with InputsJob), CPU actors: each keeps a WorkerPool of one process that
         builds the FaceDetector once and runs load_clip_inputs per file (decode, plan, faces, spectrograms):
         the local path's code, with its per-file timeout and its crash isolation
-      --the compact model inputs (faces [N, 3, 224, 224], spectrograms [N, 1, 192, 120] float32; never
-        decoded frames) through the object store-->
+      --the compact model inputs (per person: faces [N, 224, 224, 3] uint8 crops, spectrograms
+        [N, 1, 192, 120] float32; never decoded frames) through the object store-->
       --map_batches(BackendStage): one actor per GPU (num_gpus=1), else one on a CPU; score_clips over
         the clips of a batch, segments of many clips per backend call
-      --scored clips, their inputs dropped--> driver: build_row, rows in scan order, ResultsFile
+      --scored clips, their inputs dropped--> driver: build_rows, rows in scan order, ResultsFile
 
 Because the driver writes every row itself, in scan order, through the same
 ResultsFile, a killed driver resumes exactly like local `score`, and a results
@@ -50,7 +50,7 @@ from edge_emotion.run.score import (
     model_identity,
     plan_folder,
 )
-from edge_emotion.run.summary import Summary, count_rows
+from edge_emotion.run.summary import Summary
 
 
 @dataclass(frozen=True)
@@ -130,11 +130,8 @@ class BackendStage:
 
 def _without_inputs(scored: ScoredClip) -> ScoredClip:
     """Drop the model inputs (megabytes per clip) before the clip goes back to the driver; rows never read them."""
-    inputs = scored.clip.inputs
-    if inputs is None:
-        return scored
-    empty = dataclasses.replace(inputs, faces=inputs.faces[:0], spectrograms=inputs.spectrograms[:0])
-    return dataclasses.replace(scored, clip=dataclasses.replace(scored.clip, inputs=empty))
+    empty = [dataclasses.replace(p, faces=p.faces[:0], spectrograms=p.spectrograms[:0]) for p in scored.clip.people]
+    return dataclasses.replace(scored, clip=dataclasses.replace(scored.clip, people=empty))
 
 
 def clips_per_call(batch_size: int, n_segments: int) -> int:
@@ -149,7 +146,7 @@ def run_pipeline(
     """Stream scored clips (index = position in `keys`) out of the two actor pools, in completion order."""
     import ray.data
 
-    job = job or InputsJob(facts.contract.preprocess, options.face_device)
+    job = job or InputsJob(facts.contract.preprocess, options.face_setup)
     items = [{"index": i, "path": k.path} for i, k in enumerate(keys)]
     data: ray.data.Dataset = ray.data.from_items(items, override_num_blocks=min(len(items), BLOCKS_PER_ACTOR * plan.preprocess))
     data = data.map_batches(
@@ -189,18 +186,18 @@ def score_folder_ray(
     with ray_session(ray_options.address, ray_options.num_cpus) as resources:
         facts = _remote(describe, model, resources)
         labels = facts.contract.labels
-        with ResultsFile(output, labels, model_identity(artifact, facts)) as results:
+        with ResultsFile(output, labels, model_identity(artifact, facts), options.faces) as results:
             todo = results.pending(keys)
             summary = Summary(skipped=len(keys) - len(todo))
             progress.start(len(todo), summary.skipped)
             if todo:
                 plan = plan_actors(resources, len(todo), ray_options)
                 scored = run_pipeline(todo, model, facts, options, plan)
-                for row in in_order(clip_rows(_unwrapped(scored), todo, labels, summary)):
-                    results.write(row)
-                    progress.advance(row)
-            summary.rows = len(results.rows)
-            summary.labels, summary.statuses, summary.failures = count_rows(results.rows.values())
+                for rows in in_order(clip_rows(_unwrapped(scored), todo, labels, summary)):
+                    results.write_rows(rows)
+                    for row in rows:
+                        progress.advance(row)
+            summary.rows, summary.labels, summary.statuses, summary.failures = results.counts()
     summary.seconds = time.perf_counter() - started
     return summary
 

@@ -35,6 +35,7 @@ from typing import Any, Generic, Protocol, TypeVar
 
 from edge_emotion import defaults
 from edge_emotion.errors import EdgeEmotionError
+from edge_emotion.run.threads import limit_blas_threads, worker_threads
 
 DEFAULT_TIMEOUT_S = defaults.FILE_TIMEOUT_S
 # A worker's setup (import torch or ONNX Runtime, build the face detector) took 2.2-2.6 s here; 120 s is
@@ -85,6 +86,7 @@ def _worker_main(tasks: Connection, results: Connection, job: WorkerJob[Any], th
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle
     parent = os.getppid()
     try:
+        limit_blas_threads()  # the pool shares the cores out by process (run/threads.py)
         run = job.setup(threads)
     except BaseException as exc:  # noqa: BLE001 - reported to the parent, which stops the run
         results.send(("init_error", f"{type(exc).__name__}: {exc}"))
@@ -189,7 +191,7 @@ class WorkerPool(Generic[R]):
         self.setup_timeout = setup_timeout
         self.prefetch = max(1, prefetch)
         self._context = mp.get_context(start_method)
-        self._threads = threads or max(1, (os.cpu_count() or 1) // workers)  # threads per worker, for its setup (e.g. MTCNN's ONNX Runtime sessions)
+        self._threads = threads or worker_threads(workers)  # per worker, for its setup (MTCNN's ONNX Runtime sessions)
         self._size = workers
         self._workers = [self._spawn() for _ in range(workers)]
 

@@ -245,7 +245,7 @@ def recording_parts(
             if part is None:
                 return
             result = _result(path, index, facts, part.first, part.first + len(part.segments) == len(timeline.segments), timings)
-            result.inputs = extract(part.clip, part.segments, config, detector=detector, timings=result.timings, decoded=part.frames)
+            result.people = [extract(part.clip, part.segments, config, detector=detector, timings=result.timings, decoded=part.frames)]
             result.silent_flags = silent_flags(part.clip, part.segments, config.audio)
             timings = {}
             yield result
@@ -269,7 +269,7 @@ def _short_part(
     start = time.perf_counter()
     clip = open_clip(path, config.audio.sample_rate)
     result = _result(path, index, facts, 0, True, {"decode": probe_s + time.perf_counter() - start})
-    result.inputs = extract(clip, timeline.segments, config, detector=detector, timings=result.timings)
+    result.people = [extract(clip, timeline.segments, config, detector=detector, timings=result.timings)]
     result.silent_flags = silent_flags(clip, timeline.segments, config.audio)
     return result
 
@@ -282,9 +282,10 @@ class TimelineJob:
     window_s: float
     hop_s: float
     face_device: str = "cpu"
+    nets: Path | None = None  # a folder of detector nets (score --detector); None: the packaged ONNX
 
     def setup(self, threads: int) -> Callable[[Path, int], Iterator[RecordingPart]]:
-        detector = FaceDetector(self.config.face, device=self.face_device, threads=threads)
+        detector = FaceDetector(self.config.face, device=self.face_device, threads=threads, nets=self.nets)
         return lambda path, index: recording_parts(path, index, self.config, self.window_s, self.hop_s, detector)
 
     def failed(self, index: int, path: Path, cause: str) -> RecordingPart:

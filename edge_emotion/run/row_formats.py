@@ -14,9 +14,12 @@ from pathlib import Path
 
 from edge_emotion.run.rows import Row
 
+PERSON_COLUMNS = ("person", "people")  # since one row per person (--faces): files written before have neither
+
 
 def csv_columns(labels: Sequence[str]) -> list[str]:
-    return ["path", "label", *labels, "n_segments", "faceless", "silent", "duration_s", "status", "error", "size_bytes", "mtime_ns"]
+    return ["path", *PERSON_COLUMNS, "label", *labels, "n_segments", "faceless", "silent", "duration_s", "status", "error",
+            "size_bytes", "mtime_ns"]
 
 
 class CsvFormat:
@@ -49,6 +52,8 @@ class CsvFormat:
         header = next(reader, None)
         if header is None:
             return []
+        if header == [c for c in self.columns if c not in PERSON_COLUMNS]:
+            raise ValueError("it has no person column: it was written by an older edge-emotion, one row per clip")
         if header != self.columns:
             raise ValueError(f"its columns {header} are not this model's {self.columns}")
         return [self._decode(dict(zip(self.columns, cells))) for cells in reader if cells]
@@ -57,6 +62,8 @@ class CsvFormat:
         ok = cells["status"] != "error"
         return {
             "path": cells["path"],
+            "person": int(cells["person"]) if cells["person"] else None,
+            "people": int(cells["people"]) if cells["people"] else None,
             "label": cells["label"] or None,
             "probabilities": {label: float(cells[label]) for label in self.labels} if ok else None,
             "n_segments": int(cells["n_segments"] or 0),

@@ -78,7 +78,8 @@ def _csv_rows(path: Path, text: str) -> list[dict[str, Any]]:
     header = next(csv.reader(io.StringIO(text)), None) or []
     labels = csv_labels(header)
     if labels is None:
-        clip_rows = len(header) > 2 and header == csv_columns(header[2 : header.index("n_segments")] if "n_segments" in header else [])
+        named = "label" in header and "n_segments" in header
+        clip_rows = named and header == csv_columns(header[header.index("label") + 1 : header.index("n_segments")])
         raise EdgeEmotionError(f"{path}: {NO_WINDOWS if clip_rows else 'not window rows of `score --window` (unknown CSV columns)'}")
     try:
         return WindowCsvFormat(labels).read(text)

@@ -81,11 +81,11 @@ class _Assembly:
         self.filled = 0
 
     def add(self, part: RecordingPart, probs: np.ndarray) -> None:
-        assert part.inputs is not None and part.silent_flags is not None
+        assert part.people and part.silent_flags is not None
         span = slice(part.first, part.first + len(probs))
         self.scored.probs[span] = probs  # [C, K]
-        self.scored.boxes[span] = part.inputs.boxes
-        self.scored.detected[span] = part.inputs.detected
+        self.scored.boxes[span] = part.people[0].boxes
+        self.scored.detected[span] = part.people[0].detected
         self.scored.silent[span] = part.silent_flags
         self.filled += len(probs)
 
@@ -111,14 +111,14 @@ def assemble(
             stages[stage] = stages.get(stage, 0.0) + seconds
         if part.index in finished:
             continue
-        if part.inputs is None or item.probs is None or not isinstance(part, RecordingPart):
+        if not part.people or item.probs is None or not isinstance(part, RecordingPart):
             finished.add(part.index)
             building.pop(part.index, None)
             yield part.index, FileTimeline(part.index, error=part.error or "no model inputs")
             continue
         if part.index not in building:
-            building[part.index] = _Assembly(part.index, plan_timeline(grid_for(part.fps), part.frame_count), item.probs.shape[1])
-        building[part.index].add(part, item.probs)
+            building[part.index] = _Assembly(part.index, plan_timeline(grid_for(part.fps), part.frame_count), item.probs.shape[-1])
+        building[part.index].add(part, item.probs[0])  # [C, K]: the part's one person
         if part.last:
             finished.add(part.index)
             yield part.index, building.pop(part.index).result(part.duration or 0.0)
@@ -160,7 +160,7 @@ def score_timelines(
             summary = Summary(skipped=len(keys) - len(todo))
             progress.start(len(todo), summary.skipped)
             if todo:
-                job = TimelineJob(config, window, hop, options.face_device)
+                job = TimelineJob(config, window, hop, options.face_device, options.detector)
                 with open_recordings(job, options.workers, options.timeout) as loader:
                     scored = score_clips(loader.run([Path(k.path) for k in todo]), backend, options.batch_size)
                     files = assemble(scored, lambda fps: make_grid(config.n_segments, window, hop, fps), summary.stages)

@@ -1,8 +1,10 @@
 """Stream events (one JSON line per window), the files they go to, and the run's summary.
 
-An event: t_start, t_end (stream seconds), label, probabilities (one per label),
-latency_ms (wall time from the arrival of the window's last frame or sample to
-the event being written), dropped_frames (cumulative), faceless, silent.
+An event: t_start, t_end (stream seconds), person (the stream's number for the face,
+kept across windows: stream/people.py; null for a window without a face), label,
+probabilities (one per label), latency_ms (wall time from the arrival of the window's
+last frame or sample to the event being written), dropped_frames (cumulative),
+faceless, silent. With --faces all a window has one event per person.
 
 Each line is one write() of a whole line, then fsync (0.2 ms here), so a killed
 run leaves whole lines; a write that fails half way (a full disk) is cut back
@@ -26,7 +28,7 @@ import numpy as np
 from edge_emotion.errors import EdgeEmotionError
 
 Event = dict[str, Any]
-EVENT_FIELDS = ("t_start", "t_end", "label", "probabilities", "latency_ms", "dropped_frames", "faceless", "silent")
+EVENT_FIELDS = ("t_start", "t_end", "person", "label", "probabilities", "latency_ms", "dropped_frames", "faceless", "silent")
 
 
 def encode(event: Event) -> bytes:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from edge_emotion import defaults
+from edge_emotion.preprocess.people import WhichFaces
 
 DEFAULT_HOP_S = defaults.STREAM_HOP_S
 DEFAULT_TIMEOUT_S = defaults.STREAM_TIMEOUT_S
@@ -20,6 +21,7 @@ class StreamOptions:
     duration: float | None = None  # stop after this many stream seconds
     timeout: float = DEFAULT_TIMEOUT_S  # no data for this long: the source stalled or was lost
     reconnect: bool = False  # reopen a lost source instead of ending
+    faces: WhichFaces = "largest"  # one event per window for the largest person, or one per person
 
 
 def check_options(options: StreamOptions, window: float, is_file: bool) -> None:

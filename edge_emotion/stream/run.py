@@ -2,8 +2,8 @@
 
     decode thread(s) --LiveBuffer (bounded)--> WindowScheduler: window k complete? behind? (scheduler.py)
       --window k: Clip of F frames + audio (window.py)
-      --plan_clip (test mode) -> segments.extract (faces, spectrograms) -> score_clips (backend)
-      -> rows.build_row (consensus) (evaluate.py)--> event line, written and flushed
+      --plan_clip (test mode) -> segments.extract_people (faces, spectrograms) -> score_clips (backend)
+      -> rows.build_rows (consensus) (evaluate.py)--> an event line per person, written and flushed
 
 This module wires the pieces: it opens the source(s), starts the decode threads, runs the
 loop and always stops the threads again. The same plan / faces / spectrogram / backend /
@@ -22,6 +22,7 @@ from edge_emotion.stream.buffer import LiveBuffer
 from edge_emotion.stream.evaluate import evaluate_window, warm_up
 from edge_emotion.stream.events import Event, EventWriter, StreamSummary
 from edge_emotion.stream.options import StreamOptions, check_options
+from edge_emotion.stream.people import StreamPeople
 from edge_emotion.stream.scheduler import WindowScheduler
 from edge_emotion.stream.source import Decoder, SourceSpec, StreamClock, open_source, video_fps
 from edge_emotion.stream.window import Schedule, default_window
@@ -78,7 +79,7 @@ def run_stream(
     try:
         for decoder in decoders:
             decoder.start()
-        _evaluate_windows(scheduler, source.url, backend, detector, writers, on_event, summary)
+        _evaluate_windows(scheduler, source.url, backend, detector, writers, on_event, summary, options)
     finally:
         halt.set()
         with buffer.cond:
@@ -100,22 +101,26 @@ def _evaluate_windows(
     writers: Sequence[EventWriter],
     on_event: Callable[[Event], None] | None,
     summary: StreamSummary,
+    options: StreamOptions,
 ) -> None:
-    """The loop: each window the scheduler hands out -> its event, written; until the stream ends."""
+    """The loop: each window the scheduler hands out -> its events (one per person scored), written; until the stream ends."""
+    people = StreamPeople()
     while True:
         due = scheduler.next_window()
         if isinstance(due, str):
             summary.ended = due
             break
         begin = time.perf_counter()
-        event, stages = evaluate_window(due, name, backend, detector, summary.dropped_frames)
-        for writer in writers:
-            writer.write(event)
+        events, stages = evaluate_window(due, name, backend, detector, summary.dropped_frames, options.faces, people)
+        for event in events:
+            for writer in writers:
+                writer.write(event)
         for stage, seconds in stages.items():
             summary.stages[stage] = summary.stages.get(stage, 0.0) + seconds
         summary.processing_s += time.perf_counter() - begin
-        summary.events += 1
-        summary.latencies_ms.append(event["latency_ms"])
+        summary.events += len(events)
+        summary.latencies_ms.extend(event["latency_ms"] for event in events)
         if on_event is not None:
-            on_event(event)
+            for event in events:
+                on_event(event)
     summary.stream_s = scheduler.stream_seconds()

@@ -26,7 +26,6 @@ a decoder that segfaults or hangs costs that clip an error line, not the corpus 
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -37,6 +36,7 @@ from edge_emotion.build.train.crema import ClipItem, Skipped, index_corpus
 from edge_emotion.config import FaceParams
 from edge_emotion.io.atomic import atomic_write_text, exclusive_lock
 from edge_emotion.run.pool import DEFAULT_TIMEOUT_S, WorkerPool
+from edge_emotion.run.threads import usable_cores
 
 if TYPE_CHECKING:
     from edge_emotion.ray.cluster import RayOptions
@@ -146,5 +146,5 @@ def prepare_corpus(
 
 
 def default_workers() -> int:
-    """One worker per core: MTCNN runs single-threaded in each."""
-    return max(1, os.cpu_count() or 1)
+    """One worker per core this process may use (run/threads.py): MTCNN runs single-threaded in each."""
+    return usable_cores()

@@ -78,15 +78,17 @@ def run_bench(
     device: str = "auto",
     videos: Sequence[Path] = (),
     max_seconds: float = 20.0,
+    detector: Path | None = None,
 ) -> BenchReport:
-    """Benchmark every target (see plan_targets); with videos, use their segments as inputs and add the per-stage breakdown."""
+    """Benchmark every target (see plan_targets); with videos, use their segments as inputs and add the per-stage breakdown
+    (faces found with the detector nets in `detector`, default the packaged ONNX)."""
     if not targets:
         raise ValueError("give at least one artifact")
     if not batch_sizes or min(batch_sizes) < 1:
         raise ValueError(f"batch sizes must be >= 1, got {list(batch_sizes)}")
     stages, inputs = None, None
     if videos:
-        stages, inputs = video_inputs(targets, videos, device)
+        stages, inputs = video_inputs(targets, videos, device, detector)
     results = [bench_target(t, batch_sizes, iterations, warmup, device, inputs, max_seconds) for t in targets]
     add_agreement(results)
     rows = [row for target_rows, _ in results for row in target_rows]
