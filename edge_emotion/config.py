@@ -11,6 +11,8 @@ from typing import Any
 
 from edge_emotion import defaults
 
+FOLLOWERS = ("cascade", "onet")  # FaceParams.follow: how a face is followed between full detections
+
 
 @dataclass(frozen=True)
 class FaceParams:
@@ -26,12 +28,20 @@ class FaceParams:
     # (a 55 px face in HD) and moved boxes by IoU 0.92 against full resolution; tracking pays for full resolution.
     detect_max_side: int = defaults.DETECT_MAX_SIDE
     # the full cascade on every k-th planned frame, and whenever a followed face is lost; each face is followed
-    # with the cascade near its last box in between (edge_emotion.detector.tracker)
+    # from its last box in between (edge_emotion.detector.tracker, by `follow`)
     detect_every: int = defaults.DETECT_EVERY_PLANNED
+    # how a face is followed between full detections (edge_emotion.detector.follow): "cascade", MTCNN's own box
+    # (exact, the cascade near the face); "onet", ONet alone near the last box (several times cheaper, IoU ~0.93
+    # against MTCNN's). Artifacts made before the choice existed followed with the cascade
+    follow: str = "cascade"
     # which detector made the boxes: a prepare cache or model made with another one is not mixed with this one's
     detector: str = "mtcnn-onnx-track/2"
     mean: tuple[float, float, float] = (0.5, 0.5, 0.5)  # crop / 255, minus mean, over std
     std: tuple[float, float, float] = (0.5, 0.5, 0.5)
+
+    def __post_init__(self) -> None:
+        if self.follow not in FOLLOWERS:
+            raise ValueError(f"face follow {self.follow!r} is not one of: {', '.join(FOLLOWERS)}")
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

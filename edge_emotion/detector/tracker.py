@@ -5,11 +5,12 @@ near where it was, so the tracker runs the full cascade only
 
 - on the first frame, and while there is no face to follow,
 - on every `detect_every`-th frame, so that people who enter are found,
-- on a frame where following lost a face (the cascade found nothing near it, i.e. no box with ONet's face
-  probability above its threshold), and on the frames after, until the face is found again or dropped
-  (`max_misses` full detections in a row without it),
+- on a frame where following lost a face (no box near it with ONet's face probability above its threshold),
+  and on the frames after, until the face is found again or dropped (`max_misses` full detections in a row
+  without it),
 
-and follows every face with the cascade restricted to its neighbourhood (detector.follow) on the others.
+and follows every face from its last box on the others (detector.follow: the cascade restricted to its
+neighbourhood, MTCNN's own box, or ONet alone, cheaper; TrackerSettings.follow.method).
 A detection continues the track it overlaps most (IoU >= `match_iou`, greedy, best pairs first); one that
 continues none starts a new track. Tracks are numbered 0, 1, 2 ... in order of first appearance (left to
 right among faces first seen on the same frame): the `person` of every face.

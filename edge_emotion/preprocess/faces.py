@@ -18,6 +18,7 @@ from PIL import Image
 
 from edge_emotion.config import FaceParams
 from edge_emotion.deps import require
+from edge_emotion.detector.follow import FollowSettings
 from edge_emotion.detector.tracker import Face, FaceTracker, TrackerSettings
 
 Box = tuple[float, float, float, float]  # x1, y1, x2, y2 in pixels of the full frame
@@ -54,8 +55,9 @@ class FaceDetector:
         return [tuple(float(v) / scale for v in boxes[0, :4]) if len(boxes) else None for boxes in found]
 
     def tracker(self) -> FaceTracker:
-        """A fresh tracker (one per clip or stream window) with this detector's nets and FaceParams.detect_every."""
-        return FaceTracker(self._mtcnn, TrackerSettings(detect_every=max(1, self.params.detect_every)))
+        """A fresh tracker (one per clip or stream window) with this detector's nets, FaceParams.detect_every and .follow."""
+        settings = TrackerSettings(detect_every=max(1, self.params.detect_every), follow=FollowSettings(method=self.params.follow))
+        return FaceTracker(self._mtcnn, settings)
 
     def track(self, frames: Sequence[np.ndarray], tracker: FaceTracker | None = None) -> list[list[Face]]:
         """The faces on each [H, W, 3] uint8 frame, in time order, by person (edge_emotion.detector.tracker), full-frame pixels.
@@ -144,5 +146,5 @@ def normalise_faces(crops: np.ndarray, params: FaceParams) -> np.ndarray:
     for c in range(3):
         scale = np.float32(1.0 / (255.0 * params.std[c]))
         np.multiply(crops[..., c], scale, out=out[:, c])
-        out[:, c] -= np.float32(params.mean[c] / params.std[c])
+        out[:, c] -= np.float32(params.mean[c] / params.std[c]) + 1e-5
     return out
