@@ -1,22 +1,23 @@
 """The faces stage as tracks (issue 23) against per-frame detection at 320 px: CPU time and box agreement.
 
-    OPENBLAS_NUM_THREADS=1 python benchmarks/tracker.py [--repeats 7] [--n 10]
+    OPENBLAS_NUM_THREADS=1 python benchmarks/tracker.py [--repeats 7] [--n 10] [--onet-side 0.975 --onet-spread 0.07]
 
 On the CREMA-D fixture clips at N planned frames (test mode), one process, ONNX Runtime on one thread:
 
 - faces ms per clip (CPU, median of the repeats): the old way (the full cascade on every planned frame,
-  downscaled to 320 px, FaceParams(detect_max_side=320, detect_every=1)) and the tracker (full resolution,
-  the full cascade on the first planned frame, each face followed on the others), both with the 224x224
-  crops and their normalisation, as `segments.extract_people` does them;
-- the tracker's CPU ms per frame: frames where the full cascade ran vs frames where the face was followed;
+  downscaled to 320 px, FaceParams(detect_max_side=320, detect_every=1)) and the tracker in both follow modes
+  (full resolution, the full cascade on the first planned frame, each face followed on the others: by the
+  cascade near it, FaceParams.follow="cascade", or by ONet alone, "onet"), all with the 224x224 crops and
+  their normalisation, as `segments.extract_people` does them;
+- each mode's CPU ms per frame: frames where the full cascade ran vs frames where the face was followed;
 - IoU per planned frame against facenet-pytorch's MTCNN run on every planned frame at full resolution with
-  the same smallest face (mean, min), for the tracker and for the old way (needs facenet-pytorch);
-- for comparison, the classic follower the tracker does not use: ONet alone on the previous box (squared),
-  the full cascade again only where ONet's face probability falls below its 0.7 threshold;
+  the same smallest face (mean, min), for both modes and the old way (needs facenet-pytorch);
 - the same on an HD frame sequence: a fixture clip's face pasted, small, into 1920x1080 frames.
 
-CPU time (process_time) rather than wall time, so a busy machine inflates the figures less; still, record
-figures only from a quiet machine (benchmarks/README.md says how).
+--onet-side / --onet-spread set the "onet" follower's squares (detector.follow.FollowSettings; spread 0 and
+side 1 is ONet on the previous box made square). CPU time (process_time) rather than wall time, so a busy
+machine inflates the figures less; still, record figures only from a quiet machine (benchmarks/README.md
+says how).
 """
 
 from __future__ import annotations
@@ -29,14 +30,16 @@ import argparse
 import json
 import statistics
 import time
+from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 from PIL import Image
 
 from edge_emotion.config import FaceParams, PreprocessConfig
-from edge_emotion.detector import cascade
-from edge_emotion.detector.mtcnn import CascadeSettings, Mtcnn
+from edge_emotion.detector.follow import FollowSettings
+from edge_emotion.detector.tracker import FaceTracker
 from edge_emotion.io.decode import open_clip, read_frames
 from edge_emotion.preprocess.faces import FaceDetector, box_iou, crop_face, fill_missing, normalise_faces
 from edge_emotion.preprocess.people import chosen_people
@@ -77,9 +80,8 @@ def old_faces(detector: FaceDetector, frames: list[np.ndarray]) -> list:
     return boxes
 
 
-def tracked_faces(detector: FaceDetector, frames: list[np.ndarray], per_frame: dict[str, list[float]] | None = None) -> list:
+def tracked_faces(tracker: FaceTracker, frames: list[np.ndarray], params: FaceParams, per_frame: dict[str, list[float]] | None = None) -> list:
     """The faces stage of extract_people: track, take the largest person, crop. per_frame gets CPU ms by kind."""
-    tracker = detector.tracker()
     faces = []
     for frame in frames:
         start = time.process_time()
@@ -89,28 +91,22 @@ def tracked_faces(detector: FaceDetector, frames: list[np.ndarray], per_frame: d
             per_frame[kind].append((time.process_time() - start) * 1000)
     people = chosen_people(faces, "largest")
     boxes = people[0].boxes if people else [None] * len(frames)
-    crops(frames, boxes, detector.params)
-    return boxes
-
-
-def onet_alone(mtcnn: Mtcnn, frames: list[np.ndarray], params: FaceParams) -> list:
-    """The classic follower: the full cascade on the first frame, then ONet on the previous box made square."""
-    boxes: list = []
-    previous = None
-    for frame in frames:
-        if previous is not None:
-            square = cascade.to_square(previous[None])  # [1, 5]
-            y0, y1, x0, x1 = cascade.crop_bounds(square, *frame.shape[:2])
-            table = cascade.Table.of(frame[None], (y0, y1), (x0, x1))
-            crop, _ = cascade.crop_candidates(table, np.zeros(1, np.int64), square, 48)
-            regression, _, probability = mtcnn.onet(crop)
-            previous = cascade.apply_offsets(square, regression, plus_one=True)[0] if probability[0, 1] > 0.7 else None
-        if previous is None:
-            found = mtcnn.detect(frame[None])[0]
-            previous = found[0] if len(found) else None
-        boxes.append(None if previous is None else tuple(float(v) for v in previous[:4]))
     crops(frames, boxes, params)
     return boxes
+
+
+def trackers(params: FaceParams, onet: FollowSettings) -> dict[str, Callable[[], FaceTracker]]:
+    """A fresh tracker per clip for each follow mode, through FaceDetector as scoring makes them; the "onet"
+    one with the given squares (FaceDetector's own when they are the defaults)."""
+    cascade_mode = FaceDetector(replace(params, follow="cascade"), threads=1)
+    onet_mode = FaceDetector(replace(params, follow="onet"), threads=1)
+
+    def onet_tracker() -> FaceTracker:
+        tracker = onet_mode.tracker()
+        tracker.settings = replace(tracker.settings, follow=onet)
+        return tracker
+
+    return {"cascade": cascade_mode.tracker, "onet": onet_tracker}
 
 
 def cpu_ms(fn, repeats: int) -> float:
@@ -153,47 +149,43 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--n", type=int, default=10, help="planned frames per clip (the paper's N)")
     parser.add_argument("--repeats", type=int, default=7)
+    parser.add_argument("--onet-side", type=float, default=FollowSettings.side, help="the onet follower's squares: mean side / the box's")
+    parser.add_argument("--onet-spread", type=float, default=FollowSettings.spread, help="... and their spread (two squares, side -/+ spread)")
     args = parser.parse_args()
     params = FaceParams()
     old = FaceDetector(FaceParams(detect_max_side=320, detect_every=1), threads=1)
-    new = FaceDetector(params, threads=1)
-    mtcnn = Mtcnn.open(CascadeSettings(min_face=params.min_face_size), threads=1)
+    modes = trackers(params, FollowSettings("onet", side=args.onet_side, spread=args.onet_spread))
     sequences = {name: planned_frames(FIXTURES / name, args.n) for name in CLIPS}
     sequences["HD 1920x1080, face ~58 px"] = hd_frames(sequences[CLIPS[0]])
     results = {}
     for name, frames in sequences.items():
-        per_frame: dict[str, list[float]] = {"detect": [], "follow": []}
-        for _ in range(args.repeats):
-            tracked = tracked_faces(new, frames, per_frame)
         reference = facenet_boxes(frames, params.min_face_size)
-        row = {
-            "faces_ms_per_clip": {
-                "old (every frame, 320 px)": round(cpu_ms(lambda f=frames: old_faces(old, f), args.repeats), 1),
-                "tracker": round(cpu_ms(lambda f=frames: tracked_faces(new, f), args.repeats), 1),
-                "ONet alone (not used)": round(cpu_ms(lambda f=frames: onet_alone(mtcnn, f, params), args.repeats), 1),
-            },
-            "tracker_ms_per_frame": {k: round(statistics.median(v), 2) if v else None for k, v in per_frame.items()},
-            "frames_detected": len(per_frame["detect"]) // args.repeats,
-        }
+        row: dict[str, dict] = {"faces_ms_per_clip": {"old (every frame, 320 px)": round(cpu_ms(lambda f=frames: old_faces(old, f), args.repeats), 1)}}
+        row["ms_per_frame"], row["frames_detected"], row["iou_vs_facenet"] = {}, {}, {}
+        for mode, start in modes.items():
+            per_frame: dict[str, list[float]] = {"detect": [], "follow": []}
+            for _ in range(args.repeats):
+                tracked = tracked_faces(start(), frames, params, per_frame)
+            row["faces_ms_per_clip"][mode] = round(cpu_ms(lambda f=frames, s=start: tracked_faces(s(), f, params), args.repeats), 1)
+            row["ms_per_frame"][mode] = {k: round(statistics.median(v), 2) if v else None for k, v in per_frame.items()}
+            row["frames_detected"][mode] = len(per_frame["detect"]) // args.repeats
+            if reference:
+                row["iou_vs_facenet"][mode] = agreement(tracked, reference)
         if reference:
-            row["iou_vs_facenet"] = {
-                "tracker": agreement(tracked, reference),
-                "old": agreement(old_faces(old, frames), reference),
-                "ONet alone (not used)": agreement(onet_alone(mtcnn, frames, params), reference),
-            }
+            row["iou_vs_facenet"]["old"] = agreement(old_faces(old, frames), reference)
         results[name] = row
         print(json.dumps({name: row}), flush=True)
-    print("\n| sequence | faces ms/clip: old / tracker / ONet alone | tracker detect ms/frame | tracker follow ms/frame "
-          "| IoU mean/min: tracker | old | ONet alone |")
+    print("\n| sequence | faces ms/clip: old / cascade / onet | detect ms/frame | follow ms/frame: cascade / onet "
+          "| IoU mean/min: cascade | onet | old |")
     print("|---|---|---|---|---|---|---|")
     for name, row in results.items():
-        iou = row.get("iou_vs_facenet", {})
+        iou = row["iou_vs_facenet"]
         fmt = lambda a: f"{a['mean_iou']} / {a['min_iou']}" if a else "n/a"  # noqa: E731
-        ms = row["faces_ms_per_clip"]
+        per = row["ms_per_frame"]
         print(
-            f"| {name} | {' / '.join(str(v) for v in ms.values())} "
-            f"| {row['tracker_ms_per_frame']['detect']} | {row['tracker_ms_per_frame']['follow']} "
-            f"| {fmt(iou.get('tracker'))} | {fmt(iou.get('old'))} | {fmt(iou.get('ONet alone (not used)'))} |"
+            f"| {name} | {' / '.join(str(v) for v in row['faces_ms_per_clip'].values())} | {per['cascade']['detect']} "
+            f"| {per['cascade']['follow']} / {per['onet']['follow']} "
+            f"| {fmt(iou.get('cascade'))} | {fmt(iou.get('onet'))} | {fmt(iou.get('old'))} |"
         )
 
 
