@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import shutil
@@ -18,7 +19,7 @@ from typer.testing import CliRunner
 
 from edge_emotion import LABELS
 from edge_emotion.build.checkpoint import build_branch, load_checkpoint
-from edge_emotion.build.train.loop import TrainConfig, recipe_config, train
+from edge_emotion.build.train.loop import TrainConfig, build_model, recipe_config, train
 from edge_emotion.build.train.prepare import prepare_corpus
 from edge_emotion.cli import app
 from edge_emotion.config import FaceParams
@@ -48,6 +49,20 @@ def tiny(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
 def _config(recipe: str = "paper", **changes: object) -> TrainConfig:
     options = {"n_segments": 2, "epochs": 2, "batch_size": 4, "n_folds": 3, "fold": 0, "step_size": 2, **changes}
     return recipe_config(recipe, **options)
+
+
+def _assert_trained(run: Path, state: dict) -> None:
+    """The run's losses were finite, and its checkpoint holds finite weights that moved from the seed's initial ones."""
+    losses = [json.loads(line)["loss"] for line in (run / "steps.jsonl").read_text().splitlines()]
+    assert losses and all(np.isfinite(losses)), losses
+    initial = build_model(_config(seed=state["train_config"]["seed"])).branch  # what training started from
+    branch = build_branch(state)
+    for name, start in initial.named_parameters():
+        trained = branch.get_parameter(name)
+        finite, moved = bool(torch.isfinite(trained).all()), not torch.equal(trained, start)
+        assert finite and moved, (name, "finite" if finite else "not finite", "moved" if moved else "unchanged")
+    with torch.no_grad():
+        assert torch.isfinite(branch.eval()(torch.zeros(1, 3, 224, 224), torch.zeros(1, 1, 192, 120))).all()
 
 
 @pytest.mark.parametrize("recipe", ["paper", "modern"])
@@ -81,8 +96,7 @@ def test_run_folder_contents_and_checkpoint(tiny: tuple[Path, Path], tmp_path: P
     assert state["progress"]["finished"] and state["preprocess"]["n_segments"] == 2
     cache_face = json.loads((cache / "cache.json").read_text())["face"]
     assert FaceParams.from_dict(state["preprocess"]["face"]) == FaceParams.from_dict(cache_face)  # crops as the cache
-    branch = build_branch(state)
-    assert branch(torch.zeros(1, 3, 224, 224), torch.zeros(1, 1, 192, 120)).shape == (1, 6)
+    _assert_trained(tmp_path / "run", state)
     with pytest.raises(ValueError, match="already holds a checkpoint"):
         train(data, cache, tmp_path / "run", _config(epochs=1))
     with pytest.raises(ValueError, match="cannot resume with different options"):
@@ -140,7 +154,8 @@ def test_ddp_with_two_cpu_processes_writes_one_checkpoint(tiny: tuple[Path, Path
     steps = [json.loads(line) for line in (run / "steps.jsonl").read_text().splitlines()]
     assert [s["global_step"] for s in steps] == [1, 2, 3]  # 12 clips, global batch 4 = 2 ranks x 2, logged once
     state = load_checkpoint(run / "checkpoint.pt")
-    assert state["progress"]["finished"] and build_branch(state) is not None
+    assert state["progress"]["finished"]
+    _assert_trained(run, state)
 
 
 def test_cv_under_torchrun_trains_each_fold_once_on_both_ranks(tiny: tuple[Path, Path], tmp_path: Path) -> None:
@@ -196,5 +211,10 @@ def test_train_and_cv_commands_write_runs_summary_and_figures(tiny: tuple[Path, 
     assert all(r["human"]["clips"] == 6 for r in summary["runs"])
     for name in ("curves.png", "confusion.png", "accuracy_vs_n.png"):
         assert (out / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    runs = sorted(out.glob("n*/fold*/checkpoint.pt"))
+    assert len(runs) == 4  # N = 1 and 2, folds 0 and 2
+    before = {p: (hashlib.sha256(p.read_bytes()).hexdigest(), p.stat().st_mtime_ns) for p in runs}
     result = runner.invoke(app, args)  # finished runs are read back, not trained again
-    assert result.exit_code == 0 and (out / "n2" / "fold0" / "eval.json").exists()
+    assert result.exit_code == 0, result.output
+    assert {p: (hashlib.sha256(p.read_bytes()).hexdigest(), p.stat().st_mtime_ns) for p in runs} == before
+    assert json.loads((out / "cv.json").read_text()) == summary  # the same summary, from the runs read back
