@@ -235,7 +235,8 @@ def test_detector_folder_from_the_cli(scenes, n10_checkpoint, tmp_path, capsys):
     nets.mkdir()
     for spec in NET_SPECS.values():
         (nets / spec.path.name).write_bytes(spec.path.read_bytes())
-    for command in (["predict", str(video)], ["score", str(video), "-o", str(tmp_path / "r.csv")], ["stream", str(video)]):
+    commands = (["predict", str(video)], ["score", str(video), "-o", str(tmp_path / "r.csv")], ["stream", str(video)], ["bench"])
+    for command in commands:
         (nets / "onet.onnx").rename(nets / "onet.off")
         code = run(cli, [*command, "-m", str(n10_checkpoint), "--detector", str(nets)])
         _one_error_line(code, capsys.readouterr().err, EXIT_USAGE, "--detector", str(nets), "onet.onnx", "not a folder of detector nets")

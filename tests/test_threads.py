@@ -61,3 +61,18 @@ def test_one_blas_thread_in_each_worker_and_in_the_scoring_loop():
     with one_blas_thread():
         assert _blas_threads() == [1]
     assert _blas_threads() == default  # the parent's own count afterwards
+
+
+def test_score_cli_defaults_its_workers_to_the_affinity_count(fresh_checkpoint, hap_clip_path, tmp_path, monkeypatch):
+    import typer
+
+    import edge_emotion.run.score as score
+    from edge_emotion.cli import app
+    from edge_emotion.cli.boundary import run
+    from edge_emotion.run.summary import Summary
+
+    seen: list[ScoreOptions] = []
+    monkeypatch.setattr(score, "score_folder", lambda root, model, out, options, progress: seen.append(options) or Summary())
+    args = ["score", str(hap_clip_path), "-m", str(fresh_checkpoint), "-o", str(tmp_path / "r.csv"), "-q"]
+    assert run(typer.main.get_command(app), args) == 0
+    assert [o.workers for o in seen] == [len(os.sched_getaffinity(0))]
