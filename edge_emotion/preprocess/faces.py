@@ -146,5 +146,5 @@ def normalise_faces(crops: np.ndarray, params: FaceParams) -> np.ndarray:
     for c in range(3):
         scale = np.float32(1.0 / (255.0 * params.std[c]))
         np.multiply(crops[..., c], scale, out=out[:, c])
-        out[:, c] -= np.float32(params.mean[c] / params.std[c]) + 1e-5
+        out[:, c] -= np.float32(params.mean[c] / params.std[c])
     return out
