@@ -97,7 +97,7 @@ def steady_state(checkpoint: Path, clips: list[Path], workers: int, batch_size: 
         "workers": workers,
         "clips": len(scored),
         "errors": sum(s.probs is None for s in scored),
-        "faceless_segments": sum(s.clip.inputs.faceless for s in scored if s.clip.inputs),
+        "faceless_segments": sum(p.faceless for s in scored for p in s.clip.people),
         "media_s": round(media, 3),
         "wall_s": round(wall, 3),
         "startup_s": round(startup, 3),
