@@ -27,7 +27,7 @@ import signal
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from multiprocessing.connection import Connection, wait
 from pathlib import Path
@@ -62,6 +62,7 @@ class FileResult:
 R = TypeVar("R", bound=JobResult)
 R_co = TypeVar("R_co", bound=JobResult, covariant=True)
 FileFn = Callable[[Path, int], R]  # (path, index) -> the job's result for that file; never raises for a bad file
+Task = Any  # what a job's function runs on: a file's path, or any picklable description of work (a chunk of a file)
 
 
 class WorkerJob(Protocol[R_co]):
@@ -71,9 +72,9 @@ class WorkerJob(Protocol[R_co]):
     the parent calls it, so the job decides what such a file's result looks like.
     """
 
-    def setup(self, threads: int) -> Callable[[Path, int], R_co | Iterator[R_co]]: ...
+    def setup(self, threads: int) -> Callable[[Task, int], R_co | Iterator[R_co]]: ...
 
-    def failed(self, index: int, path: Path, cause: str) -> R_co: ...
+    def failed(self, index: int, path: Task, cause: str) -> R_co: ...
 
 
 def _worker_main(tasks: Connection, results: Connection, job: WorkerJob[Any], threads: int, current: Any) -> None:
@@ -145,14 +146,14 @@ class _Worker:
     process: mp.process.BaseProcess
     tasks: Connection  # parent -> worker
     results: Connection  # worker -> parent
-    assigned: deque[tuple[int, Path]] = field(default_factory=deque)  # in the order the worker runs them
+    assigned: deque[tuple[int, Task]] = field(default_factory=deque)  # in the order the worker runs them
     ready: bool = False
     spawned_at: float = field(default_factory=time.monotonic)  # setup must report "ready" within setup_timeout
     started_at: float | None = None  # monotonic time the head of `assigned` started
     current: Any = None  # shared int: index of the file the worker is on; survives the worker's crash
 
 
-def _take_current(worker: _Worker) -> tuple[int, Path]:
+def _take_current(worker: _Worker) -> tuple[int, Task]:
     """Remove and return the task the worker was on when it stopped (its "done" messages may have died with it)."""
     for k, (index, path) in enumerate(worker.assigned):
         if index == worker.current.value:
@@ -210,17 +211,25 @@ class WorkerPool(Generic[R]):
         result_writer.close()
         return _Worker(process, task_writer, result_reader, current=current)
 
-    def run(self, paths: Sequence[Path]) -> Iterator[R]:
+    def run(self, paths: Iterable[Task]) -> Iterator[R]:
         """Yield one result per path (index = position in `paths`), in completion order; a job that returns an
         iterator for a file yields its parts in order, and a file whose worker dies after some parts still gets
-        the job's `failed` result."""
-        todo: deque[tuple[int, Path]] = deque(enumerate(paths))
-        while todo or any(w.assigned for w in self._workers):
+        the job's `failed` result. `paths` is read as workers have room, so a generator may make its tasks then."""
+        source = enumerate(paths)
+        todo: deque[tuple[int, Task]] = deque()
+        while self._top_up(todo, source) or any(w.assigned for w in self._workers):
             self._dispatch(todo)
             yield from self._collect(timeout=0.2)
             yield from self._reap(todo)
 
-    def _dispatch(self, todo: deque[tuple[int, Path]]) -> None:
+    def _top_up(self, todo: deque[tuple[int, Task]], source: Iterator[tuple[int, Task]]) -> bool:
+        """Take tasks from `source` while the workers' queues have room; whether any task is waiting."""
+        room = self._size * self.prefetch - sum(len(w.assigned) for w in self._workers)
+        while len(todo) < room and (task := next(source, None)) is not None:
+            todo.append(task)
+        return bool(todo)
+
+    def _dispatch(self, todo: deque[tuple[int, Task]]) -> None:
         """Hand out tasks one at a time to the least busy worker, up to `prefetch` each.
 
         A worker lost to a timeout or a crash is replaced only when the live ones are full
@@ -232,7 +241,7 @@ class WorkerPool(Generic[R]):
                 return
             self._workers.append(self._spawn())
 
-    def _fill(self, todo: deque[tuple[int, Path]]) -> None:
+    def _fill(self, todo: deque[tuple[int, Task]]) -> None:
         while todo and self._workers:
             worker = min(self._workers, key=lambda w: len(w.assigned))
             if len(worker.assigned) >= self.prefetch:
@@ -273,7 +282,7 @@ class WorkerPool(Generic[R]):
                 if payload is not None:
                     yield payload
 
-    def _reap(self, todo: deque[tuple[int, Path]]) -> Iterator[R]:
+    def _reap(self, todo: deque[tuple[int, Task]]) -> Iterator[R]:
         """Stop workers that died or overran the timeout: their current file gets an error, their queue goes back to `todo`."""
         for worker in list(self._workers):
             yield from self._check_setup(worker)
