@@ -30,10 +30,11 @@ class FaceParams:
     # the full cascade on every k-th planned frame, and whenever a followed face is lost; each face is followed
     # from its last box in between (edge_emotion.detector.tracker, by `follow`)
     detect_every: int = defaults.DETECT_EVERY_PLANNED
-    # how a face is followed between full detections (edge_emotion.detector.follow): "cascade", MTCNN's own box
-    # (exact, the cascade near the face); "onet", ONet alone near the last box (several times cheaper, IoU ~0.93
-    # against MTCNN's). Artifacts made before the choice existed followed with the cascade
-    follow: str = "cascade"
+    # how a face is followed between full detections (edge_emotion.detector.follow): "onet" (default), MTCNN's own
+    # ONet near the last box: ~1.5 ms a follow, boxes at IoU ~0.93 of per-frame MTCNN's, within MTCNN's own
+    # frame-to-frame jitter (0.90-0.91); "cascade", the cascade near the face: MTCNN's own boxes exactly, ~10 ms a
+    # follow (benchmarks/README.md, Faces as tracks). Artifacts made before the choice existed read as "cascade".
+    follow: str = defaults.FACE_FOLLOW
     # which detector made the boxes: a prepare cache or model made with another one is not mixed with this one's
     detector: str = "mtcnn-onnx-track/2"
     mean: tuple[float, float, float] = (0.5, 0.5, 0.5)  # crop / 255, minus mean, over std
@@ -49,6 +50,7 @@ class FaceParams:
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> FaceParams:
         data = {"detect_every": data["detect_stride"], **data} if "detect_stride" in data else data  # before 0.2.0
+        data = {"follow": "cascade", **data}  # written before `follow` existed: those followed with the cascade
         fields = {k: data[k] for k in cls.__dataclass_fields__ if k in data}
         for key in ("mean", "std"):
             if key in fields:

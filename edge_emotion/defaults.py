@@ -32,6 +32,7 @@ CALIB_MIN_SEGMENTS = 16  # fewer real segments than this cannot calibrate: refus
 MIN_FACE_SIZE = 40  # MTCNN's smallest face, in pixels of the source frame (40 px wide in a 1920x1080 frame too)
 DETECT_MAX_SIDE = 0  # detect on the frame as decoded (> 0: downscaled to this longest side first; min face then in its pixels)
 DETECT_EVERY_PLANNED = 10  # the full cascade on every k-th planned frame (and whenever a face is lost); faces followed between
+FACE_FOLLOW = "onet"  # between full detections: "onet" (MTCNN's ONet near the last box) or "cascade" (exact)
 TRACK_MAX_MISSES = 3  # a person missing from this many full detections in a row is dropped (a new track if they return)
 TRACK_MATCH_IOU = 0.3  # a detection continues the track whose last box it overlaps at least this much (IoU)
 

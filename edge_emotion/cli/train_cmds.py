@@ -16,7 +16,8 @@ import typer
 from edge_emotion import defaults
 from edge_emotion.cli import paths
 from edge_emotion.cli.executor import EngineAlias, ray_options
-from edge_emotion.cli.recipe import RecipeOptions, recipe_options
+from edge_emotion.cli.recipe import RecipeOptions, one_of, recipe_options
+from edge_emotion.config import FOLLOWERS
 
 DataDir = Annotated[
     Path, typer.Argument(help="CREMA-D folder (VideoFlash/AAAA_SSS_EEE_LL.flv) or a flat folder of such videos.")
@@ -98,6 +99,14 @@ def prepare(
             "are followed between. Travels with the model; training uses the cache's boxes.",
         ),
     ] = defaults.DETECT_EVERY_PLANNED,
+    follow: Annotated[
+        str,
+        typer.Option(
+            help="How a face is followed between full detections: onet (MTCNN's ONet near the last box, fast) or "
+            "cascade (MTCNN's own boxes exactly, ~7x the cost). Travels with the model.",
+            callback=one_of(FOLLOWERS),
+        ),
+    ] = defaults.FACE_FOLLOW,
     executor: Annotated[
         str, typer.Option(help="local (this machine's processes) or ray (Ray Data actors; DATA and the cache on a shared path).")
     ] = "local",
@@ -114,7 +123,9 @@ def prepare(
 
     _check_run_paths(data_dir, output)
     ray = ray_options(executor, address, workers, engine)
-    face = FaceParams(min_face_size=min_face_size, detect_max_side=detect_max_side, detect_every=detect_every_planned)
+    face = FaceParams(
+        min_face_size=min_face_size, detect_max_side=detect_max_side, detect_every=detect_every_planned, follow=follow
+    )
     with Progress() as bar:
         task = bar.add_task("prepare", total=None)
 
