@@ -199,6 +199,24 @@ def test_killed_driver_of_its_own_instance_leaves_no_process_and_resumes_exactly
     _assert_same_rows(CsvFormat(LABELS).read(text), local_rows)
 
 
+def test_faces_all_on_ray_gives_the_local_rows_per_person(ray_cluster, fresh_checkpoint, hap_clip_path, neu_clip_path, tmp_path):
+    from conftest import tone
+    from scenes import Placement, compose, planned_frames
+
+    from edge_emotion.ray.scoring import score_folder_ray
+
+    people = [Placement(planned_frames(hap_clip_path), 110, 150, 20), Placement(planned_frames(neu_clip_path), 70, 300, 760)]
+    write_video(tmp_path / "videos" / "two.mp4", compose(people, 10, 1280, 720), fps=10, audio=tone(1.0))
+    options = ScoreOptions(batch_size=N, faces="all")
+    local = score_folder(tmp_path / "videos", fresh_checkpoint, tmp_path / "local.jsonl", ScoreOptions(workers=0, faces="all"))
+    on_ray = score_folder_ray(tmp_path / "videos", fresh_checkpoint, tmp_path / "ray.jsonl", options, ray_options=RayOptions(address=ray_cluster.address))
+    assert local.rows == on_ray.rows == 2
+    want, got = ([json.loads(line) for line in (tmp_path / name).read_text().splitlines()] for name in ("local.jsonl", "ray.jsonl"))
+    assert [(r["person"], r["people"]) for r in got] == [(r["person"], r["people"]) for r in want] == [(0, 2), (1, 2)]
+    _assert_same_rows(got, want)
+    assert [[s["box"] for s in r["timeline"]] for r in got] == [[s["box"] for s in r["timeline"]] for r in want]
+
+
 def test_prepare_executor_ray_writes_the_local_cache(ray_cluster, hap_clip_path, neu_clip_path, tmp_path):
     from edge_emotion.build.train.prepare import prepare_corpus
 
