@@ -74,10 +74,23 @@ def n10_checkpoint(fresh_checkpoint, tmp_path_factory) -> Path:
     return path
 
 
+class _Progress:
+    def __init__(self) -> None:
+        self.total, self.done = 0, 0
+
+    def start(self, total: int, skipped: int) -> None:
+        self.total = total
+
+    def advance(self, row: dict) -> None:
+        self.done += 1
+
+
 def _score(scenes, model, tmp_path_factory, faces: str) -> list[dict]:
     out = tmp_path_factory.mktemp(f"score_{faces}") / "rows.jsonl"
-    summary = score_folder(scenes[0], model, out, ScoreOptions(workers=0, faces=faces))
+    progress = _Progress()
+    summary = score_folder(scenes[0], model, out, ScoreOptions(workers=0, faces=faces), progress)
     assert summary.scored == 3 and summary.statuses.get("error", 0) == 0
+    assert progress.total == progress.done == 3  # the progress counts files, however many people each has
     return [json.loads(line) for line in out.read_text().splitlines()]
 
 

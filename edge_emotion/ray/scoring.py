@@ -195,8 +195,7 @@ def score_folder_ray(
                 scored = run_pipeline(todo, model, facts, options, plan)
                 for rows in in_order(clip_rows(_unwrapped(scored), todo, labels, summary)):
                     results.write_rows(rows)
-                    for row in rows:
-                        progress.advance(row)
+                    progress.advance(rows[0])  # per file: its rows are one error row or one per person
             summary.rows, summary.labels, summary.statuses, summary.failures = results.counts()
     summary.seconds = time.perf_counter() - started
     return summary

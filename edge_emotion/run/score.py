@@ -64,9 +64,9 @@ class ScoreOptions:
 class ScoreProgress(Protocol):
     """What a progress display hears from `score_folder`."""
 
-    def start(self, total: int, skipped: int) -> None: ...
+    def start(self, total: int, skipped: int) -> None: ...  # files to score, files already done
 
-    def advance(self, row: Row) -> None: ...
+    def advance(self, row: Row) -> None: ...  # one file done: its first row (an error row, or its first person's)
 
 
 class BackendFacts(Protocol):
@@ -256,8 +256,7 @@ def score_folder(
                 scored = score_clips(loader.run([Path(k.path) for k in todo]), backend, options.batch_size)
                 for rows in in_order(clip_rows(scored, todo, backend.contract.labels, summary)):
                     results.write_rows(rows)
-                    for row in rows:
-                        progress.advance(row)
+                    progress.advance(rows[0])  # per file: its rows are one error row or one per person
         summary.rows, summary.labels, summary.statuses, summary.failures = results.counts()
     summary.seconds = time.perf_counter() - started
     return summary
