@@ -162,3 +162,10 @@ def test_clock_reads_minutes_and_hours():
 
 def test_time_ticks_fall_on_clock_steps():
     assert [tick_step(s) for s in (3, 20, 100, 600, 3600, 36000)] == [1, 2, 10, 60, 600, 3600]
+
+
+def test_windows_without_anyone_are_a_panel_of_their_own(tmp_path):
+    rows = [_row("/v/a.mp4", 0 if k < 5 else None, k, "HAP" if k < 5 else "NEU", faceless=0 if k < 5 else 10) for k in range(8)]
+    series = load_series(_write(tmp_path / "rows.csv", rows))
+    assert [(s.person, len(s.middle)) for s in series] == [(0, 5), (None, 3)]
+    assert series[1].faceless.tolist() == [1.0, 1.0, 1.0]

@@ -174,9 +174,7 @@ def test_default_window_is_streams():
 LABELS = ["ANG", "DIS", "FEA", "HAP", "NEU", "SAD"]
 
 
-def _scored(timeline, person=0):
-    from edge_emotion.run.window_rows import ScoredSegments
-
+def _scored(timeline):
     count = len(timeline.segments)
     probs = np.random.default_rng(3).dirichlet(np.ones(6), size=count).astype(np.float32)  # [S, K]
     detected = np.ones(count, bool)
@@ -184,27 +182,34 @@ def _scored(timeline, person=0):
     silent = np.zeros(count, bool)
     silent[9] = True
     boxes = [(10.04 + p, 20.0, 110.0, 130.06) for p in range(count)]
-    return ScoredSegments(person, probs, boxes, detected, silent)
+    return probs, boxes, detected, silent
 
 
 def _window_rows():
     from edge_emotion.run.rows import FileKey
+    from edge_emotion.run.timeline_people import WindowPerson
     from edge_emotion.run.window_rows import build_window_rows
 
     timeline = plan_timeline(make_grid(4, 1.0, 0.5, 20), 70)  # 14 segments, 6 windows
-    scored = _scored(timeline, person=2)
-    return timeline, scored, build_window_rows(FileKey("/v/a.mp4", 123, 456), timeline, scored, LABELS)
+    probs, boxes, detected, silent = _scored(timeline)
+    rows = []
+    for span in timeline.windows:
+        s = slice(span.first, span.first + 4)
+        who = WindowPerson(2, probs[s], boxes[s], detected[s])
+        rows += build_window_rows(FileKey("/v/a.mp4", 123, 456), timeline, span, [who], silent[s], 1, LABELS)
+    return timeline, probs, rows
 
 
 def test_window_rows_hold_each_windows_consensus_counts_and_segments():
-    timeline, scored, rows = _window_rows()
+    timeline, probs, rows = _window_rows()
     assert [r["window"] for r in rows] == list(range(6))
     assert [(r["t_start"], r["t_end"]) for r in rows] == [(0.0, 1.0), (0.5, 1.5), (1.0, 2.0), (1.5, 2.5), (2.0, 3.0), (2.5, 3.5)]
     for row, span in zip(rows, timeline.windows):
-        expected = clip_probabilities(scored.probs[span.first : span.first + 4])
+        expected = clip_probabilities(probs[span.first : span.first + 4])
         assert list(row["probabilities"].values()) == pytest.approx(expected.tolist(), abs=1e-6)
         assert row["label"] == LABELS[int(np.argmax(expected))]
-        assert (row["path"], row["person"], row["n_segments"], row["n_windows"], row["size_bytes"], row["mtime_ns"]) == ("/v/a.mp4", 2, 4, 6, 123, 456)
+        assert (row["path"], row["person"], row["people"], row["n_segments"], row["n_windows"], row["size_bytes"], row["mtime_ns"]) == (
+            "/v/a.mp4", 2, 1, 4, 6, 123, 456)
         assert [s["segment"] for s in row["segments"]] == list(range(span.first, span.first + 4))
     assert [r["faceless"] for r in rows] == [1, 0, 1, 1, 0, 0]  # segments 1 and 6 had no face of their own
     assert [r["silent"] for r in rows] == [0, 0, 0, 1, 1, 0]  # segment 9
@@ -212,20 +217,20 @@ def test_window_rows_hold_each_windows_consensus_counts_and_segments():
     seg = rows[1]["segments"][0]  # grid segment 2: frame 12
     assert seg == {
         "segment": 2, "frame": 12, "time_s": 0.6, "audio_centre_s": 0.6, "box": [12.0, 20.0, 110.0, 130.1], "detected": True,
-        "probabilities": {k: round(float(v), 6) for k, v in zip(LABELS, scored.probs[2])},
+        "probabilities": {k: round(float(v), 6) for k, v in zip(LABELS, probs[2])},
     }
 
 
-def test_window_rows_of_chosen_windows_only():
+def test_a_window_without_anyone_has_one_centre_crop_row_with_person_empty():
     from edge_emotion.run.rows import FileKey
-    from edge_emotion.run.window_rows import ScoredSegments, build_window_rows
+    from edge_emotion.run.timeline_people import WindowPerson
+    from edge_emotion.run.window_rows import build_window_rows
 
-    timeline, scored, rows = _window_rows()
-    some = build_window_rows(FileKey("/v/a.mp4", 123, 456), timeline, scored, LABELS, timeline.windows[3:5])
-    assert some == rows[3:5]
-    short = ScoredSegments(0, scored.probs[:3], scored.boxes[:3], scored.detected[:3], scored.silent[:3])
-    with pytest.raises(ValueError, match="3 scored segments for a timeline of 14"):
-        build_window_rows(FileKey("/v/a.mp4", 1, 1), timeline, short, LABELS)
+    timeline = plan_timeline(make_grid(4, 1.0, 0.5, 20), 70)
+    nobody = WindowPerson(None, np.full((4, 6), 1 / 6, np.float32), [None] * 4, np.zeros(4, bool))
+    (row,) = build_window_rows(FileKey("/v/a.mp4", 1, 1), timeline, timeline.windows[2], [nobody], np.zeros(4, bool), 0, LABELS)
+    assert (row["person"], row["people"], row["faceless"], row["status"]) == (None, 0, 4, "degraded")
+    assert [s["box"] for s in row["segments"]] == [None] * 4
 
 
 def test_window_rows_read_back_from_csv_and_jsonl():
@@ -237,7 +242,7 @@ def test_window_rows_read_back_from_csv_and_jsonl():
     csv_format = window_format_for("out.csv", LABELS)
     text = csv_format.header() + "".join(csv_format.encode(r) for r in rows)
     header = text.splitlines()[0].split(",")
-    assert header[:7] == ["path", "person", "window", "n_windows", "t_start", "t_end", "label"] and csv_labels(header) == LABELS
+    assert header[:8] == ["path", "person", "people", "window", "n_windows", "t_start", "t_end", "label"] and csv_labels(header) == LABELS
     assert csv_format.read(text) == [{k: v for k, v in r.items() if k != "segments"} for r in rows]
     assert list(csv_format.iter_read(text)) == csv_format.read(text)
     assert rows[-1]["error"] == "corrupt or truncated stream (bad)" and rows[-1]["person"] is None
@@ -252,4 +257,4 @@ def test_csv_labels_refuses_other_headers():
     from edge_emotion.run.window_rows import csv_labels
 
     assert csv_labels(csv_columns(LABELS)) is None  # clip rows, not windows
-    assert csv_labels(["path", "person", "window", "n_windows", "t_start", "t_end", "label", "HAP", "n_segments"]) is None
+    assert csv_labels(["path", "person", "people", "window", "n_windows", "t_start", "t_end", "label", "HAP", "n_segments"]) is None

@@ -24,12 +24,15 @@ from edge_emotion.cli.boundary import EXIT_USAGE, run
 from edge_emotion.config import PreprocessConfig
 from edge_emotion.errors import EdgeEmotionError
 from edge_emotion.io.decode import open_clip
-from edge_emotion.preprocess.segments import extract
+from edge_emotion.preprocess.faces import FaceDetector
+from edge_emotion.preprocess.segments import extract, model_faces
 from edge_emotion.run.clip_inputs import load_clip_inputs
 from edge_emotion.run.pool import WorkerPool
-from edge_emotion.run.recording import probe, recording_parts
+from edge_emotion.run.recording import recording_parts
 from edge_emotion.run.score import ScoreOptions, predict_clip
 from edge_emotion.run.timeline import make_grid, plan_timeline
+from edge_emotion.run.timeline_chunks import RecordingTask
+from edge_emotion.run.timeline_probe import probe
 from edge_emotion.run.timeline_score import score_timelines
 from edge_emotion.run.window_rows import window_format_for
 
@@ -82,12 +85,13 @@ def test_parts_equal_the_whole_file_decoded_at_once(face_frames, face_detector, 
     path = tmp_path / "rec.mp4"  # lossy MPEG-4 + AAC: the same file both ways, so any codec will do
     frames, _ = recording(face_frames, 4.0)
     write_video(path, frames, fps=FPS, audio=noise(4.0))
-    parts = list(recording_parts(path, 7, CONFIG, 1.0, 0.5, face_detector, part_size=5))
-    facts = probe(path)
+    parts = list(recording_parts(RecordingTask(7, path), CONFIG, 1.0, 0.5, face_detector, part_size=5))
+    facts, _ = probe(path)
     timeline = plan_timeline(make_grid(4, 1.0, 0.5, facts.fps), facts.frame_count)
-    assert [(p.index, p.first, len(p.people[0].segments), p.last) for p in parts] == [(7, 0, 5, False), (7, 5, 5, False), (7, 10, 5, False), (7, 15, 1, True)]
+    got = [(p.index, p.person, p.positions.tolist(), p.last) for p in parts]  # one person, seen on every segment
+    assert got == [(7, 0, list(range(k, min(k + 5, 16))), k == 15) for k in (0, 5, 10, 15)]
     whole = extract(open_clip(path), timeline.segments, CONFIG, detector=face_detector)
-    assert np.array_equal(np.concatenate([p.people[0].faces for p in parts]), whole.faces)
+    assert np.array_equal(model_faces(np.concatenate([p.people[0].faces for p in parts]), CONFIG.face), whole.faces)
     assert np.array_equal(np.concatenate([p.people[0].spectrograms for p in parts]), whole.spectrograms)
     assert [b for p in parts for b in p.people[0].boxes] == whole.boxes
     assert not np.concatenate([p.silent_flags for p in parts]).any()
@@ -95,7 +99,7 @@ def test_parts_equal_the_whole_file_decoded_at_once(face_frames, face_detector, 
 
 def test_a_broken_file_ends_in_one_error_part(face_detector, tmp_path):
     (tmp_path / "bad.mp4").write_text("not a video\n")
-    (parts,) = list(recording_parts(tmp_path / "bad.mp4", 3, CONFIG, 1.0, 0.5, face_detector))
+    (parts,) = list(recording_parts(RecordingTask(3, tmp_path / "bad.mp4"), CONFIG, 1.0, 0.5, face_detector))
     assert parts.index == 3 and not parts.people and "not a readable video container" in parts.error
 
 
@@ -105,17 +109,22 @@ def silent_recording(tmp_path_factory, face_frames) -> Path:
     return write_lossless(folder / "talk.mkv", *recording(face_frames, 4.0))
 
 
-def test_each_window_equals_predict_on_a_file_cut_to_it(silent_recording, face_frames, fresh_checkpoint, face_detector, tmp_path):
+def test_each_window_equals_predict_on_a_file_cut_to_it(silent_recording, face_frames, fresh_checkpoint, tmp_path):
+    """With the exact follower a window's boxes are the cut file's, whatever the tracker saw before the window."""
+    from timeline_helpers import checkpoint_following
+
+    checkpoint = checkpoint_following(fresh_checkpoint, tmp_path / "cascade.pt", "cascade")
     out = tmp_path / "rows.jsonl"
-    summary = score_timelines(silent_recording, fresh_checkpoint, out, ScoreOptions(workers=0, window=1.0, hop=0.5))
+    summary = score_timelines(silent_recording, checkpoint, out, ScoreOptions(workers=0, window=1.0, hop=0.5))
     rows = [json.loads(line) for line in out.read_text().splitlines()]
     assert summary.rows == len(rows) == 7 and summary.scored == 1
     assert [(r["window"], r["t_start"], r["t_end"], r["n_windows"]) for r in rows] == [(k, k / 2, k / 2 + 1, 7) for k in range(7)]
     frames, audio = recording(face_frames, 4.0)
-    with open_backend(fresh_checkpoint) as backend:
+    with open_backend(checkpoint) as backend:
+        detector = FaceDetector(backend.contract.preprocess.face)
         for k in (0, 3, 6):
             cut = write_lossless(tmp_path / f"cut{k}.mkv", frames[10 * k : 10 * k + 20], audio[8000 * k : 8000 * k + 16000])
-            want = predict_clip(cut, backend, face_detector)
+            want = predict_clip(cut, backend, detector)
             got = rows[k]
             assert [s["frame"] - 10 * k for s in got["segments"]] == [s["frame"] for s in want["timeline"]]
             assert [s["box"] for s in got["segments"]] == [s["box"] for s in want["timeline"]]  # the same faces
@@ -128,7 +137,7 @@ def test_audio_is_aligned_with_the_recording_where_windows_do_not_cross_the_cut(
     see real audio where the cut file has zero padding (so scores match only where the audio does)."""
     frames, audio = recording(face_frames, 6.0, noise(6.0, seed=1))
     path = write_lossless(tmp_path / "talk.mkv", frames, audio)
-    parts = list(recording_parts(path, 0, CONFIG, 4.0, 1.0, face_detector))  # L = 1 s: windows at 0, 1, 2 s
+    parts = list(recording_parts(RecordingTask(0, path), CONFIG, 4.0, 1.0, face_detector))  # L = 1 s: windows at 0, 1, 2 s
     specs = np.concatenate([p.people[0].spectrograms for p in parts])  # [6, 1, 192, 120] grid segments 0-5
     cut = load_clip_inputs(write_lossless(tmp_path / "cut.mkv", frames[20:100], audio[16000:80000]), CONFIG, face_detector)
     assert [s.frame for s in cut.people[0].segments] == [10, 30, 50, 70]  # grid segments 1-4, shifted by 20 frames

@@ -126,8 +126,6 @@ def score(
     except ValueError as exc:
         raise typer.BadParameter(str(exc), param_hint="--output") from exc
     timeline = window is not None or hop is not None
-    if timeline and which_faces(faces) == "all":
-        raise typer.BadParameter("windows (--window/--hop) score the largest person only", param_hint="--faces")
     try:
         options = ScoreOptions(
             backend=backend, device=device, batch_size=batch_size, workers=usable_cores() if workers is None else workers,

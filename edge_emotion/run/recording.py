@@ -1,102 +1,84 @@
-"""A recording's timeline inputs in parts: one decoding pass, only the planned frames converted, memory flat with length.
+"""A recording's timeline inputs in pieces: one decoding pass, one face tracker, memory flat with length.
 
-    probe (demux only: frame rate, frame count) --plan_timeline--> segments in time order
-    --one pass: video decoded, planned frames converted; audio resampled as it arrives-->
-    parts of PART_SEGMENTS consecutive segments --segments.extract--> faces + spectrograms per part
+    task: a whole recording, or a chunk of one (run/timeline_chunks.py) --probe--> timeline
+    --one pass from the first packet or the chunk's keyframe: video decoded, planned frames converted,
+      audio resampled as it arrives--> planned frames in time order
+    --FaceDetector.track, one tracker for the task--> sightings (run/timeline_people.py)
+    --parts of PART_SEGMENTS scored segments, once the tracker is N - 1 segments past them-->
+    per person the uint8 crops its windows need, and the part's spectrograms --> pieces (RecordingPart)
 
-The frames and samples are the ones `open_clip` and `read_frames` give (the same packets, the
-same resampler fed the same audio frames in the same order), so a part's inputs equal `extract`
-on the whole decoded file for the same segments. The pass holds the planned frames from its
-current part's first one to the newest decoded one, and the audio from the current part's first
-window on: seconds of media, whatever the recording's length.
+The frames and samples are the ones open_clip and read_frames give (the same packets, the same
+resampler fed the same audio frames in the same order), so the inputs equal extract's on the whole
+decoded file for the same segments and boxes. The pass holds the planned frames from its current
+part's first one to the newest tracked one (a part plus N - 1 segments), and the audio from the
+current part's first window on: seconds of media, whatever the recording's length.
 
-A recording shorter than one window is one part planned as `score` plans a clip (open_clip and
-extract: today's numbers). No-face policy: a segment whose own frame has no face borrows the
-nearest box within its part (PART_SEGMENTS segments, 4 s at 0.25 s each), never one from
-minutes away. Parts reach the parent one by one (run/pool.py streams a job's iterator), so
-nothing the size of the recording ever crosses a pipe.
+A chunk decodes from its keyframe (every frame from there is the frame a decoding from the start
+gives). Its audio decoder starts without the previous frame's overlap, so the first audio frame after
+the seek is dropped, and FFmpeg's resampler is fed from the first sample that is a multiple of
+in_rate / gcd(in_rate, out_rate) into the recording, where the whole-file resampler is at the same
+phase; its first RESAMPLER_WARMUP output samples, computed on a silent history, are never used. A
+seek that lands past the keyframe, or audio that starts too late, falls back to decoding from the
+first packet. Pieces reach the parent one by one (run/pool.py streams a job's iterator), so nothing
+the size of the recording ever crosses a pipe.
 """
 
 from __future__ import annotations
 
+import math
+import sys
 import time
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import av
 import numpy as np
 
 from edge_emotion.config import PreprocessConfig, SpectrogramParams
 from edge_emotion.errors import VideoError
-from edge_emotion.io.decode import DECODE_ERRORS, Clip, _fps, _open_container, _reason, _upright, open_clip
-from edge_emotion.preprocess.audio import audio_windows, is_silent
-from edge_emotion.preprocess.faces import FaceDetector
-from edge_emotion.preprocess.plan import Segment
-from edge_emotion.preprocess.segments import extract
-from edge_emotion.run.clip_inputs import ClipInputs
+from edge_emotion.io.decode import DECODE_ERRORS, _open_container, _reason, _upright
+from edge_emotion.preprocess.audio import audio_windows, is_silent, spectrograms
+from edge_emotion.preprocess.faces import FaceDetector, crop_face
+from edge_emotion.preprocess.segments import SegmentInputs
+from edge_emotion.run.clip_inputs import ClipInputs, FaceSetup
 from edge_emotion.run.pool import DEFAULT_TIMEOUT_S, WorkerPool
 from edge_emotion.run.timeline import Timeline, make_grid, plan_timeline
+from edge_emotion.run.timeline_chunks import Chunk, RecordingTask, whole
+from edge_emotion.run.timeline_people import Crop, Sightings, part_crops
+from edge_emotion.run.timeline_probe import Cut, probe
 
-PART_SEGMENTS = 16  # segments per part: 16 full frames held at most (44 MB at 720p), ~10 MB of inputs per message
+PART_SEGMENTS = 16  # scored segments per part: with N - 1 more tracked, 25 full frames held at N = 10 (69 MB at 720p)
 MAX_AV_SKEW_S = 5.0  # video this far past a part's audio: the audio has ended early (the rest of the part is silent)
+RESAMPLER_WARMUP = 64  # a chunk's first resampled samples that its resampler's silent history reaches (it is ~30)
 
 
 @dataclass
 class RecordingPart(ClipInputs):
-    """Consecutive segments of one recording's timeline with their inputs; `score_clips` batches them like clips."""
+    """One piece of a recording: one person's crops (people[0]) on the positions of one part of a chunk that the
+    windows of that chunk need. `score_clips` batches pieces like clips."""
 
-    first: int = 0  # position of its first segment in the recording's timeline
+    chunk: Chunk | None = None  # which chunk of its file (None on an error piece)
+    person: int | None = None  # the chunk tracker's person; None: centre crops for windows without anyone
+    positions: np.ndarray | None = None  # [M] timeline positions of people[0]'s segments
+    silent_flags: np.ndarray | None = None  # [M] bool: the segment's audio window is silent
     frame_count: int = 0  # the recording's video frames (packets, as open_clip counts them)
-    silent_flags: np.ndarray | None = None  # [C] bool: the segment's audio window is silent
-    last: bool = True  # no part of this recording follows
+    sightings: Sightings | None = None  # on the chunk's last piece: everyone its tracker saw, by position
+    last: bool = True  # the chunk's last piece
 
 
-@dataclass(frozen=True)
-class VideoFacts:
-    """What planning a recording needs, read without decoding a frame."""
-
-    fps: float
-    frame_count: int
-    width: int
-    height: int
-
-
-def probe(path: str | Path) -> VideoFacts:
-    """Frame rate and frame count (video packets, demuxed only); the same checks and causes as open_clip."""
-    path = Path(path)
-    container = _open_container(path)
-    try:
-        if not container.streams.video:
-            raise VideoError(path, "no audio or video stream (empty or zero-duration file)" if not container.streams.audio else "no video stream")
-        if not container.streams.audio:
-            raise VideoError(path, "no audio stream")
-        video = container.streams.video[0]
-        fps = _fps(video)
-        if fps <= 0:
-            raise VideoError(path, "video stream has no frame rate")
-        frame_count = sum(1 for packet in container.demux(video) if packet.size)
-        width, height = video.codec_context.width, video.codec_context.height
-    except VideoError:
-        raise
-    except DECODE_ERRORS as exc:
-        raise VideoError(path, f"corrupt or truncated stream ({_reason(exc)})") from exc
-    finally:
-        container.close()
-    if frame_count == 0:
-        raise VideoError(path, "video stream holds no frames (zero duration)")
-    if width <= 0 or height <= 0:
-        raise VideoError(path, f"invalid frame size {width}x{height}")
-    return VideoFacts(fps, frame_count, width, height)
+class _SeekMissed(Exception):
+    """A chunk's seek landed past its keyframe, or its audio started after what it needs: decode from the start."""
 
 
 class _AudioBuffer:
     """The resampled audio from sample `start` on, in the chunks it arrived in."""
 
-    def __init__(self) -> None:
+    def __init__(self, start: int = 0) -> None:
         self.chunks: list[np.ndarray] = []
-        self.start = 0  # sample index of the first sample held
-        self.end = 0  # sample index after the last sample received
+        self.start = self.end = start  # sample index of the first sample held / after the last sample received
+        self.usable = start  # samples before this one are not the whole file's (a chunk's resampler warm-up)
 
     def append(self, samples: np.ndarray) -> None:
         self.chunks.append(samples)
@@ -104,203 +86,285 @@ class _AudioBuffer:
 
     def take(self, a: int, b: int) -> np.ndarray:
         """Samples [a, b) of the recording, cut at what has arrived; everything before `a` is dropped."""
-        assert a >= self.start, f"sample {a} was dropped (the buffer starts at {self.start})"
+        if a < self.usable:
+            raise _SeekMissed(f"audio from sample {a} is needed, the chunk's starts at {self.usable}")
         held = np.concatenate(self.chunks) if self.chunks else np.zeros(0, np.float32)  # samples [start, end)
         out = held[a - self.start : max(a, b) - self.start].copy()
         self.chunks, self.start = [held[a - self.start :]], a
         return out
 
 
-@dataclass
-class _Part:
-    """One part as the pass hands it out: its segments (audio centres relative to `clip`'s waveform), frames."""
+class _AudioFeed:
+    """Decoded audio frames -> the resampler -> the buffer; for a chunk, from an aligned sample on (see module doc)."""
 
-    first: int
-    clip: Clip
-    segments: list[Segment]
-    frames: dict[int, np.ndarray]  # planned frame index -> [H, W, 3] uint8 RGB, upright
+    def __init__(self, rate: int, origin: float | None, chunked: bool) -> None:
+        self.rate, self.origin = rate, origin
+        self.resampler = av.AudioResampler(format="flt", layout="mono", rate=rate)
+        self.buffer = _AudioBuffer()
+        self.waiting = chunked  # a chunk: not fed yet (the first frame after the seek is dropped)
+        self.dropped = 0
+        if chunked:  # no sample is usable before the buffer is placed in the recording (else: decode from the start)
+            self.buffer.usable = sys.maxsize
+
+    def add(self, frame: av.AudioFrame) -> None:
+        if self.waiting:
+            aligned = self._aligned(frame)
+            if aligned is None:
+                return
+            frame = aligned
+        for out in self.resampler.resample(frame):
+            self.buffer.append(out.to_ndarray().reshape(-1))
+
+    def flush(self) -> None:
+        if self.waiting:
+            return
+        for out in self.resampler.resample(None):
+            self.buffer.append(out.to_ndarray().reshape(-1))
+
+    def _aligned(self, frame: av.AudioFrame) -> av.AudioFrame | None:
+        """The frame from its first sample at the whole-file resampler's phase, the buffer placed there; None: wait."""
+        self.dropped += 1
+        if self.dropped == 1 or frame.pts is None or frame.time_base is None or self.origin is None:
+            return None
+        rate_in = frame.sample_rate
+        first = round((float(frame.pts * frame.time_base) - self.origin) * rate_in)  # input samples into the recording
+        period = rate_in // math.gcd(rate_in, self.rate)
+        skip = -first % period
+        if skip >= frame.samples:
+            return None
+        data: Any = frame.to_ndarray()  # [channels, samples] planar, [1, samples x channels] packed
+        step = 1 if frame.format.is_planar else len(frame.layout.channels)
+        cut = av.AudioFrame.from_ndarray(np.ascontiguousarray(data[:, skip * step :]), format=frame.format.name, layout=frame.layout.name)
+        cut.sample_rate, cut.time_base = rate_in, frame.time_base
+        cut.pts = frame.pts + round(skip / rate_in / frame.time_base)
+        start = (first + skip) * self.rate // rate_in
+        self.buffer = _AudioBuffer(start)
+        self.buffer.usable = start + RESAMPLER_WARMUP
+        self.waiting = False
+        return cut
 
 
 class _GridPass:
-    """One pass over a recording: converts the planned frames, resamples the audio, hands out parts in order."""
+    """One pass over a recording (from its first packet or a cut): the planned frames of `positions`, in order."""
 
-    def __init__(self, path: Path, facts: VideoFacts, timeline: Timeline, audio: SpectrogramParams, part_size: int) -> None:
-        self.path, self.facts, self.segments, self.params = path, facts, timeline.segments, audio
-        self.part_size = part_size
+    def __init__(self, path: Path, fps: float, timeline: Timeline, positions: range, audio: SpectrogramParams,
+                 start: Cut | None, origin: float | None) -> None:
+        self.path, self.fps, self.start = path, fps, start
+        self.segments = timeline.segments
+        self.positions = positions
         self.rate = audio.sample_rate
-        self.length = audio.window_samples
-        centres = np.array([s.centre for s in self.segments])  # [S] seconds
-        self.starts = np.round(centres * self.rate).astype(np.int64) - self.length // 2  # [S] first sample, as audio_windows
-        self.planned = {s.frame for s in self.segments}
-        self.frames: dict[int, np.ndarray] = {}
-        self.decoded = 0  # video frames decoded so far
-        self.newest_planned: np.ndarray | None = None  # read_frames' stand-in for frames a truncated file lacks
+        self.wanted: dict[int, list[int]] = {}  # planned frame -> its positions (a very short file repeats frames)
+        for p in positions:
+            self.wanted.setdefault(self.segments[p].frame, []).append(p)
+        self.audio = _AudioFeed(self.rate, origin, start is not None)
+        self.decoded = start.frame if start else 0  # index of the next video frame out of the decoder
+        self.newest: np.ndarray | None = None  # read_frames' stand-in for frames a truncated file lacks
         self.first_frame: np.ndarray | None = None
-        self.audio = _AudioBuffer()
-        self.next = 0  # position of the next part's first segment
+        self.ended = False  # the whole file was read
 
-    def parts(self) -> Iterator[_Part]:
-        """Every part in order; VideoError for a file that breaks where open_clip would raise."""
+    def frames(self) -> Iterator[tuple[int, np.ndarray]]:
+        """(position, [H, W, 3] uint8 RGB frame) for every position, in order; VideoError where open_clip raises."""
         container = _open_container(self.path)
         try:
             video, audio = container.streams.video[0], container.streams.audio[0]
-            resampler = av.AudioResampler(format="flt", layout="mono", rate=self.rate)
+            if self.start is not None:
+                container.seek(self.start.pts, stream=video, backward=True, any_frame=False)
+            reached = self.start is None
             video_ok = True
             for packet in container.demux(video, audio):
                 if packet.stream is video:
-                    video_ok = video_ok and self._decode_video(packet)
+                    if not reached:
+                        if packet.pts is not None and packet.pts > self.start.pts:  # type: ignore[union-attr]
+                            raise _SeekMissed("the seek landed past the keyframe")
+                        reached = packet.pts == self.start.pts  # type: ignore[union-attr]
+                        if not reached:
+                            continue
+                    if video_ok:
+                        video_ok, frames = self._decode_video(packet)
+                        yield from frames
                 elif packet.size:  # as open_clip: the audio decoder is never flushed with an empty packet
-                    for frame in packet.decode():
-                        assert isinstance(frame, av.AudioFrame)  # an audio packet decodes to audio
-                        for out in resampler.resample(frame):
-                            self.audio.append(out.to_ndarray().reshape(-1))
-                while self.next < len(self.segments) and self._ready(video_ok):
-                    yield self._part()
-            for out in resampler.resample(None):
-                self.audio.append(out.to_ndarray().reshape(-1))
-        except VideoError:
+                    for sound in packet.decode():
+                        assert isinstance(sound, av.AudioFrame)  # an audio packet decodes to audio
+                        self.audio.add(sound)
+            self.audio.flush()
+            if not reached:
+                raise _SeekMissed("the keyframe never came after the seek")
+        except (VideoError, _SeekMissed):
             raise
         except DECODE_ERRORS as exc:
             raise VideoError(self.path, f"corrupt or truncated stream ({_reason(exc)})") from exc
         finally:
             container.close()
+        self.ended = True
         if self.first_frame is None:
             raise VideoError(self.path, "video frames do not decode")
-        while self.next < len(self.segments):
-            yield self._part()
+        stand_in = self.newest if self.newest is not None else self.first_frame
+        for frame in sorted(f for f in self.wanted if f >= self.decoded):
+            for p in self.wanted[frame]:
+                yield p, stand_in
 
-    def _decode_video(self, packet: av.Packet) -> bool:
+    def _decode_video(self, packet: av.Packet) -> tuple[bool, list[tuple[int, np.ndarray]]]:
         """Decode one video packet, converting planned frames; False once the video stops decoding (as read_frames)."""
+        out: list[tuple[int, np.ndarray]] = []
         try:
             for frame in packet.decode():
-                if self.decoded in self.planned or self.decoded == 0:
+                if self.decoded in self.wanted or self.first_frame is None:
                     image = _upright(frame)
-                    self.first_frame = image if self.decoded == 0 else self.first_frame
-                    if self.decoded in self.planned:
-                        self.frames[self.decoded] = self.newest_planned = image
+                    self.first_frame = image if self.first_frame is None else self.first_frame
+                    if self.decoded in self.wanted:
+                        self.newest = image
+                        out += [(p, image) for p in self.wanted[self.decoded]]
                 self.decoded += 1
         except DECODE_ERRORS as exc:
             if self.first_frame is None:
                 raise VideoError(self.path, f"video frames do not decode ({_reason(exc)})") from exc
+            return False, out
+        return True, out
+
+    def audio_ready(self, position: int, window: int) -> bool:
+        """Whether the audio window of `position` has arrived (or never will: the audio ended or lags far behind)."""
+        if self.ended:
+            return True
+        if self.audio.waiting:  # a chunk's audio is not placed yet
             return False
-        return True
-
-    def _end(self) -> int:
-        return min(self.next + self.part_size, len(self.segments))
-
-    def _ready(self, video_ok: bool) -> bool:
-        last = self._end() - 1
-        if video_ok and self.decoded <= self.segments[last].frame:
-            return False
-        audio_needed = int(self.starts[last]) + self.length
-        video_time = self.decoded / self.facts.fps
-        return self.audio.end >= audio_needed or video_time - self.audio.end / self.rate > MAX_AV_SKEW_S
-
-    def _part(self) -> _Part:
-        first, end = self.next, self._end()
-        a = max(0, int(self.starts[first]))
-        waveform = self.audio.take(a, int(self.starts[end - 1]) + self.length)
-        shift = a / self.rate  # the part's waveform starts at sample a of the recording
-        segments = [Segment(s.frame, s.centre - shift) for s in self.segments[first:end]]
-        frames = {s.frame: self._frame(s.frame) for s in segments}
-        clip = Clip(self.path, self.facts.fps, self.facts.frame_count, self.facts.width, self.facts.height, waveform, self.rate)
-        self.next = end
-        keep_from = self.segments[end].frame if end < len(self.segments) else self.decoded
-        self.frames = {i: f for i, f in self.frames.items() if i >= keep_from}
-        return _Part(first, clip, segments, frames)
-
-    def _frame(self, index: int) -> np.ndarray:
-        """The planned frame; where a truncated file never decoded it, read_frames' stand-in: the newest planned frame
-        that did decode (nothing after it decoded either), else the first frame."""
-        stand_in = self.newest_planned if self.newest_planned is not None else self.first_frame
-        assert stand_in is not None  # parts are handed out only after a frame decoded
-        return self.frames.get(index, stand_in)
+        needed = round(self.segments[position].centre * self.rate) - window // 2 + window
+        lag = self.decoded / self.fps - self.audio.buffer.end / self.rate
+        return self.audio.buffer.end >= needed or lag > MAX_AV_SKEW_S
 
 
-def silent_flags(clip: Clip, segments: Sequence[Segment], params: SpectrogramParams) -> np.ndarray:
-    """[C] bool per segment: its audio window (the same one extract cuts) is silent."""
-    centres = np.array([s.centre for s in segments])
-    return is_silent(audio_windows(clip.waveform, clip.sample_rate, centres, params.window_s))
+@dataclass
+class _Chunk:
+    """A task's scoring state: its tracker, the sightings, the frames of the part in the making."""
+
+    task: RecordingTask
+    chunk: Chunk
+    timeline: Timeline
+    config: PreprocessConfig
+    detector: FaceDetector
+    part_size: int
+    frame_count: int
+    held: dict[int, np.ndarray] = field(default_factory=dict)  # position -> frame, scored positions only
+    sightings: Sightings = field(default_factory=Sightings)
+    timings: dict[str, float] = field(default_factory=dict)
+
+    def pieces(self, grid_pass: _GridPass) -> Iterator[RecordingPart]:
+        """Track every frame of the pass; hand out each part's pieces once the tracker is N - 1 segments past it and
+        its audio is in. The chunk's last piece carries everything its tracker saw (the parent matches people by it)."""
+        tracker = self.detector.tracker()
+        next_part, end_of_chunk = self.chunk.score
+        start = time.perf_counter()
+        for position, frame in grid_pass.frames():
+            self.timings["decode"] = self.timings.get("decode", 0.0) + time.perf_counter() - start
+            start = time.perf_counter()
+            self.sightings.add(position, self.detector.track([frame], tracker)[0])
+            self.timings["faces"] = self.timings.get("faces", 0.0) + time.perf_counter() - start
+            if self.chunk.score[0] <= position < end_of_chunk:
+                self.held[position] = frame
+            while next_part < end_of_chunk and self._ready(grid_pass, range(next_part, self._end(next_part)), position):
+                yield from self._part(grid_pass, range(next_part, self._end(next_part)))
+                next_part = self._end(next_part)
+            start = time.perf_counter()
+        while next_part < end_of_chunk:
+            yield from self._part(grid_pass, range(next_part, self._end(next_part)))
+            next_part = self._end(next_part)
+
+    def _end(self, first: int) -> int:
+        return min(first + self.part_size, self.chunk.score[1])
+
+    def _ready(self, grid_pass: _GridPass, part: range, tracked: int) -> bool:
+        """The tracker has seen N - 1 segments past the part (or the chunk's last), and the part's audio is in."""
+        needed = min(part.stop + self.timeline.n - 1, self.chunk.track[1]) - 1
+        return tracked >= needed and grid_pass.audio_ready(part.stop - 1, self.config.audio.window_samples)
+
+    def _part(self, grid_pass: _GridPass, part: range) -> list[RecordingPart]:
+        """The part's pieces: one per person its windows need (None: centre crops), spectrograms computed once."""
+        start = time.perf_counter()
+        params = self.config.audio
+        half, length = params.window_samples // 2, params.window_samples
+        centres = np.array([self.timeline.segments[p].centre for p in part])  # [C] seconds into the recording
+        first = max(0, round(centres[0] * params.sample_rate) - half)
+        waveform = grid_pass.audio.buffer.take(first, round(centres[-1] * params.sample_rate) - half + length)
+        windows = audio_windows(waveform, params.sample_rate, centres - first / params.sample_rate, params.window_s)
+        specs, silent = spectrograms(windows, params), is_silent(windows)  # [C, 1, F, T], [C]
+        self.timings["spectrogram"] = time.perf_counter() - start
+        start = time.perf_counter()
+        crops = part_crops(self.sightings, self.timeline, range(*self.chunk.windows), part)
+        pieces = [self._piece(person, used, part, specs, silent) for person, used in crops.items()]
+        self.timings["faces"] = self.timings.get("faces", 0.0) + time.perf_counter() - start
+        pieces[0].timings, self.timings = self.timings, {}
+        if part.stop == self.chunk.score[1]:
+            pieces[-1].last, pieces[-1].sightings = True, self.sightings
+        for p in [p for p in self.held if p < part.stop]:
+            del self.held[p]
+        return pieces
+
+    def _piece(self, person: int | None, used: list[Crop], part: range, specs: np.ndarray, silent: np.ndarray) -> RecordingPart:
+        rows = np.array([c.position - part.start for c in used])  # [M] into the part
+        faces = np.stack([crop_face(self.held[c.position], c.box, self.config.face) for c in used])  # [M, S, S, 3] uint8
+        own = [c.own for c in used]
+        inputs = SegmentInputs(
+            faces, specs[rows], [self.timeline.segments[c.position] for c in used], [c.box for c in used], own,
+            own.count(False), int(silent[rows].sum()), person or 0, 0 if person is None else 1,
+        )
+        fps = self.task.fps
+        return RecordingPart(
+            self.task.file, str(self.task.path), [inputs], fps, self.frame_count / fps, chunk=self.chunk, person=person,
+            positions=np.array([c.position for c in used]), silent_flags=silent[rows], frame_count=self.frame_count, last=False,
+        )
 
 
 def recording_parts(
-    path: str | Path, index: int, config: PreprocessConfig, window_s: float, hop_s: float, detector: FaceDetector,
+    task: RecordingTask, config: PreprocessConfig, window_s: float, hop_s: float, detector: FaceDetector,
     part_size: int = PART_SEGMENTS,
 ) -> Iterator[RecordingPart]:
-    """The recording's timeline inputs, part after part. Never raises for a bad file: the last part carries the error."""
-    timings: dict[str, float] = {}
+    """The task's pieces, in time order. Never raises for a bad file: an error piece ends the task instead."""
     try:
-        start = time.perf_counter()
-        facts = probe(path)
-        timeline = plan_timeline(make_grid(config.n_segments, window_s, hop_s, facts.fps), facts.frame_count)
-        if timeline.whole_file:
-            yield _short_part(path, index, facts, timeline, config, detector, time.perf_counter() - start)
-            return
-        parts = _GridPass(Path(path), facts, timeline, config.audio, part_size).parts()
-        timings["decode"] = time.perf_counter() - start
-        while True:
-            start = time.perf_counter()
-            part = next(parts, None)
-            timings["decode"] = timings.get("decode", 0.0) + time.perf_counter() - start
-            if part is None:
-                return
-            result = _result(path, index, facts, part.first, part.first + len(part.segments) == len(timeline.segments), timings)
-            result.people = [extract(part.clip, part.segments, config, detector=detector, timings=result.timings, decoded=part.frames)]
-            result.silent_flags = silent_flags(part.clip, part.segments, config.audio)
-            timings = {}
-            yield result
+        started = time.perf_counter()
+        if task.chunk is None:
+            facts, _ = probe(task.path)
+            task = RecordingTask(task.file, task.path, None, facts.fps, facts.frame_count)
+        timeline = plan_timeline(make_grid(config.n_segments, window_s, hop_s, task.fps), task.frame_count)
+        chunk = task.chunk or whole(timeline)
+        scorer = _Chunk(task, chunk, timeline, config, detector, part_size, task.frame_count)
+        scorer.timings["decode"] = time.perf_counter() - started
+        positions = range(*chunk.track)
+        try:
+            yield from scorer.pieces(_GridPass(task.path, task.fps, timeline, positions, config.audio, chunk.start, task.audio_origin))
+        except _SeekMissed:  # raised before the first piece (it waits for the audio and the frames checked)
+            scorer = _Chunk(task, chunk, timeline, config, detector, part_size, task.frame_count)
+            yield from scorer.pieces(_GridPass(task.path, task.fps, timeline, positions, config.audio, None, None))
     except VideoError as exc:
-        yield RecordingPart(index, str(path), error=exc.cause)
+        yield RecordingPart(task.file, str(task.path), error=exc.cause)
     except Exception as exc:  # noqa: BLE001 - one broken file must not stop the folder; the row names the cause
-        yield RecordingPart(index, str(path), error=f"unexpected {type(exc).__name__}: {exc}")
-
-
-def _result(path: str | Path, index: int, facts: VideoFacts, first: int, last: bool, timings: dict[str, float]) -> RecordingPart:
-    return RecordingPart(
-        index, str(path), fps=facts.fps, duration=facts.frame_count / facts.fps, timings=dict(timings),
-        first=first, frame_count=facts.frame_count, last=last,
-    )
-
-
-def _short_part(
-    path: str | Path, index: int, facts: VideoFacts, timeline: Timeline, config: PreprocessConfig, detector: FaceDetector, probe_s: float
-) -> RecordingPart:
-    """A recording shorter than one window: one part, decoded and planned as `score` does a clip."""
-    start = time.perf_counter()
-    clip = open_clip(path, config.audio.sample_rate)
-    result = _result(path, index, facts, 0, True, {"decode": probe_s + time.perf_counter() - start})
-    result.people = [extract(clip, timeline.segments, config, detector=detector, timings=result.timings)]
-    result.silent_flags = silent_flags(clip, timeline.segments, config.audio)
-    return result
+        yield RecordingPart(task.file, str(task.path), error=f"unexpected {type(exc).__name__}: {exc}")
 
 
 @dataclass(frozen=True)
 class TimelineJob:
-    """The timeline scoring job for a WorkerPool: the FaceDetector once per worker, then each file's parts."""
+    """The timeline scoring job for a WorkerPool: the FaceDetector once per worker, then each task's pieces."""
 
     config: PreprocessConfig
     window_s: float
     hop_s: float
-    face_device: str = "cpu"
-    nets: Path | None = None  # a folder of detector nets (score --detector); None: the packaged ONNX
+    faces: FaceSetup = FaceSetup()
 
-    def setup(self, threads: int) -> Callable[[Path, int], Iterator[RecordingPart]]:
-        detector = FaceDetector(self.config.face, device=self.face_device, threads=threads, nets=self.nets)
-        return lambda path, index: recording_parts(path, index, self.config, self.window_s, self.hop_s, detector)
+    def setup(self, threads: int) -> Callable[[RecordingTask, int], Iterator[RecordingPart]]:
+        detector = self.faces.detector(self.config, threads)
+        return lambda task, index: recording_parts(task, self.config, self.window_s, self.hop_s, detector)
 
-    def failed(self, index: int, path: Path, cause: str) -> RecordingPart:
-        return RecordingPart(index, str(path), error=cause)
+    def failed(self, index: int, task: RecordingTask, cause: str) -> RecordingPart:
+        return RecordingPart(task.file, str(task.path), error=cause)
 
 
 class InlineRecordings:
-    """Recordings' parts one file after another in this process (workers=0). No timeout."""
+    """Recordings' pieces one task after another in this process (workers=0). No timeout."""
 
     def __init__(self, job: TimelineJob) -> None:
-        self.run_file = job.setup(threads=0)  # 0: ONNX Runtime's own thread count, as InlineLoader's detector
+        self.run_task = job.setup(threads=0)  # 0: ONNX Runtime's own thread count, as InlineLoader's detector
 
-    def run(self, paths: Sequence[Path]) -> Iterator[RecordingPart]:
-        for index, path in enumerate(paths):
-            yield from self.run_file(path, index)
+    def run(self, tasks: Sequence[RecordingTask] | Iterator[RecordingTask]) -> Iterator[RecordingPart]:
+        for index, task in enumerate(tasks):
+            yield from self.run_task(task, index)
 
     def close(self) -> None:
         """Nothing to release; here so both loaders share one interface."""
@@ -313,7 +377,7 @@ class InlineRecordings:
 
 
 def open_recordings(job: TimelineJob, workers: int, timeout: float = DEFAULT_TIMEOUT_S) -> InlineRecordings | WorkerPool[RecordingPart]:
-    """workers = 0: parts from this process; workers >= 1: a WorkerPool whose timeout applies per part (progress)."""
+    """workers = 0: pieces from this process; workers >= 1: a WorkerPool whose timeout applies per piece (progress)."""
     if workers < 0:
         raise ValueError(f"workers must be >= 0, got {workers}")
     return InlineRecordings(job) if workers == 0 else WorkerPool(job, workers, timeout)

@@ -37,7 +37,7 @@ class Series:
     """The windows of one (file, person), in time order."""
 
     name: str  # the file the windows are of (the events file for stream events)
-    person: int
+    person: int | None  # None: windows where nobody was seen (centre crops)
     labels: list[str]
     t_start: np.ndarray  # [W] seconds
     t_end: np.ndarray  # [W] seconds
@@ -68,9 +68,10 @@ def load_series(path: str | Path) -> list[Series]:
     scored = [r for r in rows if r.get("probabilities")]
     if not scored:
         raise EdgeEmotionError(f"{path}: no windows to plot ({len(rows)} rows, none with scores)")
-    groups: dict[tuple[str, int], list[dict[str, Any]]] = {}
+    groups: dict[tuple[str, int | None], list[dict[str, Any]]] = {}
     for row in scored:
-        groups.setdefault((str(row.get("path") or path.name), int(row.get("person") or 0)), []).append(row)
+        person = row.get("person", 0)  # stream events from before people were tracked have no person: one person
+        groups.setdefault((str(row.get("path") or path.name), None if person is None else int(person)), []).append(row)
     return [_series(name, person, group) for (name, person), group in groups.items()]
 
 
@@ -108,7 +109,7 @@ def _json_rows(path: Path, text: str) -> list[dict[str, Any]]:
     return rows
 
 
-def _series(name: str, person: int, rows: list[dict[str, Any]]) -> Series:
+def _series(name: str, person: int | None, rows: list[dict[str, Any]]) -> Series:
     rows = sorted(rows, key=lambda r: float(r["t_start"]))
     labels = list(rows[0]["probabilities"])
     n = np.array([r.get("n_segments") or 0 for r in rows], float)  # stream events carry no N: any faceless counts whole
@@ -184,5 +185,6 @@ def _panel(ax: Any, series: Series, ticker: Any) -> None:
     ax.set_ylabel("probability")
     ax.xaxis.set_major_locator(ticker.MultipleLocator(tick_step(float(left[-1] + width[-1] - left[0]))))
     ax.xaxis.set_major_formatter(ticker.FuncFormatter(clock))
-    ax.set_title(f"{Path(series.name).name}: person {series.person}, {len(series.middle)} windows", fontsize=9, loc="left")
+    who = "nobody in view (centre crops)" if series.person is None else f"person {series.person}"
+    ax.set_title(f"{Path(series.name).name}: {who}, {len(series.middle)} windows", fontsize=9, loc="left")
     ax.grid(alpha=0.25)

@@ -1,14 +1,16 @@
 """The results file of `score --window`: many rows per file, resumable file by file, never a window twice.
 
 The durability and the lock are ResultsFile's (one fsynced append per write, a torn last line cut
-off on open, one writer at a time); what differs is what a file's rows are. A file is done when it
-has an error row, or when every person in it has a row for each of the file's `n_windows`
-windows. A file with fewer (a run killed while its rows were being written) is not done: its
-rows are dropped and it is scored again from the start, so a resume never duplicates or misses a
-window. Only a small record per file is kept in memory, never the rows of an hour-long recording.
+off on open, one writer at a time); what differs is what a file's rows are. A file's rows are
+written window after window (run/timeline_score.py), and each window has a known number of rows:
+one with --faces largest, max(1, people) with --faces all (its rows' `people`). So a file is done
+when it has an error row, or its windows 0 .. n_windows - 1 in order, each with all its rows. A
+file with fewer (a run killed while its rows were being written) is not done: its rows are dropped
+and it is scored again from the start, so a resume never duplicates or misses a window. Only a small
+record per file is kept in memory (where its rows stand), never the rows of an hour-long recording.
 
-The window and hop are recorded beside the model (the `.model.json` sidecar): resuming with
-others is refused, since rows of two grids must not mix in one file.
+The window, hop and --faces are recorded beside the model (the `.model.json` sidecar): resuming
+with others is refused, since rows of two grids or two face choices must not mix in one file.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from pathlib import Path
 
 from edge_emotion.errors import EdgeEmotionError
 from edge_emotion.io.atomic import atomic_open
+from edge_emotion.preprocess.people import WhichFaces
 from edge_emotion.run.results_file import ResultsFile
 from edge_emotion.run.rows import FileKey, Row, error_cause, row_key
 from edge_emotion.run.window_rows import WindowCsvFormat, window_format_for
@@ -31,28 +34,40 @@ GRID_KEYS = ("window_s", "hop_s")
 
 @dataclass
 class FileRecord:
-    """What the results file holds of one video file: its key, its rows per person, and their counts."""
+    """What the results file holds of one video file: its key, where its rows stand, and their counts."""
 
     key: FileKey
+    faces: WhichFaces
     n_windows: int = 0
-    persons: Counter[int] = field(default_factory=Counter)  # rows per person
+    window: int = -1  # the newest window with rows
+    rows: int = 0  # the rows of that window so far
+    people: int = 0  # people seen in that window (its rows' `people`)
+    in_order: bool = True  # windows 0, 1, 2 ... so far, each with all its rows before the next
     labels: Counter[str] = field(default_factory=Counter)
     statuses: Counter[str] = field(default_factory=Counter)
     failures: Counter[str] = field(default_factory=Counter)
+
+    def _window_done(self) -> bool:
+        return self.rows == (1 if self.faces == "largest" else max(1, self.people))
 
     @property
     def complete(self) -> bool:
         if self.statuses["error"]:
             return True
-        return bool(self.persons) and all(count == self.n_windows for count in self.persons.values())
+        return self.in_order and self.window == self.n_windows - 1 and self._window_done()
 
     def add(self, row: Row) -> None:
         self.statuses[row["status"]] += 1
         if row["status"] == "error":
             self.failures[error_cause(row["error"])] += 1
             return
+        window = int(row["window"])
+        if window == self.window:
+            self.rows += 1
+        else:
+            self.in_order = self.in_order and window == self.window + 1 and (self.window < 0 or self._window_done())
+            self.window, self.rows, self.people = window, 1, int(row["people"] or 0)
         self.n_windows = int(row["n_windows"])
-        self.persons[int(row["person"])] += 1
         if row["label"]:
             self.labels[row["label"]] += 1
 
@@ -60,9 +75,11 @@ class FileRecord:
 class WindowResultsFile(ResultsFile):
     """ResultsFile for window rows: `files` (path -> FileRecord) instead of one row per path."""
 
-    def __init__(self, path: str | Path, labels: Sequence[str], model: dict[str, str] | None = None) -> None:
+    def __init__(
+        self, path: str | Path, labels: Sequence[str], model: dict[str, str] | None = None, faces: WhichFaces = "largest"
+    ) -> None:
         self.files: dict[str, FileRecord] = {}
-        super().__init__(path, labels, model)
+        super().__init__(path, labels, model, faces)
 
     def _load(self, model: dict[str, str] | None) -> None:
         self.format = window_format_for(self.path, self.format.labels)  # the window columns, not the clip ones
@@ -74,7 +91,8 @@ class WindowResultsFile(ResultsFile):
             raise EdgeEmotionError(f"{self.path}: cannot resume this results file: {exc}; write to a new file") from exc
         if model is not None:
             self._check_grid(model)
-            self._check_model(model, resuming=bool(self.files))
+            self._check_faces(resuming=bool(self.files))
+            self._check_model({**model, "faces": self.faces}, resuming=bool(self.files))
         if not text:
             self._append(self.format.header())
 
@@ -96,7 +114,7 @@ class WindowResultsFile(ResultsFile):
         key = row_key(row)
         record = self.files.get(key.path)
         if record is None or record.key != key:
-            record = self.files[key.path] = FileRecord(key)
+            record = self.files[key.path] = FileRecord(key, self.faces)
         record.add(row)
 
     def _check_grid(self, model: dict[str, str]) -> None:

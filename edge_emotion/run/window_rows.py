@@ -1,14 +1,17 @@
 """Window rows: one row per (file, person, window) of a timeline, and their CSV and JSON-lines formats.
 
-Row fields: path, person, window (its number k on the grid), n_windows (windows on the file's
-grid: a resume knows a file is complete when each person has that many rows), t_start and t_end
-(seconds from the file's first frame), label, one probability per label (the window's consensus / N), n_segments,
-faceless (segments without this person's face in their own frame), silent (segments with a silent
-audio window), status (ok | degraded | error), error, size_bytes, mtime_ns. JSONL rows add
-`segments`: per segment of the window its grid index, frame, the frame's time, the audio window's
-centre, the face box (null for a centre crop), whether its own frame had the face, and its
-probabilities. A file that does not decode gets one error row: person, window, times, label and
-probabilities empty.
+Row fields: path, person (the face track over the whole recording: 0, 1, 2 ... in order of first
+sighting; empty on a window where nobody was seen, scored on centre crops), people (people seen in the
+window; 0: nobody), window (its number k on the grid), n_windows (windows on the file's grid),
+t_start and t_end (seconds from the file's first frame), label, one probability per label (the
+window's consensus / N), n_segments, faceless (segments without this person's own face), silent
+(segments with a silent audio window), status (ok | degraded | error), error, size_bytes, mtime_ns.
+Which people get a row is run/timeline_people.py's rule: everyone seen in the window (`--faces all`),
+or its main person (`--faces largest`), and one centre-crop row where nobody was seen; so a window
+has max(1, people) rows, or 1. JSONL rows add `segments`: per segment of the window its grid index,
+frame, the frame's time, the audio window's centre, the face box (null for a centre crop), whether
+its own frame had the face, and its probabilities. A file that does not decode gets one error row:
+person, people, window, times, label and probabilities empty.
 
 Beside rows.py (one row per clip) because both are result rows of `score`: a window row is a clip
 row's numbers for one window of one person, plus where that window lies in the file.
@@ -17,86 +20,71 @@ row's numbers for one window of one person, plus where that window lies in the f
 from __future__ import annotations
 
 import csv
-import dataclasses
 import io
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from edge_emotion.preprocess.faces import Box
+from edge_emotion.run.consensus import clip_probabilities
 from edge_emotion.run.row_formats import CsvFormat, JsonlFormat
 from edge_emotion.run.rows import PROB_DECIMALS, FileKey, Row
-from edge_emotion.run.timeline import Timeline, WindowSpan, window_counts, window_probabilities
+from edge_emotion.run.timeline import Timeline, WindowSpan
+from edge_emotion.run.timeline_people import WindowPerson
 
 TIME_DECIMALS = 4
 
 
-@dataclass
-class ScoredSegments:
-    """One person's scored segments of a timeline, in the timeline's segment order."""
-
-    person: int
-    probs: np.ndarray  # [S, K] backend output per segment
-    boxes: list[Box | None]  # [S] the face box each crop used (None: centre crop)
-    detected: np.ndarray  # [S] bool: the segment's own frame had this person's face
-    silent: np.ndarray  # [S] bool: the segment's audio window is silent
-
-
 def build_window_rows(
-    key: FileKey, timeline: Timeline, scored: ScoredSegments, labels: Sequence[str], windows: Sequence[WindowSpan] | None = None
+    key: FileKey, timeline: Timeline, span: WindowSpan, chosen: Sequence[WindowPerson], silent: np.ndarray, people: int,
+    labels: Sequence[str],
 ) -> list[Row]:
-    """Rows of `windows` (default: all of the timeline's) for one person: consensus over each window's N segments."""
-    windows = timeline.windows if windows is None else windows
-    if len(scored.probs) != len(timeline.segments):
-        raise ValueError(f"{len(scored.probs)} scored segments for a timeline of {len(timeline.segments)}")
-    part = dataclasses.replace(timeline, windows=list(windows))
-    probs = window_probabilities(scored.probs, part)  # [W, K]
-    faceless = window_counts(~np.asarray(scored.detected, bool), part)  # [W]
-    silent = window_counts(scored.silent, part)  # [W]
+    """One window's rows, one per chosen person: consensus over the window's N segments. silent: [N] bool."""
+    positions = range(span.first, span.first + timeline.n)
     rows = []
-    for w, span in enumerate(part.windows):
-        status = "degraded" if faceless[w] or silent[w] else "ok"
+    for who in chosen:
+        probs = clip_probabilities(who.probs)  # [K]
+        faceless, quiet = int((~np.asarray(who.detected, bool)).sum()), int(np.asarray(silent, bool).sum())
         rows.append({
             "path": key.path,
-            "person": scored.person,
+            "person": who.person,
+            "people": people,
             "window": span.index,
             "n_windows": len(timeline.windows),
             "t_start": round(span.t_start, TIME_DECIMALS),
             "t_end": round(span.t_end, TIME_DECIMALS),
-            "label": labels[int(np.argmax(probs[w]))],
-            "probabilities": _prob_dict(probs[w], labels),
+            "label": labels[int(np.argmax(probs))],
+            "probabilities": _prob_dict(probs, labels),
             "n_segments": timeline.n,
-            "faceless": int(faceless[w]),
-            "silent": int(silent[w]),
-            "status": status,
+            "faceless": faceless,
+            "silent": quiet,
+            "status": "degraded" if faceless or quiet else "ok",
             "error": "",
             "size_bytes": key.size,
             "mtime_ns": key.mtime_ns,
-            "segments": [_segment(timeline, scored, p, labels) for p in range(span.first, span.first + timeline.n)],
+            "segments": [_segment(timeline, who, p, k, labels) for k, p in enumerate(positions)],
         })
     return rows
 
 
-def _segment(timeline: Timeline, scored: ScoredSegments, p: int, labels: Sequence[str]) -> Row:
-    seg, box = timeline.segments[p], scored.boxes[p]
+def _segment(timeline: Timeline, who: WindowPerson, p: int, k: int, labels: Sequence[str]) -> Row:
+    seg, box = timeline.segments[p], who.boxes[k]
     return {
         "segment": timeline.grid_index[p],
         "frame": seg.frame,
         "time_s": round(seg.frame / timeline.fps, TIME_DECIMALS),
         "audio_centre_s": round(seg.centre, TIME_DECIMALS),
         "box": None if box is None else [round(float(v), 1) for v in box],
-        "detected": bool(scored.detected[p]),
-        "probabilities": _prob_dict(scored.probs[p], labels),
+        "detected": bool(who.detected[k]),
+        "probabilities": _prob_dict(who.probs[k], labels),
     }
 
 
 def window_error_row(key: FileKey, error: str) -> Row:
     """The one row of a file that could not be scored."""
     return {
-        "path": key.path, "person": None, "window": None, "n_windows": None, "t_start": None, "t_end": None, "label": None,
-        "probabilities": None, "n_segments": 0, "faceless": 0, "silent": 0, "status": "error",
+        "path": key.path, "person": None, "people": None, "window": None, "n_windows": None, "t_start": None, "t_end": None,
+        "label": None, "probabilities": None, "n_segments": 0, "faceless": 0, "silent": 0, "status": "error",
         "error": " ".join(error.split()) or "no model inputs", "size_bytes": key.size, "mtime_ns": key.mtime_ns,
         "segments": [],
     }
@@ -110,7 +98,7 @@ def _prob_dict(probs: np.ndarray, labels: Sequence[str]) -> dict[str, float]:
 
 
 def window_csv_columns(labels: Sequence[str]) -> list[str]:
-    return ["path", "person", "window", "n_windows", "t_start", "t_end", "label", *labels, "n_segments", "faceless", "silent",
+    return ["path", "person", "people", "window", "n_windows", "t_start", "t_end", "label", *labels, "n_segments", "faceless", "silent",
             "status", "error", "size_bytes", "mtime_ns"]
 
 
@@ -138,6 +126,7 @@ class WindowCsvFormat(CsvFormat):
         return {
             "path": cells["path"],
             "person": _int_or_none(cells["person"]),
+            "people": _int_or_none(cells["people"]),
             "window": _int_or_none(cells["window"]),
             "n_windows": _int_or_none(cells["n_windows"]),
             "t_start": _float_or_none(cells["t_start"]),

@@ -1,0 +1,117 @@
+"""What planning a recording needs, read without decoding a frame: frame rate and count, and where it may be cut.
+
+`probe` demuxes every packet once (as open_clip counts frames: video packets that hold data) and
+decodes only the first audio frame, whose timestamp is the time of the recording's first audio
+sample: a chunk that starts decoding mid-file places its audio by it (run/recording.py).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import av
+
+from edge_emotion.errors import VideoError
+from edge_emotion.io.decode import DECODE_ERRORS, _fps, _open_container, _reason
+
+
+@dataclass(frozen=True)
+class Cut:
+    """A keyframe to start decoding from: every packet before it shows earlier, every one after it later."""
+
+    frame: int  # its place among the video packets (= frames in display order, as open_clip counts them)
+    pts: int  # in the video stream's time base
+    time_s: float
+
+
+@dataclass(frozen=True)
+class VideoFacts:
+    """A recording's facts for planning its timeline (and its chunks)."""
+
+    fps: float
+    frame_count: int
+    width: int
+    height: int
+    audio_origin: float | None = None  # seconds: the timestamp of the first decoded audio sample (None: not read)
+
+
+def probe(path: str | Path, keyframes: bool = False) -> tuple[VideoFacts, list[Cut]]:
+    """Frame rate and frame count (video packets, demuxed only), the same checks and causes as open_clip; with
+    `keyframes`, also the first audio sample's time and the clean keyframes (`find_cuts`) to chunk the file on."""
+    path = Path(path)
+    container = _open_container(path)
+    try:
+        if not container.streams.video:
+            raise VideoError(path, "no audio or video stream (empty or zero-duration file)" if not container.streams.audio else "no video stream")
+        if not container.streams.audio:
+            raise VideoError(path, "no audio stream")
+        video, audio = container.streams.video[0], container.streams.audio[0]
+        fps = _fps(video)
+        if fps <= 0:
+            raise VideoError(path, "video stream has no frame rate")
+        pts: list[int | None] = []
+        key: list[bool] = []
+        origin: float | None = None
+        for packet in container.demux(video, audio) if keyframes else container.demux(video):
+            if not packet.size:
+                continue
+            if packet.stream is video:
+                pts.append(packet.pts)
+                key.append(packet.is_keyframe)
+            elif origin is None:
+                origin = _first_time(packet)
+        width, height = video.codec_context.width, video.codec_context.height
+        time_base = float(video.time_base) if video.time_base else 0.0
+    except VideoError:
+        raise
+    except DECODE_ERRORS as exc:
+        raise VideoError(path, f"corrupt or truncated stream ({_reason(exc)})") from exc
+    finally:
+        container.close()
+    if not pts:
+        raise VideoError(path, "video stream holds no frames (zero duration)")
+    if width <= 0 or height <= 0:
+        raise VideoError(path, f"invalid frame size {width}x{height}")
+    cuts = find_cuts(pts, key, time_base) if keyframes and origin is not None else []
+    return VideoFacts(fps, len(pts), width, height, origin), cuts
+
+
+def _first_time(packet: av.Packet) -> float | None:
+    """Seconds of the first audio frame the packet decodes to (the decoder may hold the first packets back)."""
+    for frame in packet.decode():
+        if isinstance(frame, av.AudioFrame) and frame.pts is not None and frame.time_base is not None:
+            return float(frame.pts * frame.time_base)
+    return None
+
+
+def find_cuts(frame_pts: Sequence[int | None], keyframe: Sequence[bool], time_base: float) -> list[Cut]:
+    """Keyframes (video packets in decode order) before which every packet shows earlier and after which every one
+    later: decoding from one gives the frames from its own on, numbered as from the start. None without timestamps."""
+    if not time_base or any(p is None for p in frame_pts):
+        return []
+    pts = [int(p) for p in frame_pts if p is not None]
+    after_min = [math.inf] * (len(pts) + 1)  # after_min[i]: the smallest pts from packet i on
+    for i in range(len(pts) - 1, -1, -1):
+        after_min[i] = min(pts[i], after_min[i + 1])
+    cuts, before_max = [], -math.inf
+    for i, (p, key) in enumerate(zip(pts, keyframe)):
+        if key and before_max < p < after_min[i + 1]:
+            cuts.append(Cut(i, p, p * time_base))
+        before_max = max(before_max, p)
+    return cuts
+
+
+def header_duration(path: Path) -> float | None:
+    """Seconds by the container's header (no packet read); None where it does not say or the file does not open."""
+    try:
+        container = _open_container(path)
+    except VideoError:
+        return None
+    try:
+        return container.duration / 1e6 if container.duration and container.duration > 0 else None
+    finally:
+        container.close()
+
