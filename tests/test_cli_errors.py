@@ -123,13 +123,6 @@ INPUT_ERRORS = {
     "export: text named .pt",
     "score: ONNX without contract",
 }
-# cases that exit 1 where README promises 2 (a bad option or argument): defects in the commands, left to their owners;
-# each is an xfail, after every other check, while it still exits 1, and is held to 2 once fixed
-WRONG_CODE = {
-    "predict: video missing": "VIDEO is not checked as an argument: scoring's error row becomes a VideoError (preview gives 2)",
-    "score: --backend bogus": "--backend is checked by open_backend (ValueError), not as an option (bench --backends gives 2)",
-    "predict: --device cuda:7": "the CUDA count is checked by the torch backend (ValueError), not as an option (train gives 2)",
-}
 
 
 @pytest.fixture(scope="session")
@@ -179,8 +172,6 @@ def test_mistake_ends_in_one_line(case, template, expected, workspace, tmp_path,
     for text in expected:
         assert text in errors[0], (text, errors[0])
     want = EXIT_ERROR if case in INPUT_ERRORS else EXIT_USAGE
-    if case in WRONG_CODE and code != want:
-        pytest.xfail(f"exits {code}, README says {want}: {WRONG_CODE[case]}")
     assert code == want, (case, code, err)
 
 
@@ -188,7 +179,7 @@ def test_table_covers_the_commands():
     walked = {template[0] for _, template, _ in CASES}
     assert {"score", "predict", "bench", "export", "check", "prepare", "train", "cv", "synth", "preview", "demo"} <= walked
     assert len(CASES) >= 13
-    assert INPUT_ERRORS | WRONG_CODE.keys() <= {case for case, _, _ in CASES}  # no stale names
+    assert INPUT_ERRORS <= {case for case, _, _ in CASES}  # no stale names
 
 
 def test_the_console_script_prints_one_line(workspace, tmp_path):

@@ -84,6 +84,14 @@ def load_cudart(candidates: Sequence[str] | None = None) -> CudaRuntime:
     raise MissingDependencyError(f"libcudart (the CUDA runtime) not found; tried {', '.join(tried)}: {INSTALL_HINT}")
 
 
+def visible_devices() -> int:
+    """CUDA devices this process can use, through libcudart (no torch); 0 without a CUDA runtime or a GPU."""
+    try:
+        return load_cudart().device_count()
+    except (MissingDependencyError, CudaError):
+        return 0
+
+
 def cuda_device_index(device: str) -> int:
     """'auto' / 'cuda' -> 0, 'cuda:1' -> 1; anything else (e.g. 'cpu') is a CudaError: engines run on a GPU."""
     if device in ("auto", "cuda"):

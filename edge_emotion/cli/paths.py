@@ -27,6 +27,28 @@ def device_name(device: str, option: str = "--device") -> str:
     return device
 
 
+def scoring_device(device: str, option: str = "--device") -> str:
+    """A device name, and cuda:N only where this machine has N + 1 CUDA devices (counted through libcudart, no
+    torch), so a wrong index is a usage error here, not a backend's failure after the model has loaded."""
+    device_name(device, option)
+    prefix, _, index = device.partition(":")
+    if prefix == "cuda" and index:
+        from edge_emotion.backends.cuda_runtime import visible_devices
+
+        if int(index) >= (count := visible_devices()):
+            raise typer.BadParameter(f"{device!r}: {count} CUDA device(s) here; use --device cpu or auto", param_hint=option)
+    return device
+
+
+def backend_name(name: str | None, option: str = "--backend") -> str | None:
+    """One of the backends, or None (chosen by the artifact's kind)."""
+    from edge_emotion.backends import BACKENDS
+
+    if name is not None and name not in BACKENDS:
+        raise typer.BadParameter(f"unknown backend {name!r}; choose one of {', '.join(BACKENDS)}", param_hint=option)
+    return name
+
+
 def _bad(path: Path, option: str, cause: str) -> typer.BadParameter:
     return typer.BadParameter(f"{path}: {cause}", param_hint=option)
 

@@ -35,9 +35,12 @@ from edge_emotion.io.scan import DEFAULT_EXTENSIONS  # light: no torch, no av
 
 ModelOption = Annotated[Path, typer.Option("--model", "-m", help="Artifact: checkpoint (.pt), ONNX (.onnx) or TensorRT engine (.engine).")]
 BackendOption = Annotated[
-    Optional[str], typer.Option("--backend", help="torch | onnxruntime | tensorrt (default: by the artifact's kind).")
+    Optional[str],
+    typer.Option("--backend", help="torch | onnxruntime | tensorrt (default: by the artifact's kind).", callback=lambda name: paths.backend_name(name)),
 ]
-DeviceOption = Annotated[str, typer.Option("--device", help="Backend device: auto, cpu, cuda, cuda:1 ...")]
+DeviceOption = Annotated[
+    str, typer.Option("--device", help="Backend device: auto, cpu, cuda, cuda:1 ...", callback=lambda device: paths.scoring_device(device))
+]
 
 
 class _RateColumn(ProgressColumn):
@@ -140,7 +143,6 @@ def score(
     paths.video_source(folder, "FOLDER", options.extensions)  # an empty folder is a wrong path, not 0 rows
     paths.artifact(model, "--model")
     paths.output_file(output, "--output")
-    paths.device_name(device)
     progress = None if quiet else _CliProgress(Console(stderr=True))
     from edge_emotion.run.timeline import GridError
 
@@ -211,8 +213,8 @@ def predict(
 
     which = which_faces(faces)
     nets = detector_dir(detector)
+    paths.existing_file(video, "VIDEO")
     paths.artifact(model, "--model")
-    paths.device_name(device)
     with open_backend(model, backend, device) as runner:
         found = FaceSetup(nets=nets).detector(runner.contract.preprocess)
         rows = predict_people(video, runner, found, which)
@@ -290,7 +292,6 @@ def bench(
         raise typer.BadParameter(f"batch sizes must be >= 1, got {batch_sizes!r}")
     for artifact in model:
         paths.artifact(artifact, "--model")
-    paths.device_name(device)
     nets = detector_dir(detector)
     for out, suffix in ((json_out, ".json"), (plot, ".png")):
         if out is not None:
