@@ -148,8 +148,10 @@ class _GridPass:
     """One pass over a recording (from its first packet or a cut): the planned frames of `positions`, in order."""
 
     def __init__(self, path: Path, fps: float, timeline: Timeline, positions: range, audio: SpectrogramParams,
-                 start: Cut | None, origin: float | None) -> None:
-        self.path, self.fps, self.start = path, fps, start
+                 start: Cut | None, origin: float | None, audio_until: int) -> None:
+        """`audio_until`: the sample after the last one the scored segments need; the pass stops there once the
+        frames are in too (a chunk early in a long file never reads the rest of it)."""
+        self.path, self.fps, self.start, self.audio_until = path, fps, start, audio_until
         self.segments = timeline.segments
         self.positions = positions
         self.rate = audio.sample_rate
@@ -160,7 +162,8 @@ class _GridPass:
         self.decoded = start.frame if start else 0  # index of the next video frame out of the decoder
         self.newest: np.ndarray | None = None  # read_frames' stand-in for frames a truncated file lacks
         self.first_frame: np.ndarray | None = None
-        self.ended = False  # the whole file was read
+        self.last_frame = max(self.wanted)
+        self.ended = False  # the pass is over: everything it needs has arrived, or the file ended
 
     def frames(self) -> Iterator[tuple[int, np.ndarray]]:
         """(position, [H, W, 3] uint8 RGB frame) for every position, in order; VideoError where open_clip raises."""
@@ -169,16 +172,16 @@ class _GridPass:
             video, audio = container.streams.video[0], container.streams.audio[0]
             if self.start is not None:
                 container.seek(self.start.pts, stream=video, backward=True, any_frame=False)
-            reached = self.start is None
+            target = None if self.start is None else self.start.pts  # skip the packets before this one
             video_ok = True
             for packet in container.demux(video, audio):
                 if packet.stream is video:
-                    if not reached:
-                        if packet.pts is not None and packet.pts > self.start.pts:  # type: ignore[union-attr]
+                    if target is not None:
+                        if packet.pts is not None and packet.pts > target:
                             raise _SeekMissed("the seek landed past the keyframe")
-                        reached = packet.pts == self.start.pts  # type: ignore[union-attr]
-                        if not reached:
+                        if packet.pts != target:
                             continue
+                        target = None
                     if video_ok:
                         video_ok, frames = self._decode_video(packet)
                         yield from frames
@@ -186,8 +189,11 @@ class _GridPass:
                     for sound in packet.decode():
                         assert isinstance(sound, av.AudioFrame)  # an audio packet decodes to audio
                         self.audio.add(sound)
-            self.audio.flush()
-            if not reached:
+                if self._has_all():
+                    break
+            else:
+                self.audio.flush()
+            if target is not None:
                 raise _SeekMissed("the keyframe never came after the seek")
         except (VideoError, _SeekMissed):
             raise
@@ -220,6 +226,10 @@ class _GridPass:
                 raise VideoError(self.path, f"video frames do not decode ({_reason(exc)})") from exc
             return False, out
         return True, out
+
+    def _has_all(self) -> bool:
+        """Every wanted frame is out, and the audio the scored segments need (the resampler's flush is not needed)."""
+        return self.decoded > self.last_frame and not self.audio.waiting and self.audio.buffer.end >= self.audio_until
 
     def audio_ready(self, position: int, window: int) -> bool:
         """Whether the audio window of `position` has arrived (or never will: the audio ended or lags far behind)."""
@@ -328,11 +338,14 @@ def recording_parts(
         scorer = _Chunk(task, chunk, timeline, config, detector, part_size, task.frame_count)
         scorer.timings["decode"] = time.perf_counter() - started
         positions = range(*chunk.track)
+        last = timeline.segments[chunk.score[1] - 1].centre * config.audio.sample_rate
+        audio_until = round(last) - config.audio.window_samples // 2 + config.audio.window_samples
         try:
-            yield from scorer.pieces(_GridPass(task.path, task.fps, timeline, positions, config.audio, chunk.start, task.audio_origin))
+            grid_pass = _GridPass(task.path, task.fps, timeline, positions, config.audio, chunk.start, task.audio_origin, audio_until)
+            yield from scorer.pieces(grid_pass)
         except _SeekMissed:  # raised before the first piece (it waits for the audio and the frames checked)
             scorer = _Chunk(task, chunk, timeline, config, detector, part_size, task.frame_count)
-            yield from scorer.pieces(_GridPass(task.path, task.fps, timeline, positions, config.audio, None, None))
+            yield from scorer.pieces(_GridPass(task.path, task.fps, timeline, positions, config.audio, None, None, audio_until))
     except VideoError as exc:
         yield RecordingPart(task.file, str(task.path), error=exc.cause)
     except Exception as exc:  # noqa: BLE001 - one broken file must not stop the folder; the row names the cause
