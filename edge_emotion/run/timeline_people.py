@@ -1,6 +1,6 @@
 """People over a recording: one face tracker follows them over the planned frames; the rules of their window rows.
 
-The rules (README, "Long recordings"):
+The rules of window rows (`score --window`), here and nowhere else:
 
 - presence: a person is in a window when the tracker saw their face on at least one of its N segments.
   `--faces all`: a row for every person in the window. `--faces largest`: a row for the main person
