@@ -4,8 +4,9 @@ written to files, or cut into the clip `predict` would see for one window.
 A Recording is frames and sound in memory; everything here is PyAV (no ffmpeg binary):
 - send_mpegts(recording, "udp://127.0.0.1:PORT"): mpeg2video + mp2 in MPEG-TS, monotonic pts, paced at the
   clip's own timestamps (a live sender); `stop_after` stops mid-stream (a source that dies).
-- write_lossless(recording, path): FFV1 + PCM in Matroska: decodes to the very pixels and samples a window
-  of the stream sees, so a cut of it and the stream agree to the resampler's rounding.
+- write_lossless(recording, path): FFV1 + PCM in NUT: decodes to the very pixels and samples the stream
+  sees; given parts at frame offsets, a file whose timestamps jump over a gap.
+- write_mp4(recording, path): H.264 + AAC in MP4, what tests/rtsp_server.py serves over RTSP.
 """
 
 from __future__ import annotations
@@ -62,44 +63,48 @@ def load(paths: list[Path]) -> Recording:
     return Recording(np.stack(frames), np.concatenate(audio).astype(np.float32))
 
 
-def _timeline(recording: Recording, audio_chunk: int) -> list[tuple[float, str, int]]:
-    """(time, kind, index) of every video frame and audio chunk, in time order."""
-    video = [(i / float(recording.fps), "v", i) for i in range(len(recording.frames))]
-    sound = [(s / AUDIO_RATE, "a", s) for s in range(0, len(recording.audio), audio_chunk)]
-    return sorted(video + sound)
+Part = tuple[Recording, int]  # a recording and the frame index its first frame goes to (frames between are a gap)
 
 
-def _looped(timeline: list[tuple[float, str, int]], duration: float, loops: int):
-    """The timeline `loops` times over, times going on (the sound is padded to the frames, so loops join up)."""
-    for loop in range(loops):
-        for t, kind, i in timeline:
-            yield t + loop * duration, kind, i
+def _timeline(parts: list[Part], audio_chunk: int) -> list[tuple[float, str, int, int]]:
+    """(time, kind, part, index) of every video frame and audio chunk of the parts, in time order."""
+    events = []
+    for p, (recording, first) in enumerate(parts):
+        start = first / float(recording.fps)
+        events += [(start + i / float(recording.fps), "v", p, i) for i in range(len(recording.frames))]
+        events += [(start + s / AUDIO_RATE, "a", p, s) for s in range(0, len(recording.audio), audio_chunk)]
+    return sorted(events)
 
 
-def _encode(recording: Recording, container: av.container.OutputContainer, vcodec: str, acodec: str,
-            realtime: bool, stop_after: float | None, stop: threading.Event | None, options: dict[str, str],
-            loops: int = 1) -> None:
-    h, w = recording.frames.shape[1:3]
-    vstream = container.add_stream(vcodec, rate=recording.fps, options=options)
+def _looped(recording: Recording, loops: int) -> list[Part]:
+    """The recording `loops` times over, back to back (its sound is padded to its frames, so loops join up)."""
+    return [(recording, loop * len(recording.frames)) for loop in range(loops)]
+
+
+def _encode(parts: list[Part], container: av.container.OutputContainer, vcodec: str, acodec: str,
+            realtime: bool, stop_after: float | None, stop: threading.Event | None, options: dict[str, str]) -> None:
+    first = parts[0][0]
+    h, w = first.frames.shape[1:3]
+    vstream = container.add_stream(vcodec, rate=first.fps, options=options)
     vstream.width, vstream.height, vstream.pix_fmt = w, h, "yuv420p"
     astream = container.add_stream(acodec, rate=AUDIO_RATE, layout="mono")
     chunk = 1152
     start = time.monotonic()
-    frames, samples = len(recording.frames), len(recording.audio)
-    for t, kind, i in _looped(_timeline(recording, chunk), recording.duration, loops):
+    for t, kind, p, i in _timeline(parts, chunk):
         if (stop_after is not None and t >= stop_after) or (stop is not None and stop.is_set()):
             break
         if realtime and (delay := start + t - time.monotonic()) > 0:
             time.sleep(delay)
-        loop = round((t - i / (float(recording.fps) if kind == "v" else AUDIO_RATE)) / recording.duration)
+        recording, offset = parts[p]
         if kind == "v":
             frame = av.VideoFrame.from_ndarray(recording.frames[i], format="rgb24")
-            frame.pts, frame.time_base = i + loop * frames, 1 / recording.fps
+            frame.pts, frame.time_base = offset + i, 1 / recording.fps
             packets = vstream.encode(frame)
         else:
             pcm = recording.audio[i : i + chunk].reshape(1, -1)
             frame = av.AudioFrame.from_ndarray(np.ascontiguousarray(pcm), format="flt", layout="mono")
-            frame.sample_rate, frame.pts, frame.time_base = AUDIO_RATE, i + loop * samples, Fraction(1, AUDIO_RATE)
+            frame.sample_rate, frame.time_base = AUDIO_RATE, Fraction(1, AUDIO_RATE)
+            frame.pts = round(offset / recording.fps * AUDIO_RATE) + i
             packets = astream.encode(frame)
         container.mux(packets)
     container.mux(vstream.encode())
@@ -111,14 +116,25 @@ def send_mpegts(recording: Recording, url: str, realtime: bool = True, stop_afte
     """Stream the recording (`loops` times over) as MPEG-TS (mpeg2video + mp2) to `url`, e.g.
     udp://127.0.0.1:PORT?pkt_size=1316. No B-frames and a GOP of 15: a receiver joins within half a second."""
     with av.open(url, mode="w", format="mpegts", container_options={"muxdelay": "0.1"}) as container:
-        _encode(recording, container, "mpeg2video", "mp2", realtime, stop_after, stop,
-                {"b": "4000000", "g": "15", "bf": "0"}, loops)
+        _encode(_looped(recording, loops), container, "mpeg2video", "mp2", realtime, stop_after, stop,
+                {"b": "4000000", "g": "15", "bf": "0"})
 
 
-def write_lossless(recording: Recording, path: Path) -> Path:
-    """FFV1 + 16-bit PCM in Matroska: what it decodes to depends only on the recording."""
+def write_lossless(recording: Recording | list[Part], path: Path) -> Path:
+    """FFV1 + 16-bit PCM in NUT: what it decodes to depends only on the recording. A list of parts puts each
+    part's first frame (and its sound) at its frame index: a file with gaps in its timestamps."""
+    parts = recording if isinstance(recording, list) else [(recording, 0)]
     with av.open(str(path), mode="w", format="nut") as container:
-        _encode(recording, container, "ffv1", "pcm_s16le", False, None, None, {})
+        _encode(parts, container, "ffv1", "pcm_s16le", False, None, None, {})
+    return path
+
+
+def write_mp4(recording: Recording, path: Path, loops: int = 1) -> Path:
+    """H.264 (libx264, near-lossless, no B-frames, a keyframe every 15 frames) + AAC in MP4: what an IP camera
+    sends, for the RTSP server (tests/rtsp_server.py)."""
+    with av.open(str(path), mode="w", format="mp4") as container:
+        _encode(_looped(recording, loops), container, "libx264", "aac", False, None, None,
+                {"crf": "12", "g": "15", "bf": "0", "preset": "veryfast"})
     return path
 
 

@@ -22,15 +22,13 @@ from edge_emotion.cli.boundary import EXIT_ERROR, EXIT_USAGE, run
 from edge_emotion.config import PreprocessConfig
 from edge_emotion.errors import EdgeEmotionError
 from edge_emotion.io.decode import open_clip, read_frames
-from edge_emotion.preprocess.plan import Segment
-from edge_emotion.preprocess.segments import SegmentInputs, extract, model_faces
+from edge_emotion.preprocess.segments import extract, model_faces
 from edge_emotion.run.clip_inputs import InputsJob, load_clip_inputs
 from edge_emotion.run.pool import WorkerPool
 from edge_emotion.run.results_file import ResultsFile
 from edge_emotion.run.row_formats import csv_columns
 from edge_emotion.run.rows import row_key
 from edge_emotion.run.score import ScoreOptions, score_folder
-from edge_emotion.stream.people import StreamPeople
 
 FPS = 30
 FRAMES = 60  # 2 s: the actors' 30 first frames, then again (a stream of an N = 4 model gets two windows)
@@ -159,22 +157,6 @@ def test_stream_faces_all_on_a_file_has_an_event_per_person_per_window(scenes, f
         windows.setdefault(event["t_start"], []).append(event["person"])
     assert len(windows) == 2 and all(persons == [0, 1] for persons in windows.values())
     assert all(event["faceless"] == 0 for event in events)
-
-
-def _person(boxes: list) -> SegmentInputs:
-    n = len(boxes)
-    empty = np.zeros((n, 1), np.float32)
-    return SegmentInputs(empty, empty, [Segment(k, k / 10) for k in range(n)], boxes, [b is not None for b in boxes], 0, 0)
-
-
-def test_stream_people_keep_their_number_across_windows():
-    left, right, elsewhere = (10.0, 10.0, 60.0, 70.0), (300.0, 20.0, 360.0, 90.0), (600.0, 20.0, 650.0, 80.0)
-    numbers = StreamPeople(forget=2)
-    assert numbers.number([_person([left, left]), _person([right, None])]) == [0, 1]
-    assert numbers.number([_person([None, right])]) == [1]  # alone in the window (its person 0): still stream person 1
-    assert numbers.number([_person([elsewhere]), _person([left])]) == [2, 0]  # a newcomer gets the next number
-    assert numbers.number([_person([None])]) == [None]  # a window without any face
-    assert numbers.number([_person([right])]) == [3]  # person 1 was gone 2 windows: forgotten
 
 
 def test_workers_send_uint8_crops_that_normalise_to_extracts_faces(hap_clip_path, face_detector):

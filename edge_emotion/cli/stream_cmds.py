@@ -1,4 +1,4 @@
-"""`edge-emotion stream`: a live source (URL, capture device, paced file) -> one event per rolling window.
+"""`edge-emotion stream`: a live source (URL, capture device, paced file) -> one event per window on the segment grid.
 
 Thin: it parses options, opens the backend and calls edge_emotion.stream.run_stream
 (imported inside the body, so `edge-emotion --help` loads neither av nor torch).
@@ -83,14 +83,17 @@ def summary_lines(summary: dict[str, Any]) -> list[str]:
     def ms(v: float | None) -> str:
         return "-" if v is None else f"{v:.0f}"
 
+    lag = summary["end_lag_ms"]
     return [
         (
             f"{summary['source']}: {summary['events']} events over {summary['stream_s']:.1f} s of stream "
-            f"in {summary['wall_s']:.1f} s (ended: {summary['ended']})"
+            f"in {summary['wall_s']:.1f} s (ended: {summary['ended']}); {summary['segments']} segments computed, "
+            f"{summary['backend_rows']} crops through the backend"
         ),
         (
-            f"latency ms p50 {ms(lat['p50'])}, p90 {ms(lat['p90'])}, p99 {ms(lat['p99'])}; dropped frames "
-            f"{summary['dropped_frames']} ({summary['skipped_windows']} windows skipped); reconnects {summary['reconnects']}"
+            f"latency ms p50 {ms(lat['p50'])}, p90 {ms(lat['p90'])}, p99 {ms(lat['p99'])} (after the window's end: p50 "
+            f"{ms(lag['p50'])}, p90 {ms(lag['p90'])}); dropped frames {summary['dropped_frames']} "
+            f"({summary['skipped_windows']} windows skipped); reconnects {summary['reconnects']}"
         ),
         "real-time margin: " + ("-" if margin is None else f"{margin:.3f} s of inference per stream second")
         + (f" (seconds by stage: {stages})" if stages else ""),
@@ -102,7 +105,7 @@ def stream(
     model: Annotated[Path, typer.Option("--model", "-m", help="Artifact: ONNX (.onnx), checkpoint (.pt) or TensorRT engine (.engine).")],
     output: Annotated[Path | None, typer.Option("--output", "-o", help="Events as JSON lines (replaced). Default: stdout when it is a pipe.")] = None,
     window: Annotated[float | None, typer.Option("--window", min=0.01, help=f"Seconds per event (default: {defaults.STREAM_SECONDS_PER_SEGMENT:g} s per model segment, at least the audio window).")] = None,
-    hop: Annotated[float, typer.Option("--hop", min=0.001, help="Seconds between events.")] = defaults.STREAM_HOP_S,
+    hop: Annotated[float | None, typer.Option("--hop", min=0.001, help="Seconds between events, a multiple of window / N (default: the multiple nearest 0.5 s).")] = None,
     realtime: Annotated[bool, typer.Option("--realtime", help="Pace the source at its own timestamps: a file behaves like a live source.")] = False,
     duration: Annotated[float | None, typer.Option("--duration", min=0.001, help="Stop after this many seconds of stream.")] = None,
     input_format: Annotated[str | None, typer.Option("--format", "-f", help="Input format: v4l2, alsa, lavfi, mpegts ... (default: guessed).")] = None,
@@ -121,7 +124,7 @@ def stream(
 ) -> None:
     """Emotion of a live stream: every --hop seconds the last --window seconds -> one JSON event line (one per person with --faces all).
 
-    The same plan / faces / spectrogram / backend / consensus as `score`. Ends at the end of the stream, after --timeout seconds without data, at --duration, or on Ctrl-C / SIGTERM (exit status 0, summary printed).
+    The segment grid of `score --window --hop`: each segment of window / N seconds is scored once as it arrives, a window is the sum of its last N. Ends at the end of the stream, after --timeout seconds without data, at --duration, or on Ctrl-C / SIGTERM (exit status 0, summary printed).
     """
     from rich.live import Live
 
@@ -131,6 +134,7 @@ def stream(
     from edge_emotion.stream import EventsFile, LineWriter, SourceSpec, StreamOptions, default_window, run_stream
     from edge_emotion.stream.events import EventWriter
     from edge_emotion.stream.options import check_options
+    from edge_emotion.timeline.grid import GridError
 
     spec = SourceSpec(source, input_format, _key_values(option, "--option"))
     audio_spec = None if audio is None else SourceSpec(audio, audio_format, _key_values(audio_option, "--audio-option"))
@@ -154,11 +158,14 @@ def stream(
 
     stop = threading.Event()
     with open_backend(model, backend, device) as runner:
+        config = runner.contract.preprocess
         try:
-            check_options(options, window or default_window(runner.contract.preprocess), spec.is_file or bool(audio_spec and audio_spec.is_file))
+            check_options(options, window or default_window(config), config.n_segments, spec.is_file or bool(audio_spec and audio_spec.is_file))
+        except GridError as exc:  # the hop is checked against the model's N once the model is open, as `score` does
+            raise typer.BadParameter(str(exc), param_hint="--hop") from exc
         except ValueError as exc:
             raise typer.BadParameter(str(exc)) from exc
-        found = FaceDetector(runner.contract.preprocess.face, nets=nets)
+        found = FaceDetector(config.face, nets=nets)
         if output is not None:
             writers.append(EventsFile(output))
         if to_stdout:

@@ -1,11 +1,14 @@
-"""Live streams: `edge-emotion stream` (a URL, a capture device or a paced file) -> one event per rolling window.
+"""Live streams: `edge-emotion stream` (a URL, a capture device or a paced file) -> one event per window and person,
+on `score --window`'s segment grid: each segment computed once, a window the sum of its last N segments.
 
-    source.py     open a source, decode it in its own thread, one stream clock
+    source.py     open a source, decode it in its own thread (the sound resampled there), one stream clock
     buffer.py     the bounded buffer between decoding and inference (drop, never queue)
-    options.py    StreamOptions (window, hop, pacing, duration, timeout, reconnect) and their check
-    window.py     when a window is complete; window -> Clip + planned frames
-    scheduler.py  which window to evaluate next; what to drop when inference falls behind
-    evaluate.py   window -> plan / faces / spectrogram / backend / consensus (score's code) -> event
+    options.py    StreamOptions (window, hop, pacing, duration, timeout, reconnect, faces) and their check
+    window.py     the segment grid of an epoch on the stream clock (timeline/grid.py's grid from its first frame)
+    scheduler.py  which segments and window next; what to drop when inference falls behind; epochs
+    segments.py   a segment computed once: its frame's faces (the epoch's tracker), its spectrogram
+    people.py     whose window it is (presence, main person, borrowed boxes) and the stream's person numbers
+    evaluate.py   window -> the crops not yet scored through the backend, consensus -> events
     run.py        run_stream: opens the sources, starts the decode threads, runs the loop, stops them
     events.py     event lines, their file, the summary
 """

@@ -1,19 +1,19 @@
 """The bounded buffer between the decode threads and the inference loop: the last few seconds of a stream.
 
-Decoded video and audio frames wait here with their stream time (seconds) and
-their arrival time (time.monotonic()). Frames stay in PyAV's own decoded form:
-only the N planned frames of a window are converted to RGB, by the loop.
+Decoded video frames wait here with their stream time (seconds) and their arrival time
+(time.monotonic()), in PyAV's own decoded form: only the frame of each segment is converted to
+RGB, by the loop. The sound waits as float32 mono samples at the model's rate, already resampled by
+the decode thread (source.py), placed by sample index on the stream clock (sample i is stream time
+i / rate), so a segment's audio window is a slice, whatever the source's packets were.
 
 Two policies, both with memory bounded by construction:
-- live (a network stream, a device, a `--realtime` file): the decoder never
-  waits; frames more than `span_s` behind the newest are evicted. When inference
-  falls behind, the loop takes the newest complete window, and the frames of the
-  windows it skipped count as dropped (`run.py`): nothing queues up.
-- lossless (a file read as fast as it decodes): the decoder waits while the
-  buffer is full and the loop's next window is already complete, so every
-  window is evaluated.
-A hard cap on the number of items (4 spans' worth) holds whatever the
-timestamps say (a stream whose clock stands still, audio muxed seconds late).
+- live (a network stream, a device, a `--realtime` file): the decoder never waits; what is
+  more than `span_s` behind the newest is evicted, and so is what the loop no longer needs (Demand).
+  When inference falls behind, the loop goes to the newest complete window (scheduler.py).
+- lossless (a file read as fast as it decodes): the decoder waits while the buffer is full and the
+  loop's next segment is already complete, so every segment and window is evaluated.
+A hard cap on the number of items (4 spans' worth) holds whatever the timestamps say (a stream whose
+clock stands still, audio muxed seconds late).
 """
 
 from __future__ import annotations
@@ -23,6 +23,8 @@ import time
 from collections import deque
 from dataclasses import dataclass
 from typing import Any
+
+import numpy as np
 
 HARD_CAP_SPANS = 4  # items beyond this many spans are evicted even when still needed (counted as lost)
 
@@ -36,36 +38,42 @@ class VideoItem:
 
 
 @dataclass(frozen=True)
-class AudioItem:
-    time: float  # stream seconds of the first sample
-    end: float  # stream seconds after the last sample
+class AudioChunk:
+    start: int  # sample index on the stream clock of samples[0]
+    samples: np.ndarray  # [S] float32 mono at the model's rate
     arrival: float
-    frame: Any  # av.AudioFrame
+
+    @property
+    def end(self) -> int:
+        return self.start + len(self.samples)
 
 
 @dataclass(frozen=True)
 class Demand:
-    """Lossless mode: what the loop's next window needs (stream seconds)."""
+    """What the loop's next segment needs: frames from video_from and samples from audio_from are kept; it is
+    complete once video reaches video_until and the sound audio_until."""
 
-    keep_from: float  # frames before this are no longer needed
-    video_until: float  # the window is complete once video reaches this time ...
-    audio_until: float  # ... and audio this one
+    video_from: float
+    audio_from: int
+    video_until: float
+    audio_until: int
 
 
 class LiveBuffer:
-    """Thread-safe rings of video and audio items; `cond` wakes the loop on every push."""
+    """Thread-safe rings of video frames and sound; `cond` wakes the loop on every push."""
 
-    def __init__(self, span_s: float, fps: float, lossless: bool) -> None:
-        if span_s <= 0 or fps <= 0:
-            raise ValueError(f"need a positive span and frame rate, got span {span_s} s at {fps} fps")
+    def __init__(self, span_s: float, fps: float, sample_rate: int, lossless: bool) -> None:
+        if span_s <= 0 or fps <= 0 or sample_rate <= 0:
+            raise ValueError(f"need a positive span, frame rate and sample rate, got {span_s} s, {fps} fps, {sample_rate} Hz")
         self.span_s = span_s
         self.lossless = lossless
         self.fps = fps
+        self.sample_rate = sample_rate
         self.max_video = int(span_s * fps) + 4  # lossless: the decoder waits beyond this
         self.cond = threading.Condition()
         self.video: deque[VideoItem] = deque()
-        self.audio: deque[AudioItem] = deque()
-        self.epoch = 0  # +1 on every reset (a reconnect): the loop restarts its schedule
+        self.audio: deque[AudioChunk] = deque()
+        self.epoch = 0  # +1 on every reset (a reconnect): the loop restarts its grid
         self.next_seq = 0
         self.last_arrival = time.monotonic()
         self.lost = 0  # lossless mode: needed frames evicted by the hard cap
@@ -86,12 +94,17 @@ class LiveBuffer:
             self._evict()
             self.cond.notify_all()
 
-    def push_audio(self, t: float, end: float, frame: Any, halt: threading.Event) -> None:
+    def push_audio(self, start: int, samples: np.ndarray, halt: threading.Event) -> None:
+        """Samples from sample index `start`; what overlaps sound already held is left out (the first copy stays)."""
         with self.cond:
-            while self.lossless and self._audio_span() >= self.span_s and self._demand_met() and not halt.is_set():
+            while self.lossless and self._audio_span() >= self.span_s * self.sample_rate and self._demand_met() and not halt.is_set():
                 self.cond.wait(0.1)
+            end = self.audio[-1].end if self.audio else start
+            if start < end:
+                samples, start = samples[end - start :], end
             now = time.monotonic()
-            self.audio.append(AudioItem(t, end, now, frame))
+            if len(samples):
+                self.audio.append(AudioChunk(start, samples, now))
             self.last_arrival = now
             self._evict()
             self.cond.notify_all()
@@ -126,7 +139,8 @@ class LiveBuffer:
     def latest_video(self) -> float | None:
         return self.video[-1].time if self.video else None
 
-    def latest_audio(self) -> float | None:
+    def audio_end(self) -> int | None:
+        """Sample index after the newest sample held (None before any)."""
         return self.audio[-1].end if self.audio else None
 
     def seq_through(self, t: float) -> int:
@@ -136,20 +150,26 @@ class LiveBuffer:
                 return item.seq
         return self.video[0].seq - 1 if self.video else self.next_seq - 1
 
-    def window(self, t_start: float, video_until: float, audio_until: float) -> tuple[list[VideoItem], list[AudioItem]]:
-        """Video items from the last one at or before t_start to video_until; audio items overlapping [t_start, audio_until)."""
-        video = [v for v in self.video if v.time <= video_until]
-        first = max((i for i, v in enumerate(video) if v.time <= t_start), default=0)
-        audio = [a for a in self.audio if a.end > t_start and a.time < audio_until]
-        return video[first:], audio
+    def take_audio(self, a: int, b: int, floor: int) -> tuple[np.ndarray, float | None]:
+        """[b - a] float32 samples [a, b), zeros where none are held or before `floor`; and the arrival of the chunk
+        holding the last sample there is (None without any)."""
+        out = np.zeros(b - a, np.float32)
+        arrival = None
+        lo = max(a, floor)
+        for chunk in self.audio:
+            s, e = max(lo, chunk.start), min(b, chunk.end)
+            if s < e:
+                out[s - a : e - a] = chunk.samples[s - chunk.start : e - chunk.start]
+                arrival = chunk.arrival
+        return out, arrival
 
     # ------------------------------------------------------------------ internals
 
-    def _audio_span(self) -> float:
-        return self.audio[-1].end - self.audio[0].time if self.audio else 0.0
+    def _audio_span(self) -> int:
+        return self.audio[-1].end - self.audio[0].start if self.audio else 0
 
     def _demand_met(self) -> bool:
-        """Whether the loop has what it needs for its next window (so waiting for it cannot deadlock)."""
+        """Whether the loop has what it needs for its next segment (so waiting for it cannot deadlock)."""
         d = self.demand
         if d is None or not self.video:
             return False
@@ -157,20 +177,21 @@ class LiveBuffer:
         return self.video[-1].time >= d.video_until and audio_done
 
     def _evict(self) -> None:
-        cap = HARD_CAP_SPANS * self.max_video
-        if self.lossless:
-            keep_from = self.demand.keep_from - 2 / self.fps if self.demand else None
-            while self.video and keep_from is not None and self.video[0].time < keep_from:
-                self.video.popleft()
-            while len(self.video) > cap:
-                self.lost += 1
-                self.video.popleft()
-            while self.audio and keep_from is not None and self.audio[0].end < keep_from:
-                self.audio.popleft()
-            while self._audio_span() > HARD_CAP_SPANS * self.span_s:
-                self.audio.popleft()
-            return
-        while self.video and (self.video[-1].time - self.video[0].time > self.span_s or len(self.video) > cap):
+        d, cap = self.demand, HARD_CAP_SPANS * self.max_video
+        video_from = d.video_from if d else -float("inf")
+        audio_from = d.audio_from if d else -(1 << 62)
+        if not self.lossless:  # live: also whatever is a span behind the newest
+            if self.video:
+                video_from = max(video_from, self.video[-1].time - self.span_s)
+            if self.audio:
+                audio_from = max(audio_from, self.audio[-1].end - round(self.span_s * self.sample_rate))
+        while self.video and self.video[0].time < video_from:
             self.video.popleft()
-        while self.audio and self.audio[-1].end - self.audio[0].end > self.span_s:
+        while len(self.video) > cap:
+            if self.lossless:
+                self.lost += 1
+            self.video.popleft()
+        while self.audio and self.audio[0].end <= audio_from:
+            self.audio.popleft()
+        while self._audio_span() > HARD_CAP_SPANS * self.span_s * self.sample_rate:
             self.audio.popleft()

@@ -1,74 +1,116 @@
-"""One window -> one event per person scored, with `score`'s own code: plan_clip (test mode),
-segments.extract_people (faces, spectrograms), score_clips (backend), build_rows (consensus). Only where
-the frames come from differs, and that the people are numbered across windows (stream/people.py)."""
+"""One window of a stream -> its events: whose window it is (people.py), the crops no earlier window scored through
+the backend in one call, and the consensus of its N segments' probabilities (run/consensus.py), as `score
+--window` sums a file's segments. With one person in view a window scores hop / L new crops."""
 
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass, field
 
 import numpy as np
 
 from edge_emotion.backends.base import Backend
-from edge_emotion.preprocess.faces import FaceDetector
+from edge_emotion.preprocess.faces import Box, FaceDetector, crop_face, normalise_faces
 from edge_emotion.preprocess.people import WhichFaces
-from edge_emotion.preprocess.segments import extract_people
-from edge_emotion.run.clip_inputs import ClipInputs
-from edge_emotion.run.rows import FileKey, build_rows
-from edge_emotion.run.score import score_clips
-from edge_emotion.stream.events import Event
-from edge_emotion.stream.people import StreamPeople
-from edge_emotion.stream.scheduler import DueWindow
-from edge_emotion.stream.window import build_window
+from edge_emotion.run.consensus import clip_probabilities
+from edge_emotion.run.rows import PROB_DECIMALS
+from edge_emotion.stream.events import Event, wall_time
+from edge_emotion.stream.people import MainPerson, face_areas, nearest_sighting, people_in
+from edge_emotion.stream.segments import Scored, SegmentRecord, SegmentStore
+from edge_emotion.stream.window import EpochGrid
+
+TIME_DECIMALS = 4
 
 
 def warm_up(backend: Backend, detector: FaceDetector) -> None:
     """One detection and one backend call on blank inputs before the source opens: the first window's
     latency is then the pipeline's, not the libraries' start-up (MTCNN's first call, ORT's first run)."""
     config = backend.contract.preprocess
-    n, size, shape = config.n_segments, config.face.size, config.audio.shape
+    size, shape = config.face.size, config.audio.shape
     detector.detect([np.zeros((240, 320, 3), np.uint8)])
-    backend.infer(np.zeros((n, 3, size, size), np.float32), np.zeros((n, 1, *shape), np.float32))
+    backend.infer(np.zeros((1, 3, size, size), np.float32), np.zeros((1, 1, *shape), np.float32))
+
+
+@dataclass
+class WindowContext:
+    """What every window of a run needs besides its segments."""
+
+    backend: Backend
+    faces: WhichFaces
+    wall_origin: float  # time.time() of the run's first frame (stream time 0)
+    timings: dict[str, float] = field(default_factory=dict)  # seconds per stage, added up over the run
+    backend_rows: int = 0
 
 
 def evaluate_window(
-    due: DueWindow, name: str, backend: Backend, detector: FaceDetector, dropped_frames: int,
-    faces: WhichFaces = "largest", people: StreamPeople | None = None,
-) -> tuple[list[Event], dict[str, float]]:
-    """The window's events, one per person scored (`dropped_frames`: the stream's count so far; `people`: the
-    stream's numbering, kept across windows), and the seconds each stage took."""
-    config = backend.contract.preprocess
-    begin = time.perf_counter()
-    win = build_window(due.k, due.schedule, due.video, due.audio, config, name)
-    timings = {"window": time.perf_counter() - begin}
-    inputs = extract_people(win.clip, win.segments, config, detector, faces, timings, win.decoded)
-    clip = ClipInputs(due.k, name, inputs, win.clip.fps, win.clip.duration, timings=timings)
-    scored = next(score_clips([clip], backend, batch_size=max(1, config.n_segments)))
+    k: int, grid: EpochGrid, store: SegmentStore, main: MainPerson, epoch: int, dropped_frames: int, ctx: WindowContext
+) -> list[Event]:
+    """Window k's events, one per person reported (`dropped_frames`: the stream's count so far)."""
+    segments = grid.segments(k)
+    records = store.window(segments)
+    sightings = [r.faces for r in records]
+    if ctx.faces == "all":
+        people: list[int | None] = list(people_in(sightings)) or [None]
+    else:
+        people = [main.choose(face_areas(sightings))]
+    _score_missing(records, people, store, segments.stop - 1, ctx)
     start = time.perf_counter()
-    rows = build_rows(scored.clip, scored.probs, backend.contract.labels, FileKey(name, -1, -1))
-    numbers = (people or StreamPeople()).number(inputs)
-    events: list[Event] = [
-        {
-            "t_start": round(win.t_start, 3),
-            "t_end": round(win.t_end, 3),
+    labels = ctx.backend.contract.labels
+    t_start, t_end = grid.window_times(k)
+    silent = sum(r.silent for r in records)
+    events: list[Event] = []
+    for person in people:
+        scored = [r.scored[person] for r in records]
+        probs = clip_probabilities(np.stack([s.probs for s in scored]))  # [N, K] -> [K]
+        events.append({
+            "t_start": round(t_start, TIME_DECIMALS),
+            "t_end": round(t_end, TIME_DECIMALS),
+            "t_wall_end": wall_time(ctx.wall_origin + t_end),
+            "epoch": epoch,
+            "window": k,
             "person": person,
-            "label": row["label"],
-            "probabilities": row["probabilities"],
+            "label": labels[int(np.argmax(probs))],
+            "probabilities": {label: round(float(p), PROB_DECIMALS) for label, p in zip(labels, probs)},
             "latency_ms": 0.0,
             "dropped_frames": dropped_frames,
-            "faceless": row["faceless"],
-            "silent": row["silent"],
-        }
-        for person, row in zip(numbers, rows)
-    ]
-    consensus_s = time.perf_counter() - start
-    latency_ms = round((time.monotonic() - win.arrival) * 1000, 1)
+            "faceless": sum(not s.own for s in scored),
+            "silent": silent,
+        })
+    _add(ctx.timings, "consensus", time.perf_counter() - start)
+    latency_ms = round((time.monotonic() - max(r.arrival for r in records)) * 1000, 1)
     for event in events:
         event["latency_ms"] = latency_ms
-    stages = {
-        "window": timings["window"] + timings.get("frames", 0.0),
-        "faces": timings.get("faces", 0.0),
-        "spectrogram": timings.get("spectrogram", 0.0),
-        "inference": scored.infer_s,
-        "consensus": consensus_s,
-    }
-    return events, stages
+    return events
+
+
+def _score_missing(records: list[SegmentRecord], people: list[int | None], store: SegmentStore, last: int, ctx: WindowContext) -> None:
+    """Crop and score, in one backend call, each (segment, person) of the window that no earlier window scored."""
+    start = time.perf_counter()
+    todo: list[tuple[SegmentRecord, int | None, Box | None, bool]] = []
+    for person in people:
+        for r in records:
+            if person in r.scored:
+                continue
+            if person is None:
+                todo.append((r, None, None, False))
+            elif person in r.faces:
+                todo.append((r, person, r.faces[person], True))
+            else:
+                todo.append((r, person, nearest_sighting(store.sightings, person, r.j, last, store.n), False))
+    if not todo:
+        return
+    params = ctx.backend.contract.preprocess.face
+    crops = np.stack([crop_face(r.frame, box, params) for r, _, box, _ in todo])  # [M, S, S, 3] uint8
+    faces = normalise_faces(crops, params)  # [M, 3, S, S] float32
+    specs = np.stack([r.spectrogram for r, _, _, _ in todo])  # [M, 1, F, T]
+    tick = time.perf_counter()
+    probs = ctx.backend.infer(faces, specs)  # [M, K]
+    _add(ctx.timings, "faces", tick - start)
+    _add(ctx.timings, "inference", time.perf_counter() - tick)
+    ctx.backend_rows += len(todo)
+    for (r, person, box, own), p in zip(todo, probs):
+        r.scored[person] = Scored(p, box, own)
+
+
+def _add(timings: dict[str, float], stage: str, seconds: float) -> None:
+    timings[stage] = timings.get(stage, 0.0) + seconds

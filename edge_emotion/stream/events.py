@@ -1,10 +1,19 @@
-"""Stream events (one JSON line per window), the files they go to, and the run's summary.
+"""Stream events (one JSON line per window and person), the files they go to, and the run's summary.
 
-An event: t_start, t_end (stream seconds), person (the stream's number for the face,
-kept across windows: stream/people.py; null for a window without a face), label,
-probabilities (one per label), latency_ms (wall time from the arrival of the window's
-last frame or sample to the event being written), dropped_frames (cumulative),
-faceless, silent. With --faces all a window has one event per person.
+An event:
+- t_start, t_end: the window in stream seconds (0 at the run's first frame; they go on across reconnects);
+- t_wall_end: the wall-clock time of the window's end, ISO-8601 in UTC with milliseconds
+  ("2025-06-01T12:00:03.250+00:00"): the run's first frame's arrival on the system clock plus t_end. For
+  a live source that is when the window's last instant arrived; for a file read without --realtime, when
+  it would have at its own pace. It never decreases from one event to the next;
+- epoch: 0, then +1 after each reconnect or gap in the video (a window never spans two epochs);
+- window: k, the window's number on its epoch's grid (it starts at segment k x hop / L);
+- person: the stream's number for the face (stream/people.py); null for a window where nobody was seen;
+- label, probabilities (one per label: the consensus of the window's N segments, divided by N);
+- latency_ms: wall time from the arrival of the window's last input (its last segment's frame or the end of
+  that segment's audio window, d/2 after the frame) to the event being written;
+- dropped_frames (cumulative), faceless (segments without this person's own face), silent.
+With --faces all a window has one event per person.
 
 Each line is one write() of a whole line, then fsync (0.2 ms here), so a killed
 run leaves whole lines; a write that fails half way (a full disk) is cut back
@@ -20,6 +29,7 @@ import stat
 import sys
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Protocol, TextIO
 
@@ -28,7 +38,15 @@ import numpy as np
 from edge_emotion.errors import EdgeEmotionError
 
 Event = dict[str, Any]
-EVENT_FIELDS = ("t_start", "t_end", "person", "label", "probabilities", "latency_ms", "dropped_frames", "faceless", "silent")
+EVENT_FIELDS = (
+    "t_start", "t_end", "t_wall_end", "epoch", "window", "person", "label", "probabilities", "latency_ms", "dropped_frames", "faceless",
+    "silent",
+)
+
+
+def wall_time(seconds: float) -> str:
+    """Epoch seconds -> ISO-8601 in UTC with milliseconds."""
+    return datetime.fromtimestamp(seconds, timezone.utc).isoformat(timespec="milliseconds")
 
 
 def encode(event: Event) -> bytes:
@@ -106,16 +124,20 @@ def percentiles(values: Sequence[float], qs: Sequence[float] = (50, 90, 99)) -> 
 
 @dataclass
 class StreamSummary:
-    """What a stream run did: events, stream time, latency, drops, and how much of real time inference used."""
+    """What a stream run did: events, stream time, work, latency, drops, and how much of real time inference used."""
 
     source: str = ""
     events: int = 0
     stream_s: float = 0.0  # stream seconds received
+    segments: int = 0  # segments computed (frame, faces, spectrogram): each once
+    backend_rows: int = 0  # face crops through the backend: each (segment, person) once
     latencies_ms: list[float] = field(default_factory=list)
+    end_lags_ms: list[float] = field(default_factory=list)  # event written minus the window's end on the stream clock
     dropped_frames: int = 0
-    skipped_windows: int = 0  # windows not evaluated because inference was behind
-    processing_s: float = 0.0  # wall seconds of window building + faces + spectrogram + backend + consensus
+    skipped_windows: int = 0  # windows not reported because inference was behind
+    processing_s: float = 0.0  # wall seconds of segments (frames, faces, spectrogram) + backend + consensus
     stages: dict[str, float] = field(default_factory=dict)  # the same, by stage
+    epochs: int = 0  # window grids: 1 + reconnects + gaps in the video
     reconnects: int = 0
     ended: str = ""  # why the run ended
     wall_s: float = 0.0
@@ -131,12 +153,16 @@ class StreamSummary:
             "source": self.source,
             "events": self.events,
             "stream_s": round(self.stream_s, 3),
+            "segments": self.segments,
+            "backend_rows": self.backend_rows,
             "latency_ms": percentiles(self.latencies_ms),
+            "end_lag_ms": percentiles(self.end_lags_ms),
             "dropped_frames": self.dropped_frames,
             "skipped_windows": self.skipped_windows,
             "inference_s_per_stream_s": None if margin is None else round(margin, 4),
             "processing_s": round(self.processing_s, 3),
             "stages_s": {k: round(v, 3) for k, v in self.stages.items()},
+            "epochs": self.epochs,
             "reconnects": self.reconnects,
             "ended": self.ended,
             "wall_s": round(self.wall_s, 3),

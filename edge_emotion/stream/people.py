@@ -1,63 +1,96 @@
-"""People across a stream's windows: the same face keeps its number from one window to the next.
+"""People over a stream: whose faces each window reports, and the numbers they carry.
 
-Each window's faces are tracked on its own planned frames (a fresh tracker: windows overlap, so their
-frames do not come in one time order), and its people are numbered 0, 1, 2 ... within the window. The
-stream numbers them again: a window's person continues the stream person whose last box it overlaps
-most (IoU >= the tracker's match_iou, greedy, best pairs first, as detector.tracker does between
-frames); one that continues none gets the next number. A stream person not seen for `forget` windows
-in a row is forgotten, so a newcomer later in the same place gets a number of their own.
+Faces are tracked over the segments' frames in time order by one FaceTracker per epoch (FaceDetector.track
+with the epoch's tracker), so within an epoch a person keeps one number from window to window. Across
+epochs (a reconnect, a gap) PersonNumbers carries the numbers on: in the first epoch they are the
+tracker's own (0, 1, 2 ... in order of first sighting, as `score --window` numbers a file's people); a
+person new to a later epoch whose first box overlaps the last box of someone seen before (IoU >=
+match_iou, greedy, best pairs first, as the tracker matches) keeps that number, anyone else gets the next.
+
+Each window follows `score --window`'s rules (timeline/people.py) as far as a stream can:
+- presence: a person is in a window when the tracker saw their face on at least one of its N segments;
+  `--faces all` reports each; a window where nobody was seen is reported once, on centre crops, person null.
+- `--faces largest` (MainPerson): the previous window's main person while they are in the window, else the
+  person whose face is largest in it (own face area summed over its segments; the lowest number on a tie).
+- borrowed boxes (nearest_sighting): on a segment where the person was not seen, their own box from the
+  nearest segment within N - 1 (the earlier one on a tie) that has been computed when the first window
+  needing it is reported, that is up to that window's last segment; the segment counts as faceless. A file
+  may borrow from a nearer sighting after that window; a stream cannot wait for one, and a crop once
+  scored is never scored again.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 import numpy as np
 
 from edge_emotion import defaults
-from edge_emotion.detector.tracker import associate
-from edge_emotion.preprocess.segments import SegmentInputs
+from edge_emotion.detector.tracker import Face, associate
+from edge_emotion.preprocess.faces import Box
 
 
-def last_box(inputs: SegmentInputs) -> tuple[float, float, float, float] | None:
-    """The person's own face box on the latest segment that had it; None for a window without their face."""
-    own = [box for box, found in zip(inputs.boxes, inputs.detected) if found and box is not None]
-    return own[-1] if own else None
+def people_in(sightings: Sequence[Mapping[int, Box]]) -> list[int]:
+    """The people seen on at least one of these segments (person -> box per segment), by number."""
+    return sorted({p for faces in sightings for p in faces})
 
 
-class StreamPeople:
-    """Stream-wide person numbers for the people of each window, in window order."""
+def face_areas(sightings: Sequence[Mapping[int, Box]]) -> dict[int, float]:
+    """Per person, own face area summed over the segments: how large they are in the window."""
+    areas: dict[int, float] = {}
+    for faces in sightings:
+        for person, (x1, y1, x2, y2) in faces.items():
+            areas[person] = areas.get(person, 0.0) + (x2 - x1) * (y2 - y1)
+    return areas
 
-    def __init__(self, match_iou: float = defaults.TRACK_MATCH_IOU, forget: int = defaults.TRACK_MAX_MISSES) -> None:
+
+def nearest_sighting(sightings: Mapping[int, Mapping[int, Box]], person: int, j: int, last: int, n: int) -> Box:
+    """The person's own box on the segment nearest j within n - 1 (earlier on a tie), among segments up to `last`."""
+    near = [(abs(q - j), q) for q in range(j - n + 1, min(j + n - 1, last) + 1) if person in sightings.get(q, {})]
+    if not near:
+        raise ValueError(f"person {person} has no sighting within {n - 1} segments of segment {j}")
+    return sightings[min(near)[1]][person]
+
+
+class MainPerson:
+    """`--faces largest`: one window after another, its main person (None: nobody in it)."""
+
+    def __init__(self) -> None:
+        self.current: int | None = None
+
+    def choose(self, areas: Mapping[int, float]) -> int | None:
+        if self.current not in areas:
+            self.current = max(areas, key=lambda p: (areas[p], -p)) if areas else None
+        return self.current
+
+
+class PersonNumbers:
+    """Stream-wide person numbers for the faces of each epoch's tracker."""
+
+    def __init__(self, match_iou: float = defaults.TRACK_MATCH_IOU) -> None:
         self.match_iou = match_iou
-        self.forget = forget
-        self.boxes: dict[int, np.ndarray] = {}  # stream person -> [4] their last box
-        self.missed: dict[int, int] = {}  # stream person -> windows in a row without them
-        self.next_person = 0
+        self.current: dict[int, int] = {}  # this epoch's tracker person -> stream number
+        self.last_box: dict[int, Box] = {}  # stream number -> their latest box, over every epoch
+        self.unclaimed: dict[int, Box] = {}  # people of earlier epochs nobody in this one continues yet
+        self.next_number = 0
 
-    def number(self, people: Sequence[SegmentInputs]) -> list[int | None]:
-        """The stream person of each of a window's people (None: a window without any face)."""
-        boxes = [last_box(p) for p in people]
-        seen = [k for k, box in enumerate(boxes) if box is not None]
-        known = list(self.boxes)
-        tracks = np.array([self.boxes[p] for p in known]).reshape(-1, 4)
-        found = np.array([boxes[k] for k in seen], dtype=float).reshape(-1, 4)
-        pairs = dict((seen[d], known[t]) for t, d in associate(tracks, found, self.match_iou))
-        out: list[int | None] = []
-        for k, box in enumerate(boxes):
-            if box is None:
-                out.append(None)
-                continue
-            if k not in pairs:
-                pairs[k] = self.next_person
-                self.next_person += 1
-            out.append(pairs[k])
-            self.boxes[pairs[k]] = np.asarray(box, float)
-        self._age({p for p in out if p is not None})
-        return out
+    def new_epoch(self) -> None:
+        """A new tracker: its people may continue anyone seen before."""
+        self.current, self.unclaimed = {}, dict(self.last_box)
 
-    def _age(self, present: set[int]) -> None:
-        for person in list(self.boxes):
-            self.missed[person] = 0 if person in present else self.missed.get(person, 0) + 1
-            if self.missed[person] >= self.forget:
-                del self.boxes[person], self.missed[person]
+    def number(self, faces: Sequence[Face]) -> dict[int, Box]:
+        """One frame's faces (the tracker's) -> stream number -> box."""
+        new = sorted((f for f in faces if f.person not in self.current), key=lambda f: f.person)
+        if new and self.unclaimed:
+            known = list(self.unclaimed)
+            tracks = np.array([self.unclaimed[p] for p in known], float).reshape(-1, 4)
+            for t, d in associate(tracks, np.array([f.box for f in new], float).reshape(-1, 4), self.match_iou):
+                self.current[new[d].person] = known[t]
+                del self.unclaimed[known[t]]
+        for face in new:
+            if face.person not in self.current:
+                self.current[face.person] = self.next_number
+                self.next_number += 1
+        numbered = {self.current[f.person]: f.box for f in faces}
+        self.last_box.update(numbered)
+        return numbered

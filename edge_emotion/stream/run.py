@@ -1,13 +1,14 @@
-"""The rolling-window loop: every hop, the last window of the stream -> N segments -> one event.
+"""The stream loop on the segment grid: each segment computed once as it arrives, a window every hop as the sum of
+its last N segments.
 
-    decode thread(s) --LiveBuffer (bounded)--> WindowScheduler: window k complete? behind? (scheduler.py)
-      --window k: Clip of F frames + audio (window.py)
-      --plan_clip (test mode) -> segments.extract_people (faces, spectrograms) -> score_clips (backend)
-      -> rows.build_rows (consensus) (evaluate.py)--> an event line per person, written and flushed
+    decode thread(s) --LiveBuffer (bounded)--> WindowScheduler: segments complete? a window? behind? (scheduler.py)
+      --segment j: its frame -> faces (the epoch's tracker), its audio window -> spectrogram (segments.py)
+      --window k: the crops it needs that no earlier window scored -> backend; consensus of its N segments
+      (evaluate.py)--> an event line per person, written and flushed
 
-This module wires the pieces: it opens the source(s), starts the decode threads, runs the
-loop and always stops the threads again. The same plan / faces / spectrogram / backend /
-consensus code as `score` and `predict`; only where the frames come from differs.
+This module wires the pieces: it opens the source(s), starts the decode threads, runs the loop and
+always stops the threads again. The grid, crops, spectrograms, backend and consensus are those of
+`score --window W --hop H` (timeline/grid.py); only where the frames come from differs.
 """
 
 from __future__ import annotations
@@ -15,19 +16,23 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 
 from edge_emotion.backends.base import Backend
+from edge_emotion.detector.tracker import FaceTracker
 from edge_emotion.preprocess.faces import FaceDetector
 from edge_emotion.stream.buffer import LiveBuffer
-from edge_emotion.stream.evaluate import evaluate_window, warm_up
+from edge_emotion.stream.evaluate import WindowContext, evaluate_window, warm_up
 from edge_emotion.stream.events import Event, EventWriter, StreamSummary
-from edge_emotion.stream.options import StreamOptions, check_options
-from edge_emotion.stream.people import StreamPeople
-from edge_emotion.stream.scheduler import WindowScheduler
+from edge_emotion.stream.options import StreamOptions, check_options, resolve_hop
+from edge_emotion.stream.people import MainPerson, PersonNumbers
+from edge_emotion.stream.scheduler import Due, WindowScheduler
+from edge_emotion.stream.segments import SegmentStore, compute_segment
 from edge_emotion.stream.source import Decoder, SourceSpec, StreamClock, open_source, video_fps
-from edge_emotion.stream.window import Schedule, default_window
+from edge_emotion.stream.window import EpochGrid, default_window
+from edge_emotion.timeline.grid import make_grid
 
-SPAN_MARGIN_S = 0.25  # the buffer holds window + hop + this
+SPAN_MARGIN_S = 0.25  # the buffer holds window + hop + the audio window + this
 JOIN_S = 1.0  # how long the end of a run waits for a decode thread (one stuck in a read is left: a daemon)
 
 
@@ -45,12 +50,14 @@ def run_stream(
     """Window the stream until it ends, `stop` is set, or --duration is reached; return the summary.
 
     `audio`: a second source for the sound (a separate microphone); without it the sound is the source's own.
-    Raises SourceError when a source cannot be opened, ValueError for options that cannot work.
+    Raises SourceError when a source cannot be opened, ValueError for options that cannot work (GridError for a
+    hop that is not a multiple of W / N).
     """
     config = backend.contract.preprocess
     window_s = options.window or default_window(config)
+    hop_s = resolve_hop(options, window_s, config.n_segments)
     is_file = source.is_file and (audio is None or audio.is_file)
-    check_options(options, window_s, source.is_file or (audio is not None and audio.is_file))
+    check_options(options, window_s, config.n_segments, source.is_file or (audio is not None and audio.is_file))
     live = options.realtime or not is_file
     log = log or (lambda message: None)
     warm_up(backend, detector)
@@ -62,24 +69,25 @@ def run_stream(
         containers[0].close()
         raise
     fps = video_fps(containers[0])
-    buffer = LiveBuffer(window_s + options.hop + SPAN_MARGIN_S, fps, lossless=not live)
+    grid = make_grid(config.n_segments, window_s, hop_s, fps)
+    buffer = LiveBuffer(window_s + hop_s + config.audio.window_s + SPAN_MARGIN_S, fps, config.audio.sample_rate, lossless=not live)
     halt, clock = threading.Event(), StreamClock()
     inputs: list[tuple[SourceSpec, tuple[str, ...]]] = [(source, ("video",) if audio else ("video", "audio"))]
     if audio is not None:
         inputs.append((audio, ("audio",)))
     decoders = [
-        Decoder(spec, container, roles, buffer, clock, halt, live=live, pace=options.realtime,
-                reconnect=options.reconnect, timeout=options.timeout, log=log)
+        Decoder(spec, container, roles, buffer, clock, halt, live=live, pace=options.realtime, reconnect=options.reconnect,
+                timeout=options.timeout, sample_rate=config.audio.sample_rate, log=log)
         for (spec, roles), container in zip(inputs, containers)
     ]
     summary = StreamSummary(source=source.url)
-    shape = Schedule(0.0, fps, max(1, round(window_s * fps)), options.hop)
-    scheduler = WindowScheduler(buffer, shape, options, live, summary, stop or threading.Event(), log)
+    scheduler = WindowScheduler(buffer, lambda t0: EpochGrid(grid, t0, config.audio), options, live, summary,
+                                stop or threading.Event(), log)
     started = time.monotonic()
     try:
         for decoder in decoders:
             decoder.start()
-        _evaluate_windows(scheduler, source.url, backend, detector, writers, on_event, summary, options)
+        _loop(scheduler, detector, WindowContext(backend, options.faces, 0.0), clock, writers, on_event, summary)
     finally:
         halt.set()
         with buffer.cond:
@@ -93,34 +101,64 @@ def run_stream(
     return summary
 
 
-def _evaluate_windows(
+@dataclass
+class _Epoch:
+    """One epoch's state: its tracker, its segments, its main person."""
+
+    number: int
+    tracker: FaceTracker
+    store: SegmentStore
+    main: MainPerson = field(default_factory=MainPerson)
+
+
+def _loop(
     scheduler: WindowScheduler,
-    name: str,
-    backend: Backend,
     detector: FaceDetector,
+    ctx: WindowContext,
+    clock: StreamClock,
     writers: Sequence[EventWriter],
     on_event: Callable[[Event], None] | None,
     summary: StreamSummary,
-    options: StreamOptions,
 ) -> None:
-    """The loop: each window the scheduler hands out -> its events (one per person scored), written; until the stream ends."""
-    people = StreamPeople()
+    """Each Due: its segments computed, then its window's events written; until the stream ends."""
+    config = ctx.backend.contract.preprocess
+    numbers = PersonNumbers()
+    epoch: _Epoch | None = None
     while True:
-        due = scheduler.next_window()
+        due = scheduler.next()
         if isinstance(due, str):
             summary.ended = due
             break
         begin = time.perf_counter()
-        events, stages = evaluate_window(due, name, backend, detector, summary.dropped_frames, options.faces, people)
+        if epoch is None or epoch.number != due.epoch:
+            epoch = _Epoch(due.epoch, detector.tracker(), SegmentStore(config.n_segments))
+            numbers.new_epoch()
+        for work in due.segments:
+            epoch.store.add(compute_segment(work, detector, epoch.tracker, numbers, config.audio, ctx.timings))
+        summary.segments += len(due.segments)
+        events = _report(due, epoch, ctx, clock, summary.dropped_frames)
         for event in events:
             for writer in writers:
                 writer.write(event)
-        for stage, seconds in stages.items():
-            summary.stages[stage] = summary.stages.get(stage, 0.0) + seconds
         summary.processing_s += time.perf_counter() - begin
+        written = time.monotonic()
         summary.events += len(events)
         summary.latencies_ms.extend(event["latency_ms"] for event in events)
+        if due.window is not None and clock.origin is not None:  # how long after the window's end its events were out
+            summary.end_lags_ms.append(round((written - clock.origin - due.grid.window_times(due.window)[1]) * 1000, 1))
         if on_event is not None:
             for event in events:
                 on_event(event)
+    summary.stages = dict(ctx.timings)
+    summary.backend_rows = ctx.backend_rows
     summary.stream_s = scheduler.stream_seconds()
+
+
+def _report(due: Due, epoch: _Epoch, ctx: WindowContext, clock: StreamClock, dropped_frames: int) -> list[Event]:
+    """The due window's events (none without one); its segments before the next window's are forgotten."""
+    if due.window is None:
+        return []
+    ctx.wall_origin = clock.wall_origin or 0.0
+    events = evaluate_window(due.window, due.grid, epoch.store, epoch.main, due.epoch, dropped_frames, ctx)
+    epoch.store.forget_before(due.grid.segments(due.window + 1).start)
+    return events

@@ -11,6 +11,13 @@ Stream time: seconds since the first frame of the run. Each container's own
 timestamps count from its first frame; a container opened later (a reconnect,
 a second device for the sound) starts at its arrival on the wall clock, so two
 devices with unrelated clocks still line up.
+
+The sound is resampled here, in the decode thread, to the model's rate and mono
+(decode's resampler settings), one resampler for as long as the audio frames
+follow each other (each starts where the previous one ended, to half a frame):
+on a file that is the very resampling `score` does, so a segment's samples are
+the file's. A frame that does not follow (lost packets, a jump) starts a new run
+at its own timestamp.
 """
 
 from __future__ import annotations
@@ -23,6 +30,7 @@ from pathlib import Path
 from typing import Any
 
 import av
+import numpy as np
 
 from edge_emotion.errors import EdgeEmotionError
 from edge_emotion.io.decode import DECODE_ERRORS, _fps, _reason
@@ -88,11 +96,12 @@ def video_fps(container: av.container.InputContainer) -> float:
 
 
 class StreamClock:
-    """The run's clock: wall time of the first frame, shared by every decode thread."""
+    """The run's clock: the time of the first frame, shared by every decode thread."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self.origin: float | None = None  # time.monotonic() of the first frame of the run
+        self.wall_origin: float | None = None  # time.time() at that same moment (epoch seconds)
 
     def anchor(self, live: bool, after: float) -> float:
         """Stream time for the first frame of a newly opened (or re-anchored) container.
@@ -102,9 +111,59 @@ class StreamClock:
         with self._lock:
             now = time.monotonic()
             if self.origin is None:
-                self.origin = now
+                self.origin, self.wall_origin = now, time.time()
                 return 0.0
             return max(now - self.origin, after) if live else after
+
+
+class AudioRuns:
+    """One container's sound as mono float32 at `rate`, placed by sample index on the stream clock.
+
+    One resampler while the frames follow each other; a frame that starts more than half a frame away
+    from where the previous one ended (or changes format) flushes it and starts a new run at its own time.
+    """
+
+    def __init__(self, rate: int) -> None:
+        self.rate = rate
+        self.resampler: av.AudioResampler | None = None
+        self.expected: float | None = None  # stream time the next frame should start at
+        self.shape: tuple[Any, ...] = ()  # (rate, format, layout) of the current run's frames
+        self.position = 0  # sample index of the next resampled sample
+
+    def add(self, t: float | None, frame: av.AudioFrame) -> list[tuple[int, np.ndarray]]:
+        """(start sample, [S] float32) pieces of the frame's sound (maybe none yet: the resampler keeps a few)."""
+        pieces: list[tuple[int, np.ndarray]] = []
+        shape = (frame.sample_rate, frame.format.name, frame.layout.name)
+        seconds = frame.samples / frame.sample_rate
+        follows = self.resampler is not None and shape == self.shape and (
+            t is None or self.expected is None or abs(t - self.expected) <= seconds / 2
+        )
+        if not follows:
+            pieces += self.flush()
+            self.resampler = av.AudioResampler(format="flt", layout="mono", rate=self.rate)
+            self.shape, self.position = shape, round((t or 0.0) * self.rate)
+        if t is not None:
+            self.expected = t + seconds
+        elif self.expected is not None:
+            self.expected += seconds
+        assert self.resampler is not None
+        return pieces + self._place(self.resampler.resample(frame))
+
+    def flush(self) -> list[tuple[int, np.ndarray]]:
+        """The resampler's last samples (the end of a run)."""
+        if self.resampler is None:
+            return []
+        pieces = self._place(self.resampler.resample(None))
+        self.resampler, self.expected = None, None
+        return pieces
+
+    def _place(self, frames: list[av.AudioFrame]) -> list[tuple[int, np.ndarray]]:
+        pieces = []
+        for out in frames:
+            samples = out.to_ndarray().reshape(-1).astype(np.float32, copy=False)  # [S]
+            pieces.append((self.position, samples))
+            self.position += len(samples)
+        return pieces
 
 
 class _Anchor:
@@ -116,9 +175,16 @@ class _Anchor:
         self.shift = 0.0
         self.last: dict[str, float] = {}  # role -> last stream time
 
-    def time(self, own: float | None, role: str, start_after: float) -> float:
+    def time(self, own: float | None, role: str, start_after: float) -> float | None:
+        """The frame's stream time; None for a frame that cannot be placed: no timestamp, none before it in its stream,
+        and the container's other stream timed (an RTSP camera's first frame before its clock is known)."""
         if own is None:  # no timestamp: right after the previous frame of this stream
-            return self.last.get(role, start_after) + (1 / self.fps if role == "video" else 0.0)
+            if role in self.last:
+                self.last[role] += 1 / self.fps if role == "video" else 0.0
+                return self.last[role]
+            if self.base is not None:
+                return None
+            own = 0.0  # a source without timestamps: frames counted from here
         if self.base is None:
             self.base, self.shift = own, self.clock.anchor(self.live, start_after)
         t = own - self.base + self.shift
@@ -145,6 +211,7 @@ class Decoder(threading.Thread):
         pace: bool,
         reconnect: bool,
         timeout: float,
+        sample_rate: int,
         log: Callable[[str], None],
     ) -> None:
         super().__init__(name=f"edge-emotion-decode-{'-'.join(roles)}", daemon=True)  # daemon: a read stuck in FFmpeg never blocks exit
@@ -153,8 +220,10 @@ class Decoder(threading.Thread):
         self.buffer, self.clock, self.halt = buffer, clock, halt
         self.live, self.pace, self.reconnect, self.timeout, self.log = live, pace, reconnect, timeout, log
         self.fps = video_fps(container) if "video" in roles else 25.0
+        self.sample_rate = sample_rate
         self.bad_packets = 0  # packets that did not decode (lost datagrams): skipped
         self._last_time = 0.0
+        self._last_video = -float("inf")  # stream time of the last video frame pushed
 
     def run(self) -> None:
         try:
@@ -198,6 +267,7 @@ class Decoder(threading.Thread):
             return "halted"
         streams = [getattr(container.streams, role)[0] for role in self.roles]
         anchor = _Anchor(self.clock, self.live, self.fps)
+        sound = AudioRuns(self.sample_rate)
         try:
             for packet in container.demux(*streams):
                 if self.halt.is_set():
@@ -209,24 +279,31 @@ class Decoder(threading.Thread):
                     self.bad_packets += 1  # one damaged packet (a datagram lost in transit): skip it
                     continue
                 for frame in frames:
-                    self._push(role, frame, anchor)
+                    self._push(role, frame, anchor, sound)
         except (av.error.ExitError, av.error.TimeoutError):
             return f"no data for {self.timeout:g} s: the source stopped or was lost"
         except DECODE_ERRORS as exc:
             return f"source lost ({_reason(exc)})"
+        finally:
+            for start, samples in sound.flush():
+                self.buffer.push_audio(start, samples, self.halt)
         return "end of stream"
 
-    def _push(self, role: str, frame: Any, anchor: _Anchor) -> None:
+    def _push(self, role: str, frame: Any, anchor: _Anchor, sound: AudioRuns) -> None:
         t = anchor.time(frame.time, role, self._last_time)
+        if t is None or (role == "video" and t <= self._last_video):
+            return  # cannot be placed, or not after the previous frame: left out (as a frame lost in transit)
         self._last_time = max(self._last_time, t)
         if self.pace and self.clock.origin is not None:
             delay = self.clock.origin + t - time.monotonic()
             if delay > 0:
                 self.halt.wait(delay)
         if role == "video":
+            self._last_video = t
             self.buffer.push_video(t, frame, self.halt)
-        else:
-            self.buffer.push_audio(t, t + frame.samples / frame.sample_rate, frame, self.halt)
+            return
+        for start, samples in sound.add(None if frame.time is None else t, frame):
+            self.buffer.push_audio(start, samples, self.halt)
 
     def _close(self) -> None:
         if self.container is not None:
