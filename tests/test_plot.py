@@ -13,8 +13,8 @@ from edge_emotion.cli import app
 from edge_emotion.cli.boundary import EXIT_ERROR, EXIT_USAGE, run
 from edge_emotion.run.row_formats import format_for
 from edge_emotion.run.rows import FileKey
-from edge_emotion.run.timeline_plot import Series, cells, clock, load_series, tick_step
-from edge_emotion.run.window_rows import window_error_row, window_format_for
+from edge_emotion.timeline.plot import Series, cells, clock, load_series, tick_step
+from edge_emotion.timeline.rows import window_error_row, window_format_for
 
 LABELS = ["ANG", "DIS", "FEA", "HAP", "NEU", "SAD"]
 TAB10 = {  # matplotlib's C0..C5, the colours of the labels in order

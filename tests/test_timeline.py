@@ -8,7 +8,7 @@ import pytest
 from edge_emotion.config import PreprocessConfig, SpectrogramParams
 from edge_emotion.preprocess.plan import Segment, plan_segments
 from edge_emotion.run.consensus import clip_probabilities, consensus
-from edge_emotion.run.timeline import (
+from edge_emotion.timeline.grid import (
     GridError,
     default_hop,
     default_window,
@@ -187,8 +187,8 @@ def _scored(timeline):
 
 def _window_rows():
     from edge_emotion.run.rows import FileKey
-    from edge_emotion.run.timeline_people import WindowPerson
-    from edge_emotion.run.window_rows import build_window_rows
+    from edge_emotion.timeline.people import WindowPerson
+    from edge_emotion.timeline.rows import build_window_rows
 
     timeline = plan_timeline(make_grid(4, 1.0, 0.5, 20), 70)  # 14 segments, 6 windows
     probs, boxes, detected, silent = _scored(timeline)
@@ -223,8 +223,8 @@ def test_window_rows_hold_each_windows_consensus_counts_and_segments():
 
 def test_a_window_without_anyone_has_one_centre_crop_row_with_person_empty():
     from edge_emotion.run.rows import FileKey
-    from edge_emotion.run.timeline_people import WindowPerson
-    from edge_emotion.run.window_rows import build_window_rows
+    from edge_emotion.timeline.people import WindowPerson
+    from edge_emotion.timeline.rows import build_window_rows
 
     timeline = plan_timeline(make_grid(4, 1.0, 0.5, 20), 70)
     nobody = WindowPerson(None, np.full((4, 6), 1 / 6, np.float32), [None] * 4, np.zeros(4, bool))
@@ -235,7 +235,7 @@ def test_a_window_without_anyone_has_one_centre_crop_row_with_person_empty():
 
 def test_window_rows_read_back_from_csv_and_jsonl():
     from edge_emotion.run.rows import FileKey
-    from edge_emotion.run.window_rows import csv_labels, window_error_row, window_format_for
+    from edge_emotion.timeline.rows import csv_labels, window_error_row, window_format_for
 
     _, _, rows = _window_rows()
     rows.append(window_error_row(FileKey("/v/b.mp4", 9, 8), "corrupt or truncated stream\n(bad)"))
@@ -254,7 +254,7 @@ def test_window_rows_read_back_from_csv_and_jsonl():
 
 def test_csv_labels_refuses_other_headers():
     from edge_emotion.run.row_formats import csv_columns
-    from edge_emotion.run.window_rows import csv_labels
+    from edge_emotion.timeline.rows import csv_labels
 
     assert csv_labels(csv_columns(LABELS)) is None  # clip rows, not windows
     assert csv_labels(["path", "person", "people", "window", "n_windows", "t_start", "t_end", "label", "HAP", "n_segments"]) is None

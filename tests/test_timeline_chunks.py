@@ -20,11 +20,11 @@ from scenes import Placement, inside, planned_frames
 from timeline_helpers import write_recording
 
 from edge_emotion.config import PreprocessConfig
-from edge_emotion.run.recording import recording_parts
 from edge_emotion.run.score import ScoreOptions
-from edge_emotion.run.timeline import make_grid
-from edge_emotion.run.timeline_chunks import Chunking, RecordingTask, recording_tasks
-from edge_emotion.run.timeline_score import score_timelines
+from edge_emotion.timeline.chunks import Chunking, RecordingTask, recording_tasks
+from edge_emotion.timeline.grid import make_grid
+from edge_emotion.timeline.recording import recording_parts
+from edge_emotion.timeline.score import score_timelines
 
 FPS, RATE, SECONDS = 20, 48_000, 12
 CONFIG = PreprocessConfig(n_segments=4)  # the fresh checkpoint's N: 0.25 s segments of 5 frames, windows of 1 s
@@ -198,8 +198,8 @@ def test_off_the_beat_a_chunk_differs_only_by_the_followers_boxes(off_beat, peop
 KILLABLE = """
 import sys
 from edge_emotion.run.score import ScoreOptions
-from edge_emotion.run.timeline_chunks import Chunking
-from edge_emotion.run.timeline_score import score_timelines
+from edge_emotion.timeline.chunks import Chunking
+from edge_emotion.timeline.score import score_timelines
 score_timelines(sys.argv[1], sys.argv[2], sys.argv[3], ScoreOptions(workers=2, window=1.0, hop=0.5, faces="all"),
                 chunking=Chunking(max_s=6.0, min_s=3.0))
 """
@@ -245,9 +245,9 @@ def test_a_pass_from_a_keyframe_gives_the_whole_files_frames_and_samples(suffix,
     from conftest import write_video
 
     from edge_emotion.io.decode import open_clip, read_frames
-    from edge_emotion.run.recording import _GridPass
-    from edge_emotion.run.timeline import plan_timeline
-    from edge_emotion.run.timeline_probe import probe
+    from edge_emotion.timeline.grid import plan_timeline
+    from edge_emotion.timeline.probe import probe
+    from edge_emotion.timeline.recording import _GridPass
 
     rng = np.random.default_rng(1)
     frames = rng.integers(0, 255, (120, 48, 64, 3), dtype=np.uint8)  # 6 s at 20 fps

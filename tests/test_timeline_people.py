@@ -9,11 +9,11 @@ import pytest
 from edge_emotion.config import PreprocessConfig
 from edge_emotion.detector.tracker import Face
 from edge_emotion.run.rows import FileKey
-from edge_emotion.run.timeline import make_grid, plan_timeline
-from edge_emotion.run.timeline_chunks import Chunking, plan_chunks, stitch
-from edge_emotion.run.timeline_people import Crop, Sightings, WindowPerson, main_people, part_crops, reach_box
-from edge_emotion.run.timeline_probe import Cut, find_cuts
-from edge_emotion.run.window_results import FileRecord
+from edge_emotion.timeline.chunks import Chunking, plan_chunks, stitch
+from edge_emotion.timeline.grid import make_grid, plan_timeline
+from edge_emotion.timeline.people import Crop, Sightings, WindowPerson, main_people, part_crops, reach_box
+from edge_emotion.timeline.probe import Cut, find_cuts
+from edge_emotion.timeline.results_file import FileRecord
 
 BOX_A = (10.0, 10.0, 50.0, 60.0)
 BOX_B = (200.0, 20.0, 280.0, 120.0)

@@ -28,13 +28,13 @@ from edge_emotion.preprocess.faces import FaceDetector
 from edge_emotion.preprocess.segments import extract, model_faces
 from edge_emotion.run.clip_inputs import load_clip_inputs
 from edge_emotion.run.pool import WorkerPool
-from edge_emotion.run.recording import recording_parts
 from edge_emotion.run.score import ScoreOptions, predict_clip
-from edge_emotion.run.timeline import make_grid, plan_timeline
-from edge_emotion.run.timeline_chunks import RecordingTask
-from edge_emotion.run.timeline_probe import probe
-from edge_emotion.run.timeline_score import score_timelines
-from edge_emotion.run.window_rows import window_format_for
+from edge_emotion.timeline.chunks import RecordingTask
+from edge_emotion.timeline.grid import make_grid, plan_timeline
+from edge_emotion.timeline.probe import probe
+from edge_emotion.timeline.recording import recording_parts
+from edge_emotion.timeline.rows import window_format_for
+from edge_emotion.timeline.score import score_timelines
 
 FPS = 20  # 0.25 s segments are 5 whole frames: a window is exactly a cut file
 CONFIG = PreprocessConfig(n_segments=4)  # the fresh checkpoint's N

@@ -11,7 +11,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from edge_emotion.run.recording import RecordingPart
+from edge_emotion.timeline.recording import RecordingPart
 
 
 @dataclass(frozen=True)

@@ -1,6 +1,6 @@
 """`edge-emotion plot`: window rows of `score --window` or `stream` events -> a timeline PNG, one panel per file and person.
 
-Thin: it checks the paths, then calls edge_emotion.run.timeline_plot (imported inside the body, so
+Thin: it checks the paths, then calls edge_emotion.timeline.plot (imported inside the body, so
 `edge-emotion --help` never loads matplotlib).
 """
 
@@ -22,7 +22,7 @@ def plot(
     max_panels: Annotated[int, typer.Option("--max-panels", min=1, help="Draw at most this many (file, person) panels, the first ones in the results.")] = DEFAULT_MAX_PANELS,
 ) -> None:
     """Probabilities over time, the label as a colour band, windows without a face shaded: one panel per file and person."""
-    from edge_emotion.run.timeline_plot import load_series, plot_timelines
+    from edge_emotion.timeline.plot import load_series, plot_timelines
 
     paths.existing_file(results, "RESULTS")
     paths.output_file(output, "--output", (".png",))

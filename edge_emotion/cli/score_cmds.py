@@ -144,7 +144,7 @@ def score(
     paths.artifact(model, "--model")
     paths.output_file(output, "--output")
     progress = None if quiet else _CliProgress(Console(stderr=True))
-    from edge_emotion.run.timeline import GridError
+    from edge_emotion.timeline.grid import GridError
 
     try:
         summary = run(folder, model, output, options, progress)
@@ -165,7 +165,7 @@ def _scorer(executor: str, address: str | None, workers: int | None, engine: str
     if timeline:
         if options is not None:
             raise typer.BadParameter("windows (--window/--hop) are scored by --executor local only", param_hint="--window")
-        from edge_emotion.run.timeline_score import score_timelines
+        from edge_emotion.timeline.score import score_timelines
 
         return score_timelines
     if options is None:

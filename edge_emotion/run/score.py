@@ -53,7 +53,7 @@ class ScoreOptions:
     face_device: str = "cpu"  # MTCNN's device
     faces: WhichFaces = "largest"  # whose faces: the largest person's (one row per file), or everyone's (a row each)
     detector: Path | None = None  # a folder of detector nets (FP16 ONNX, TensorRT engines); None: the packaged ONNX
-    window: float | None = None  # seconds per window row (run/timeline_score.py); None with hop None: one row per clip
+    window: float | None = None  # seconds per window row (timeline/score.py); None with hop None: one row per clip
     hop: float | None = None  # seconds between windows; a multiple of window / N
 
     @property

@@ -22,7 +22,7 @@ from edge_emotion.deps import require
 from edge_emotion.errors import EdgeEmotionError
 from edge_emotion.io.atomic import atomic_path
 from edge_emotion.run.row_formats import csv_columns
-from edge_emotion.run.window_rows import WindowCsvFormat, csv_labels
+from edge_emotion.timeline.rows import WindowCsvFormat, csv_labels
 
 PANEL_WIDTH_IN = 12.0
 PANEL_HEIGHT_IN = 2.4

@@ -2,7 +2,7 @@
 
 The durability and the lock are ResultsFile's (one fsynced append per write, a torn last line cut
 off on open, one writer at a time); what differs is what a file's rows are. A file's rows are
-written window after window (run/timeline_score.py), and each window has a known number of rows:
+written window after window (timeline/score.py), and each window has a known number of rows:
 one with --faces largest, max(1, people) with --faces all (its rows' `people`). So a file is done
 when it has an error row, or its windows 0 .. n_windows - 1 in order, each with all its rows. A
 file with fewer (a run killed while its rows were being written) is not done: its rows are dropped
@@ -27,7 +27,7 @@ from edge_emotion.io.atomic import atomic_open
 from edge_emotion.preprocess.people import WhichFaces
 from edge_emotion.run.results_file import ResultsFile
 from edge_emotion.run.rows import FileKey, Row, error_cause, row_key
-from edge_emotion.run.window_rows import WindowCsvFormat, window_format_for
+from edge_emotion.timeline.rows import WindowCsvFormat, window_format_for
 
 GRID_KEYS = ("window_s", "hop_s")
 

@@ -2,12 +2,12 @@
 matched across the chunks' borders.
 
     probe (parent, demux only: frame count, clean keyframes) --plan_chunks--> chunks of whole windows
-    a worker per chunk: decode from its keyframe, track, score, pieces   (run/recording.py)
+    a worker per chunk: decode from its keyframe, track, score, pieces   (timeline/recording.py)
     parent: each chunk's people matched to the previous chunk's by their boxes (`stitch`), then rows
 
 Windows are shared out, never cut: chunk c reports windows [w_c, w_c+1) and scores every segment they
 use, so neighbouring chunks overlap by N - 1 segments, each window's rows come from one chunk, and no
-window is lost or doubled. A borrowed box reaches N - 1 segments (run/timeline_people.py), so a chunk's
+window is lost or doubled. A borrowed box reaches N - 1 segments (timeline/people.py), so a chunk's
 tracker runs from N - 1 segments before the first segment it scores to N - 1 after the last; its start
 is rounded down to a multiple of detect_every, the beat on which the whole recording's tracker runs the
 full cascade. The people both chunks tracked are matched by their boxes on the positions both saw, and
@@ -27,7 +27,7 @@ What differs from the recording scored in one piece, exactly (tests/test_timelin
   such a box moves them. With follow = "cascade" a followed face gets the full cascade's own box,
   whatever it was followed from: only (1) remains.
 - audio whose decoder carries state across frames beyond the previous one: a chunk decodes its audio
-  from a few frames before it needs it (run/recording.py aligns FFmpeg's resampler to the same phase,
+  from a few frames before it needs it (timeline/recording.py aligns FFmpeg's resampler to the same phase,
   so PCM and resampled audio come out the same), but AAC's noise substitution draws from a random
   generator the decoder keeps for the whole stream: bands coded as noise get other noise.
 - containers that time audio in milliseconds (Matroska, FLV) place a chunk's first audio frame to the
@@ -44,9 +44,9 @@ from pathlib import Path
 from edge_emotion.config import PreprocessConfig
 from edge_emotion.errors import VideoError
 from edge_emotion.preprocess.faces import box_iou
-from edge_emotion.run.timeline import SegmentGrid, Timeline, plan_timeline
-from edge_emotion.run.timeline_people import Sightings
-from edge_emotion.run.timeline_probe import Cut, header_duration, probe
+from edge_emotion.timeline.grid import SegmentGrid, Timeline, plan_timeline
+from edge_emotion.timeline.people import Sightings
+from edge_emotion.timeline.probe import Cut, header_duration, probe
 
 AUDIO_PREROLL_S = 1.0  # a chunk decodes from a keyframe at least this long before the first audio it needs
 MATCH_IOU = 0.5  # two chunks' faces on the same frame are one person when their boxes overlap this much

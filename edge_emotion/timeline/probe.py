@@ -2,7 +2,7 @@
 
 `probe` demuxes every packet once (as open_clip counts frames: video packets that hold data) and
 decodes only the first audio frame, whose timestamp is the time of the recording's first audio
-sample: a chunk that starts decoding mid-file places its audio by it (run/recording.py).
+sample: a chunk that starts decoding mid-file places its audio by it (timeline/recording.py).
 """
 
 from __future__ import annotations

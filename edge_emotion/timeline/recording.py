@@ -1,9 +1,9 @@
 """A recording's timeline inputs in pieces: one decoding pass, one face tracker, memory flat with length.
 
-    task: a whole recording, or a chunk of one (run/timeline_chunks.py) --probe--> timeline
+    task: a whole recording, or a chunk of one (timeline/chunks.py) --probe--> timeline
     --one pass from the first packet or the chunk's keyframe: video decoded, planned frames converted,
       audio resampled as it arrives--> planned frames in time order
-    --FaceDetector.track, one tracker for the task--> sightings (run/timeline_people.py)
+    --FaceDetector.track, one tracker for the task--> sightings (timeline/people.py)
     --parts of PART_SEGMENTS scored segments, once the tracker is N - 1 segments past them-->
     per person the uint8 crops its windows need, and the part's spectrograms --> pieces (RecordingPart)
 
@@ -44,10 +44,10 @@ from edge_emotion.preprocess.faces import FaceDetector, crop_face
 from edge_emotion.preprocess.segments import SegmentInputs
 from edge_emotion.run.clip_inputs import ClipInputs, FaceSetup
 from edge_emotion.run.pool import DEFAULT_TIMEOUT_S, WorkerPool
-from edge_emotion.run.timeline import Timeline, make_grid, plan_timeline
-from edge_emotion.run.timeline_chunks import Chunk, RecordingTask, whole
-from edge_emotion.run.timeline_people import Crop, Sightings, part_crops
-from edge_emotion.run.timeline_probe import Cut, probe
+from edge_emotion.timeline.chunks import Chunk, RecordingTask, whole
+from edge_emotion.timeline.grid import Timeline, make_grid, plan_timeline
+from edge_emotion.timeline.people import Crop, Sightings, part_crops
+from edge_emotion.timeline.probe import Cut, probe
 
 PART_SEGMENTS = 16  # scored segments per part: with N - 1 more tracked, 25 full frames held at N = 10 (69 MB at 720p)
 MAX_AV_SKEW_S = 5.0  # video this far past a part's audio: the audio has ended early (the rest of the part is silent)

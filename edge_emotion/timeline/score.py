@@ -1,9 +1,9 @@
 """Score a folder as timelines (`score --window W --hop H`): one row per (file, person, window), each segment scored once.
 
-    tasks: files, long ones cut into chunks (run/timeline_chunks.py) --workers (run/recording.py)-->
+    tasks: files, long ones cut into chunks (timeline/chunks.py) --workers (timeline/recording.py)-->
     pieces: one person's crops on some segments --score_clips: segments of many pieces, one backend
     call per batch--> [M, K] per piece --per file, once all its chunks are in: people matched across
-    chunks, each window's people (run/timeline_people.py)--> window rows, window after window
+    chunks, each window's people (timeline/people.py)--> window rows, window after window
     --files in scan order--> WindowResultsFile
 
 A file's rows are written once its last piece is scored, ROW_GROUP windows per write, window after
@@ -24,7 +24,6 @@ import numpy as np
 from edge_emotion.config import PreprocessConfig
 from edge_emotion.preprocess.faces import Box
 from edge_emotion.preprocess.people import WhichFaces
-from edge_emotion.run.recording import RecordingPart, TimelineJob, open_recordings
 from edge_emotion.run.rows import FileKey, Row
 from edge_emotion.run.score import (
     NoProgress,
@@ -39,7 +38,8 @@ from edge_emotion.run.score import (
 )
 from edge_emotion.run.summary import Summary
 from edge_emotion.run.threads import one_blas_thread
-from edge_emotion.run.timeline import (
+from edge_emotion.timeline.chunks import Chunk, Chunking, recording_tasks, stitch
+from edge_emotion.timeline.grid import (
     SegmentGrid,
     Timeline,
     default_hop,
@@ -48,10 +48,10 @@ from edge_emotion.run.timeline import (
     plan_timeline,
     segments_per_hop,
 )
-from edge_emotion.run.timeline_chunks import Chunk, Chunking, recording_tasks, stitch
-from edge_emotion.run.timeline_people import Sightings, WindowPerson, main_people
-from edge_emotion.run.window_results import WindowResultsFile
-from edge_emotion.run.window_rows import build_window_rows, window_error_row
+from edge_emotion.timeline.people import Sightings, WindowPerson, main_people
+from edge_emotion.timeline.recording import RecordingPart, TimelineJob, open_recordings
+from edge_emotion.timeline.results_file import WindowResultsFile
+from edge_emotion.timeline.rows import build_window_rows, window_error_row
 
 ROW_GROUP = 256  # windows per write (one fsync): an hour at hop 0.5 s is 29 writes
 

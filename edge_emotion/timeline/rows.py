@@ -6,7 +6,7 @@ window; 0: nobody), window (its number k on the grid), n_windows (windows on the
 t_start and t_end (seconds from the file's first frame), label, one probability per label (the
 window's consensus / N), n_segments, faceless (segments without this person's own face), silent
 (segments with a silent audio window), status (ok | degraded | error), error, size_bytes, mtime_ns.
-Which people get a row is run/timeline_people.py's rule: everyone seen in the window (`--faces all`),
+Which people get a row is timeline/people.py's rule: everyone seen in the window (`--faces all`),
 or its main person (`--faces largest`), and one centre-crop row where nobody was seen; so a window
 has max(1, people) rows, or 1. JSONL rows add `segments`: per segment of the window its grid index,
 frame, the frame's time, the audio window's centre, the face box (null for a centre crop), whether
@@ -29,8 +29,8 @@ import numpy as np
 from edge_emotion.run.consensus import clip_probabilities
 from edge_emotion.run.row_formats import CsvFormat, JsonlFormat
 from edge_emotion.run.rows import PROB_DECIMALS, FileKey, Row
-from edge_emotion.run.timeline import Timeline, WindowSpan
-from edge_emotion.run.timeline_people import WindowPerson
+from edge_emotion.timeline.grid import Timeline, WindowSpan
+from edge_emotion.timeline.people import WindowPerson
 
 TIME_DECIMALS = 4
 

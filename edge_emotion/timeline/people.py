@@ -16,7 +16,7 @@ So every window has at least one row, and a person's rows cover exactly the wind
 A segment's crop for a person depends only on sightings within N - 1 segments of it: a worker crops a
 part once its tracker is N - 1 segments past the part, and a chunk of a recording that tracks N - 1
 segments beyond both ends of what it scores crops what one tracker over the whole recording crops
-wherever the two trackers see the same faces (run/timeline_chunks.py).
+wherever the two trackers see the same faces (timeline/chunks.py).
 """
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ import numpy as np
 
 from edge_emotion.detector.tracker import Face
 from edge_emotion.preprocess.faces import Box
-from edge_emotion.run.timeline import Timeline
+from edge_emotion.timeline.grid import Timeline
 
 
 @dataclass
