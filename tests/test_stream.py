@@ -55,15 +55,17 @@ REPO = Path(__file__).resolve().parents[1]
 
 
 class Collect:
-    """An event writer that keeps the events in a list, and when each was written (time.monotonic())."""
+    """An event writer that keeps the events in a list, and when each was written (time.monotonic(), time.time())."""
 
     def __init__(self) -> None:
         self.events: list[dict] = []
         self.written: list[float] = []
+        self.wall: list[float] = []
 
     def write(self, event: dict) -> None:
         self.events.append(event)
         self.written.append(time.monotonic())
+        self.wall.append(time.time())
 
     def close(self) -> None:
         pass
@@ -422,15 +424,22 @@ def test_reconnect_starts_a_new_grid_and_never_mixes_the_two_sides(hap_clip_path
 
     sender = threading.Thread(target=send_twice)
     sender.start()
-    events, summary = stream(SourceSpec(f"udp://127.0.0.1:{port}"), backend, face_detector, hop=L, timeout=1.0,
+    sink = Collect()
+    events, summary = stream(SourceSpec(f"udp://127.0.0.1:{port}"), backend, face_detector, sink=sink, hop=L, timeout=1.0,
                              reconnect=True, stop=stop)
     sender.join()
     assert summary.ended == "interrupted" and summary.reconnects >= 1 and summary.epochs == 2
     first, second = [e for e in events if e["epoch"] == 0], [e for e in events if e["epoch"] == 1]
     assert first and second and events == first + second
     assert second[0]["t_start"] >= first[-1]["t_end"]  # the new grid starts after the old one's last window
-    walls = [e["t_wall_end"] for e in events]
+    walls = [datetime.fromisoformat(e["t_wall_end"]).timestamp() for e in events]
     assert walls == sorted(walls)
+    # on the wall clock an event is out d/2 - L/2 = 0.48 s after its window's end (it waits for the sound of its last
+    # segment), plus the work; t_wall_end set by the first frame would be late by what FFmpeg read while opening
+    # (not the windows whose last sound would come after the sender's end: they wait for the 2 s skew rule)
+    ends = {0: first[0]["t_start"] + hap.duration, 1: second[0]["t_start"] + neu.duration}
+    after = [written - wall for written, wall, e in zip(sink.wall, walls, events) if e["t_end"] + 0.48 <= ends[e["epoch"]]]
+    assert len(after) >= 2 and 0.3 < min(after) and max(after) < 3.0, after
     assert {e["person"] for e in events} == {0}  # the same face in the same place keeps its number
     # after the reconnect the windows are those of the second clip alone (a window with the first clip's segments
     # or sound would be off by far more than the codecs' loss)

@@ -5,6 +5,7 @@ the backend in one call, and the consensus of its N segments' probabilities (run
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -37,9 +38,10 @@ class WindowContext:
 
     backend: Backend
     faces: WhichFaces
-    wall_origin: float  # time.time() of the run's first frame (stream time 0)
+    wall: Callable[[float], float]  # stream time -> epoch seconds (source.StreamClock.wall)
     timings: dict[str, float] = field(default_factory=dict)  # seconds per stage, added up over the run
     backend_rows: int = 0
+    last_wall: float = 0.0  # the last event's window end on the wall clock: events never go back
 
 
 def evaluate_window(
@@ -57,6 +59,7 @@ def evaluate_window(
     start = time.perf_counter()
     labels = ctx.backend.contract.labels
     t_start, t_end = grid.window_times(k)
+    ctx.last_wall = max(ctx.last_wall, ctx.wall(t_end))
     silent = sum(r.silent for r in records)
     events: list[Event] = []
     for person in people:
@@ -65,7 +68,7 @@ def evaluate_window(
         events.append({
             "t_start": round(t_start, TIME_DECIMALS),
             "t_end": round(t_end, TIME_DECIMALS),
-            "t_wall_end": wall_time(ctx.wall_origin + t_end),
+            "t_wall_end": wall_time(ctx.last_wall),
             "epoch": epoch,
             "window": k,
             "person": person,

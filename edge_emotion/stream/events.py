@@ -3,9 +3,9 @@
 An event:
 - t_start, t_end: the window in stream seconds (0 at the run's first frame; they go on across reconnects);
 - t_wall_end: the wall-clock time of the window's end, ISO-8601 in UTC with milliseconds
-  ("2025-06-01T12:00:03.250+00:00"): the run's first frame's arrival on the system clock plus t_end. For
-  a live source that is when the window's last instant arrived; for a file read without --realtime, when
-  it would have at its own pace. It never decreases from one event to the next;
+  ("2025-06-01T12:00:03.250+00:00"): source.StreamClock.wall(t_end). For a live source that is when the
+  window's last instant arrived by the least-delayed path seen so far; for a file read without --realtime,
+  the run's start plus t_end (when it would have arrived at its own pace). It never decreases;
 - epoch: 0, then +1 after each reconnect or gap in the video (a window never spans two epochs);
 - window: k, the window's number on its epoch's grid (it starts at segment k x hop / L);
 - person: the stream's number for the face (stream/people.py); null for a window where nobody was seen;
@@ -132,7 +132,7 @@ class StreamSummary:
     segments: int = 0  # segments computed (frame, faces, spectrogram): each once
     backend_rows: int = 0  # face crops through the backend: each (segment, person) once
     latencies_ms: list[float] = field(default_factory=list)
-    end_lags_ms: list[float] = field(default_factory=list)  # event written minus the window's end on the stream clock
+    end_lags_ms: list[float] = field(default_factory=list)  # live: event written minus t_wall_end (per window)
     dropped_frames: int = 0
     skipped_windows: int = 0  # windows not reported because inference was behind
     processing_s: float = 0.0  # wall seconds of segments (frames, faces, spectrogram) + backend + consensus

@@ -15,8 +15,8 @@ DEFAULT_TIMEOUT_S = defaults.STREAM_TIMEOUT_S
 class StreamOptions:
     """How to window a stream; the model's own preprocessing comes from the artifact's contract."""
 
-    window: float | None = None  # seconds per event; None: run.timeline.default_window(contract)
-    hop: float | None = None  # seconds between events, a multiple of window / N; None: run.timeline.default_hop
+    window: float | None = None  # seconds per event; None: timeline.grid.default_window(contract)
+    hop: float | None = None  # seconds between events, a multiple of window / N; None: timeline.grid.default_hop
     realtime: bool = False  # pace the source at its own timestamps (a file behaves like a live source)
     duration: float | None = None  # stop after this many stream seconds
     timeout: float = DEFAULT_TIMEOUT_S  # no data for this long: the source stalled or was lost
@@ -30,7 +30,7 @@ def resolve_hop(options: StreamOptions, window: float, n_segments: int) -> float
 
 
 def check_options(options: StreamOptions, window: float, n_segments: int, is_file: bool) -> None:
-    """ValueError naming the option for values that cannot work; run.timeline.GridError (a ValueError) for a hop
+    """ValueError naming the option for values that cannot work; timeline.grid.GridError (a ValueError) for a hop
     that is not a multiple of the segment length W / N."""
     if window <= 0:
         raise ValueError(f"--window must be positive, got {window}")

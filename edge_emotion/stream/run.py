@@ -87,7 +87,7 @@ def run_stream(
     try:
         for decoder in decoders:
             decoder.start()
-        _loop(scheduler, detector, WindowContext(backend, options.faces, 0.0), clock, writers, on_event, summary)
+        _loop(scheduler, detector, WindowContext(backend, options.faces, clock.wall), live, writers, on_event, summary)
     finally:
         halt.set()
         with buffer.cond:
@@ -115,7 +115,7 @@ def _loop(
     scheduler: WindowScheduler,
     detector: FaceDetector,
     ctx: WindowContext,
-    clock: StreamClock,
+    live: bool,
     writers: Sequence[EventWriter],
     on_event: Callable[[Event], None] | None,
     summary: StreamSummary,
@@ -136,16 +136,15 @@ def _loop(
         for work in due.segments:
             epoch.store.add(compute_segment(work, detector, epoch.tracker, numbers, config.audio, ctx.timings))
         summary.segments += len(due.segments)
-        events = _report(due, epoch, ctx, clock, summary.dropped_frames)
+        events = _report(due, epoch, ctx, summary.dropped_frames)
         for event in events:
             for writer in writers:
                 writer.write(event)
         summary.processing_s += time.perf_counter() - begin
-        written = time.monotonic()
         summary.events += len(events)
         summary.latencies_ms.extend(event["latency_ms"] for event in events)
-        if due.window is not None and clock.origin is not None:  # how long after the window's end its events were out
-            summary.end_lags_ms.append(round((written - clock.origin - due.grid.window_times(due.window)[1]) * 1000, 1))
+        if events and live:  # how long after the window's end (on the wall clock) its events were out
+            summary.end_lags_ms.append(round((time.time() - ctx.last_wall) * 1000, 1))
         if on_event is not None:
             for event in events:
                 on_event(event)
@@ -154,11 +153,10 @@ def _loop(
     summary.stream_s = scheduler.stream_seconds()
 
 
-def _report(due: Due, epoch: _Epoch, ctx: WindowContext, clock: StreamClock, dropped_frames: int) -> list[Event]:
+def _report(due: Due, epoch: _Epoch, ctx: WindowContext, dropped_frames: int) -> list[Event]:
     """The due window's events (none without one); its segments before the next window's are forgotten."""
     if due.window is None:
         return []
-    ctx.wall_origin = clock.wall_origin or 0.0
     events = evaluate_window(due.window, due.grid, epoch.store, epoch.main, due.epoch, dropped_frames, ctx)
     epoch.store.forget_before(due.grid.segments(due.window + 1).start)
     return events

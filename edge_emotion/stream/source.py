@@ -96,12 +96,27 @@ def video_fps(container: av.container.InputContainer) -> float:
 
 
 class StreamClock:
-    """The run's clock: the time of the first frame, shared by every decode thread."""
+    """The run's clock: the time of the first frame, shared by every decode thread; and stream time on the wall clock.
+
+    Wall time of stream time t: t plus the smallest (arrival on the system clock - t) of any video frame of a live
+    source so far, so the frame that came through with the least delay sets it; not the first frame, which
+    arrives late by whatever FFmpeg read while it opened the source (0.2-0.4 s of UDP or RTSP here). A file
+    read without pacing keeps its first frame's: the run's start plus the stream time.
+    """
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self.origin: float | None = None  # time.monotonic() of the first frame of the run
-        self.wall_origin: float | None = None  # time.time() at that same moment (epoch seconds)
+        self.wall_offset: float | None = None  # epoch seconds of stream time 0
+
+    def wall(self, t: float) -> float:
+        """Epoch seconds of stream time t."""
+        return (self.wall_offset or 0.0) + t
+
+    def observe(self, t: float) -> None:
+        """A live source's video frame at stream time t arrived just now."""
+        with self._lock:
+            self.wall_offset = min(self.wall_offset or float("inf"), time.time() - t)
 
     def anchor(self, live: bool, after: float) -> float:
         """Stream time for the first frame of a newly opened (or re-anchored) container.
@@ -111,7 +126,7 @@ class StreamClock:
         with self._lock:
             now = time.monotonic()
             if self.origin is None:
-                self.origin, self.wall_origin = now, time.time()
+                self.origin, self.wall_offset = now, time.time()
                 return 0.0
             return max(now - self.origin, after) if live else after
 
@@ -300,6 +315,8 @@ class Decoder(threading.Thread):
                 self.halt.wait(delay)
         if role == "video":
             self._last_video = t
+            if self.live:
+                self.clock.observe(t)
             self.buffer.push_video(t, frame, self.halt)
             return
         for start, samples in sound.add(None if frame.time is None else t, frame):
