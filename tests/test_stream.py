@@ -377,6 +377,38 @@ def test_a_gap_in_the_video_starts_a_new_grid_and_no_window_spans_it(hap_clip_pa
     assert [e["t_start"] - b_start for e in second] == pytest.approx([ref_b[e["window"]]["t_start"] for e in second], abs=1e-3)
 
 
+@pytest.fixture(scope="module")
+def newcomer(recording, tmp_path_factory) -> Path:
+    """720x360, 150 frames (15 segments): one actor throughout, a second, smaller one from frame 90 (segment 9), whom the
+    tracker finds at its next full detection, on segment 10; the sound is the first actor's."""
+    from scenes import Placement, compose
+
+    frames = list(recording.frames)
+    first, second = Placement(frames, 70, 20, 10), Placement(frames[30:], 56, 100, 400, mirror=True)
+    video = np.concatenate([compose([first], 90, 720, 360), compose([first, second], 150, 720, 360)[90:]])  # [150, H, W, 3]
+    audio = np.tile(recording.audio, 2)[: round(150 / FPS * ls.AUDIO_RATE)]
+    return ls.write_lossless(ls.Recording(video, audio), tmp_path_factory.mktemp("newcomer") / "newcomer.nut")
+
+
+@pytest.mark.parametrize("faces", ["all", "largest"])
+def test_people_on_a_file_are_score_windows_people(faces, newcomer, backend, face_detector, sharp_onnx, tmp_path):
+    events, summary = stream(SourceSpec(str(newcomer)), backend, face_detector, hop=L, faces=faces)
+    out = tmp_path / "rows.jsonl"
+    score_timelines(newcomer.parent, sharp_onnx, out, ScoreOptions(window=WINDOW, hop=L, workers=0, extensions=(".nut",), faces=faces))
+    rows = [json.loads(line) for line in out.read_text().splitlines()]
+    assert [(e["window"], e["person"]) for e in events] == [(r["window"], r["person"]) for r in rows]
+    for event, row in zip(events, rows):  # the newcomer's segments before they were seen borrow their first box: faceless
+        assert (event["label"], event["faceless"], event["silent"]) == (row["label"], row["faceless"], row["silent"])
+        np.testing.assert_allclose(probs(event), probs(row), atol=1e-5)
+    per_window = [[e["person"] for e in events if e["window"] == k] for k in range(12)]
+    if faces == "all":  # the newcomer is person 1 in every window that holds segment 10, with borrowed boxes before it
+        assert per_window == [[0]] * 7 + [[0, 1]] * 5
+        assert [e["faceless"] for e in events if e["person"] == 1] == [3, 2, 1, 0, 0]
+        assert summary.backend_rows == 15 + 8  # each (segment, person) once: 15 of person 0, segments 7-14 of person 1
+    else:  # the first actor, larger, stays the main person
+        assert per_window == [[0]] * 12 and summary.backend_rows == 15
+
+
 # ----------------------------------------------------------------------------- live sources
 
 
