@@ -142,10 +142,14 @@ class WindowScheduler:
         if window is not None:
             self._count_drops(g, window, skipped=window > self.k_next)
             self.k_next = window + 1
-        a, b = g.audio_span(self.j_next)
-        slot = g.slot(self.j_next)
-        self.buffer.set_demand(Demand(slot - g.gap_s - g.tolerance, a, slot - g.tolerance, b))
+        self._demand(g, g.slot(self.j_next) - g.gap_s - g.tolerance)
         return Due(self.epoch, g, works, window)
+
+    def _demand(self, g: EpochGrid, keep_from: float) -> None:
+        """Tell the buffer what segment j_next needs: kept from `keep_from`; complete at its last frame and its sound's end
+        (exactly _ready_segment's test, so a lossless decoder never waits for a loop that waits for it)."""
+        a, b = g.audio_span(self.j_next)
+        self.buffer.set_demand(Demand(keep_from, a, g.last_frame(self.j_next) - g.tolerance, b))
 
     def _ready_segment(self, g: EpochGrid) -> int:
         """The newest segment whose frame and audio window have arrived (-1 if none). The sound is not waited for once
@@ -225,9 +229,7 @@ class WindowScheduler:
         self.j_next, self.k_next, self.covered_seq, self.resume_after = 0, 0, first.seq - 1, None
         if self.duration_end is None and self.options.duration is not None:
             self.duration_end = first.time + self.options.duration
-        a, b = self.grid.audio_span(0)
-        slot = self.grid.slot(0)
-        self.buffer.set_demand(Demand(first.time, a, slot - self.grid.tolerance, b))
+        self._demand(self.grid, first.time)
 
     def _reconnected(self) -> None:
         """The source was reopened: its old frames are gone; a new grid starts at its first frame."""
