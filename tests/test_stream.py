@@ -14,6 +14,7 @@ import http.server
 import itertools
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -340,6 +341,19 @@ def test_a_file_gives_score_windows_numbers_at_hop_over_L_crops_an_event(hop, cl
     assert steps == pytest.approx([hop] * len(steps), abs=1.5e-3)
     assert summary.stream_s == pytest.approx(len(recording.frames) / FPS, abs=0.05)
     check_margin(summary)
+
+
+def test_a_file_whose_video_starts_after_its_sound_is_read_as_score_reads_it(neu_clip_path, backend, face_detector, sharp_onnx, tmp_path):
+    with av.open(str(neu_clip_path)) as container:  # the real CREMA-D FLV: VP6F from 27 ms, MP3 from 0
+        assert (container.streams.video[0].start_time, container.streams.audio[0].start_time) == (27, 0)
+    events, _ = stream(SourceSpec(str(neu_clip_path)), backend, face_detector, hop=L)
+    (tmp_path / "in").mkdir()
+    shutil.copy(neu_clip_path, tmp_path / "in")
+    score_timelines(tmp_path / "in", sharp_onnx, tmp_path / "rows.jsonl", ScoreOptions(window=WINDOW, hop=L, workers=0))
+    rows = [json.loads(line) for line in (tmp_path / "rows.jsonl").read_text().splitlines()]
+    assert [(e["window"], e["t_start"]) for e in events] == [(r["window"], r["t_start"]) for r in rows] and len(rows) == 3
+    for event, row in zip(events, rows):  # video and sound each from their first frame, as decode (and training) has it
+        np.testing.assert_allclose(probs(event), probs(row), atol=1e-5)
 
 
 def test_realtime_file_is_paced_and_gives_the_same_windows(clip_file, file_run, backend, face_detector):

@@ -8,7 +8,8 @@ a stalled or lost source), an error of the source; with `reconnect` it reopens
 the source instead and the stream clock goes on.
 
 Stream time: seconds since the first frame of the run. Each container's own
-timestamps count from its first frame; a container opened later (a reconnect,
+timestamps count from its first frame (a file's video and sound each from its
+own first frame, as decode reads a file); a container opened later (a reconnect,
 a second device for the sound) starts at its arrival on the wall clock, so two
 devices with unrelated clocks still line up.
 
@@ -182,29 +183,37 @@ class AudioRuns:
 
 
 class _Anchor:
-    """Maps one container's own timestamps onto the stream clock."""
+    """Maps one container's own timestamps onto the stream clock.
 
-    def __init__(self, clock: StreamClock, live: bool, fps: float) -> None:
-        self.clock, self.live, self.fps = clock, live, fps
-        self.base: float | None = None  # own time of the first frame
-        self.shift = 0.0
+    A live source keeps its streams' timestamps relative to each other (picture and sound in sync as sent). A file
+    starts its video and its sound each at its own first frame, as decode (so `score`, `predict` and training)
+    reads a file, whatever offset its container gives them (the CREMA-D FLVs' video starts 27 ms after their sound).
+    """
+
+    def __init__(self, clock: StreamClock, live: bool, fps: float, file: bool) -> None:
+        self.clock, self.live, self.fps, self.file = clock, live, fps, file
+        self.base: dict[str, float] = {}  # role -> own time that stream time `shift` stands for
+        self.shift: float | None = None
         self.last: dict[str, float] = {}  # role -> last stream time
 
     def time(self, own: float | None, role: str, start_after: float) -> float | None:
         """The frame's stream time; None for a frame that cannot be placed: no timestamp, none before it in its stream,
-        and the container's other stream timed (an RTSP camera's first frame before its clock is known)."""
+        and the container already timed (an RTSP camera's first frame before its clock is known)."""
         if own is None:  # no timestamp: right after the previous frame of this stream
             if role in self.last:
                 self.last[role] += 1 / self.fps if role == "video" else 0.0
                 return self.last[role]
-            if self.base is not None:
+            if self.shift is not None:
                 return None
             own = 0.0  # a source without timestamps: frames counted from here
-        if self.base is None:
-            self.base, self.shift = own, self.clock.anchor(self.live, start_after)
-        t = own - self.base + self.shift
+        if self.shift is None:
+            self.shift = self.clock.anchor(self.live, start_after)
+        if role not in self.base:  # a file's stream starts at its first frame; a live one keeps the container's sync
+            self.base[role] = own if self.file or not self.base else next(iter(self.base.values()))
+        t = own - self.base[role] + self.shift
         if role in self.last and t < self.last[role] - BACKWARD_JUMP_S:  # the source's clock jumped back
-            self.base, self.shift = own, self.clock.anchor(self.live, max(self.last.values()) + 1 / self.fps)
+            self.shift = self.clock.anchor(self.live, max(self.last.values()) + 1 / self.fps)
+            self.base = {role: own}
             t = self.shift
         self.last[role] = max(t, self.last.get(role, t))
         return t
@@ -281,7 +290,7 @@ class Decoder(threading.Thread):
         if container is None:
             return "halted"
         streams = [getattr(container.streams, role)[0] for role in self.roles]
-        anchor = _Anchor(self.clock, self.live, self.fps)
+        anchor = _Anchor(self.clock, self.live, self.fps, self.spec.is_file)
         sound = AudioRuns(self.sample_rate)
         try:
             for packet in container.demux(*streams):
