@@ -1,14 +1,16 @@
 """`score` of CREMA-D clips as a device runs it (the runtime-only venv, the real CLI), against the fer peer, in one run.
 
     python benchmarks/score_speed.py --model n10.onnx --venv /work/rtvenv [--peer /tmp/fervenv] [--repeats 3]
-        [--json out.json]
+        [--before VENV MODEL] [--json out.json]
 
 Per repeat, interleaved (so a drift in the machine's load touches every row alike):
 - `score SMALL --workers 2` and `score LARGE --workers 2` (6 and 66 copies of the fixture clips): the steady rate is
   the marginal one, (media of LARGE - media of SMALL) / (wall of LARGE - wall of SMALL), which takes start-up (imports,
   sessions, worker spawn, the first batch) out;
 - a plain `score FOLDER` of 60 clips with default options, cold (a fresh process): what a user sees;
-- the fer peer (benchmarks/peer_fer.py in its own venv: face only, N = 10, steady and cold), when --peer is given.
+- the fer peer (benchmarks/peer_fer.py in its own venv: face only, N = 10, steady and cold), when --peer is given;
+- with --before VENV MODEL, the same two score figures for an older install (another commit's runtime venv and an
+  N = 10 model exported by that commit), interleaved with these: before/after in one run.
 Reports medians over the repeats and the ratios the issues set targets for.
 """
 
@@ -76,21 +78,25 @@ def main() -> None:
     parser.add_argument("--small", type=int, default=6)
     parser.add_argument("--large", type=int, default=66)
     parser.add_argument("--cold", type=int, default=60)
+    parser.add_argument("--before", nargs=2, type=Path, metavar=("VENV", "MODEL"), help="an older install to compare")
     parser.add_argument("--json", type=Path)
     args = parser.parse_args()
     load_before = os.getloadavg()[0]
     durations = media_seconds(args.venv)
-    rows: dict[str, list[float]] = {"steady_x": [], "cold_default_x": [], "peer_steady_x": [], "peer_cold_x": []}
+    rows: dict[str, list[float]] = {"steady_x": [], "cold_default_x": [], "peer_steady_x": [], "peer_cold_x": [],
+                                    "before_steady_x": [], "before_cold_default_x": []}
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
         small, small_media = folder(root, args.small, durations)
         large, large_media = folder(root, args.large, durations)
         cold, cold_media = folder(root, args.cold, durations)
         for _ in range(args.repeats):
-            t_small = score_wall(args.venv, args.model, small, root / "s.csv", ["--workers", "2"])
-            t_large = score_wall(args.venv, args.model, large, root / "l.csv", ["--workers", "2"])
-            rows["steady_x"].append((large_media - small_media) / (t_large - t_small))
-            rows["cold_default_x"].append(cold_media / score_wall(args.venv, args.model, cold, root / "c.csv", []))
+            installs = [("", args.venv, args.model)] + ([("before_", *args.before)] if args.before else [])
+            for prefix, venv, model in installs:
+                t_small = score_wall(venv, model, small, root / "s.csv", ["--workers", "2"])
+                t_large = score_wall(venv, model, large, root / "l.csv", ["--workers", "2"])
+                rows[f"{prefix}steady_x"].append((large_media - small_media) / (t_large - t_small))
+                rows[f"{prefix}cold_default_x"].append(cold_media / score_wall(venv, model, cold, root / "c.csv", []))
             if args.peer:
                 result = peer(args.peer, args.cold)
                 rows["peer_steady_x"].append(result["steady_times_real_time"])
