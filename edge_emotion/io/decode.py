@@ -144,11 +144,9 @@ def open_clip_frames(
     return clip, read_frames(clip, wanted) if frames is None else frames
 
 
-def _demux(
-    container: av.container.InputContainer, path: Path, sample_rate: int, keep_bytes: int
-) -> tuple[Clip, list[av.Packet] | None]:
-    """One pass over the packets: count the video frames, decode the audio, keep the video packets while they
-    total at most `keep_bytes` (None once they do not: the caller reads the video from the file)."""
+
+def checked_streams(container: av.container.InputContainer, path: str | Path) -> tuple[av.VideoStream, av.AudioStream, float]:
+    """The first video and audio streams and the frame rate, or a VideoError saying what the file lacks."""
     if not container.streams.video and not container.streams.audio:
         raise VideoError(path, "no audio or video stream (empty or zero-duration file)")
     if not container.streams.video:
@@ -159,6 +157,15 @@ def _demux(
     fps = _fps(video)
     if fps <= 0:
         raise VideoError(path, "video stream has no frame rate")
+    return video, audio, fps
+
+
+def _demux(
+    container: av.container.InputContainer, path: Path, sample_rate: int, keep_bytes: int
+) -> tuple[Clip, list[av.Packet] | None]:
+    """One pass over the packets: count the video frames, decode the audio, keep the video packets while they
+    total at most `keep_bytes` (None once they do not: the caller reads the video from the file)."""
+    video, audio, fps = checked_streams(container, path)
     frame_count, kept_bytes = 0, 0
     packets: list[av.Packet] | None = [] if keep_bytes > 0 else None
     audio_frames: list[av.AudioFrame] = []

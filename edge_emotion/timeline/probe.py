@@ -15,7 +15,7 @@ from pathlib import Path
 import av
 
 from edge_emotion.errors import VideoError
-from edge_emotion.io.decode import DECODE_ERRORS, _fps, _open_container, _reason
+from edge_emotion.io.decode import DECODE_ERRORS, _open_container, _reason, checked_streams
 
 
 @dataclass(frozen=True)
@@ -44,14 +44,7 @@ def probe(path: str | Path, keyframes: bool = False) -> tuple[VideoFacts, list[C
     path = Path(path)
     container = _open_container(path)
     try:
-        if not container.streams.video:
-            raise VideoError(path, "no audio or video stream (empty or zero-duration file)" if not container.streams.audio else "no video stream")
-        if not container.streams.audio:
-            raise VideoError(path, "no audio stream")
-        video, audio = container.streams.video[0], container.streams.audio[0]
-        fps = _fps(video)
-        if fps <= 0:
-            raise VideoError(path, "video stream has no frame rate")
+        video, audio, fps = checked_streams(container, path)
         pts: list[int | None] = []
         key: list[bool] = []
         origin: float | None = None
