@@ -35,9 +35,9 @@ import torch
 
 from edge_emotion import LABELS
 from edge_emotion.backends import open_backend
-from edge_emotion.build.checkpoint import load_checkpoint, save_checkpoint
-from edge_emotion.build.export.pipeline import build_onnx
-from edge_emotion.build.model import WIDTHS, SegmentBranch
+from edge_emotion.toolchain.checkpoint import load_checkpoint, save_checkpoint
+from edge_emotion.toolchain.export.pipeline import build_onnx
+from edge_emotion.toolchain.model import WIDTHS, SegmentBranch
 from edge_emotion.config import PreprocessConfig
 from edge_emotion.run.bench.machine import machine_info
 from edge_emotion.run.bench.stages import stage_breakdown

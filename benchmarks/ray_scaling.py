@@ -36,8 +36,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from e2e import clip_folder, make_checkpoint  # noqa: E402  (benchmarks/e2e.py: the same clips and model)
 
-from edge_emotion.build.checkpoint import load_checkpoint  # noqa: E402
-from edge_emotion.build.export.pipeline import build_onnx  # noqa: E402
+from edge_emotion.toolchain.checkpoint import load_checkpoint  # noqa: E402
+from edge_emotion.toolchain.export.pipeline import build_onnx  # noqa: E402
 from edge_emotion.preprocess.segments import PreprocessConfig  # noqa: E402
 from edge_emotion.ray.cluster import RayOptions, ray_session  # noqa: E402
 from edge_emotion.ray.scoring import score_folder_ray  # noqa: E402

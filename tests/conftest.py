@@ -91,8 +91,8 @@ def face_detector():
 def fresh_checkpoint(tmp_path_factory) -> Path:
     """A freshly initialised (untrained) model saved as a real checkpoint: enough for export and scoring plumbing."""
     from edge_emotion import LABELS
-    from edge_emotion.build.checkpoint import save_checkpoint
-    from edge_emotion.build.model import WIDTHS, SegmentBranch
+    from edge_emotion.toolchain.checkpoint import save_checkpoint
+    from edge_emotion.toolchain.model import WIDTHS, SegmentBranch
     from edge_emotion.config import PreprocessConfig
 
     torch.manual_seed(0)
@@ -122,7 +122,7 @@ def sharp_checkpoint(fresh_checkpoint, tmp_path_factory) -> Path:
     The untrained model's probabilities sit within ~1e-3 of uniform whatever the input, so a comparison
     of its outputs passes for wrong inputs or a broken graph too; this one's move by ~0.1 across real segments.
     """
-    from edge_emotion.build.checkpoint import load_checkpoint, save_checkpoint
+    from edge_emotion.toolchain.checkpoint import load_checkpoint, save_checkpoint
 
     state = load_checkpoint(fresh_checkpoint)
     weights = dict(state["model"])
@@ -142,7 +142,7 @@ def synth_corpus(tmp_path_factory) -> Path:
     Returns the corpus root; the 48 FLV clips are in root / "VideoFlash". Seed 0,
     15 fps, 240x180, 1.5-2.5 s each. Treat it as read-only: it is shared.
     """
-    from edge_emotion.build.synth import make_corpus
+    from edge_emotion.toolchain.synth import make_corpus
 
     root = tmp_path_factory.mktemp("synth_corpus")
     make_corpus(root, actors=4, clips_per_class=2, seed=0)

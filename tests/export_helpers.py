@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from edge_emotion import LABELS
-from edge_emotion.build.calibration.data import ClipRef, SegmentBatch, SegmentLoader, SegmentSource, label_of
+from edge_emotion.toolchain.calibration.data import ClipRef, SegmentBatch, SegmentLoader, SegmentSource, label_of
 from edge_emotion.config import PreprocessConfig
 from edge_emotion.io.decode import open_clip
 from edge_emotion.preprocess.faces import Box, FaceDetector

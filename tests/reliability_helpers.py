@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from edge_emotion import LABELS
-from edge_emotion.build.train.box_cache import CacheJob
+from edge_emotion.toolchain.train.box_cache import CacheJob
 from edge_emotion.run.pool import FileFn, FileResult
 
 _HOLD = """

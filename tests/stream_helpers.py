@@ -117,8 +117,8 @@ def cli(*args: str, timeout: float = 120) -> subprocess.CompletedProcess:
 
 @pytest.fixture(scope="module")
 def sharp_onnx(sharp_checkpoint, tmp_path_factory) -> Path:
-    from edge_emotion.build.checkpoint import load_checkpoint
-    from edge_emotion.build.export.pipeline import build_onnx
+    from edge_emotion.toolchain.checkpoint import load_checkpoint
+    from edge_emotion.toolchain.export.pipeline import build_onnx
 
     path = tmp_path_factory.mktemp("stream_model") / "sharp.onnx"
     build_onnx(load_checkpoint(sharp_checkpoint), path, "fp32")

@@ -21,9 +21,9 @@ from edge_emotion.backends.onnxruntime_backend import (
     available_providers,
     wanted_providers,
 )
-from edge_emotion.build.checkpoint import build_branch, load_checkpoint
-from edge_emotion.build.export.onnx_export import ProbabilityBranch, example_inputs, export_onnx, set_metadata
-from edge_emotion.build.export.pipeline import checkpoint_contract
+from edge_emotion.toolchain.checkpoint import build_branch, load_checkpoint
+from edge_emotion.toolchain.export.onnx_export import ProbabilityBranch, example_inputs, export_onnx, set_metadata
+from edge_emotion.toolchain.export.pipeline import checkpoint_contract
 from edge_emotion.errors import ArtifactError, MissingDependencyError
 
 
@@ -194,8 +194,8 @@ def test_tensorrt_backend_without_tensorrt(tmp_path, onnx_model):
     except ImportError:
         pass
     from edge_emotion.backends.engine_file import EngineHeader, Platform, ShapeRange
-    from edge_emotion.build.export.onnx_export import read_contract
-    from edge_emotion.build.export.tensorrt_build import ShapeProfile, write_engine
+    from edge_emotion.toolchain.export.onnx_export import read_contract
+    from edge_emotion.toolchain.export.tensorrt_build import ShapeProfile, write_engine
 
     contract = read_contract(onnx_model)
     profile = {name: ShapeRange.of(shapes) for name, shapes in ShapeProfile().shapes(contract).items()}

@@ -44,8 +44,8 @@ def test_plan_targets_keeps_backends_without_an_artifact(tmp_path):
 
 @pytest.fixture(scope="module")
 def onnx_model(fresh_checkpoint, tmp_path_factory):
-    from edge_emotion.build.checkpoint import load_checkpoint
-    from edge_emotion.build.export.pipeline import build_onnx
+    from edge_emotion.toolchain.checkpoint import load_checkpoint
+    from edge_emotion.toolchain.export.pipeline import build_onnx
 
     path = tmp_path_factory.mktemp("onnx") / "fresh.onnx"
     build_onnx(load_checkpoint(fresh_checkpoint), path, "fp32")

@@ -8,7 +8,7 @@ import pytest
 import typer
 from export_helpers import FIXTURES, detected, fixture_source
 
-from edge_emotion.build.calibration.data import (
+from edge_emotion.toolchain.calibration.data import (
     MIN_SEGMENTS,
     CalibrationDataError,
     check_enough_clips,
@@ -48,7 +48,7 @@ def test_shortfall_warning_names_segments_and_agreement():
 
 def test_cli_export_calibrates_a_two_clip_folder(fresh_checkpoint, tmp_path, capsys):
     """The issue's case: a few clips -> a calibrated INT8 model, a warning with the segments used and the agreement."""
-    from edge_emotion.build.export.onnx_export import read_contract
+    from edge_emotion.toolchain.export.onnx_export import read_contract
 
     out = tmp_path / "m.int8.onnx"
     args = ["export", str(fresh_checkpoint), "--int8", "--calib", str(FIXTURES), "--calib-per-clip", "8", "-o", str(out)]

@@ -131,7 +131,7 @@ def workspace(tmp_path_factory, fresh_checkpoint) -> dict[str, str]:
     import onnx
     from onnx import TensorProto, helper
 
-    from edge_emotion.build.train.prepare import prepare_corpus
+    from edge_emotion.toolchain.train.prepare import prepare_corpus
 
     root = tmp_path_factory.mktemp("mistakes")
     graph = helper.make_graph(

@@ -60,7 +60,7 @@ def test_a_frame_too_small_for_any_face_finds_none():
 
 def test_fp16_nets_from_the_export_machinery_find_the_same_faces(tmp_path, hap_clip_path):
     """The detector's FP16 variant: the branch's FP16 graph pass, loaded with FaceDetector(nets=DIR)."""
-    from edge_emotion.build.export.detector_nets import export_all, export_fp16
+    from edge_emotion.toolchain.export.detector_nets import export_all, export_fp16
 
     export_all(tmp_path)
     paths = export_fp16(tmp_path)
@@ -73,7 +73,7 @@ def test_fp16_nets_from_the_export_machinery_find_the_same_faces(tmp_path, hap_c
 
 def test_pnet_engine_profiles_cover_every_pyramid_level():
     """Every level the default settings ask of a 320 px frame falls inside one PNet profile (TensorRT needs that)."""
-    from edge_emotion.build.export.detector_nets import engine_profiles
+    from edge_emotion.toolchain.export.detector_nets import engine_profiles
 
     profiles = [p["image"] for p in engine_profiles(NET_SPECS["pnet"])]
     for height, width in ((240, 320), (180, 320), (320, 320), (320, 180), (360, 480), (1080, 1920)):
@@ -115,7 +115,7 @@ def test_split_prelu_gives_the_same_floats_bit_for_bit(name):
     import onnxruntime as ort
     from facenet_pytorch.models import mtcnn as facenet
 
-    from edge_emotion.build.export.detector_nets import split_prelu
+    from edge_emotion.toolchain.export.detector_nets import split_prelu
 
     spec = NET_SPECS[name]
     net = {"pnet": facenet.PNet, "rnet": facenet.RNet, "onet": facenet.ONet}[name]().eval()

@@ -12,12 +12,12 @@ import pytest
 from export_helpers import CLIPS, detected, fixture_source, parity_batch
 
 from edge_emotion.backends import open_backend
-from edge_emotion.build.calibration.data import ClipRef, SegmentSource, label_of, list_videos, order_clips
-from edge_emotion.build.calibration.int8 import SegmentDataReader, classifier_nodes, graph_digest, load_cache
-from edge_emotion.build.checkpoint import load_checkpoint
-from edge_emotion.build.export.onnx_export import read_contract
-from edge_emotion.build.export.parity import DEFAULT_TOLERANCES, Tolerance, compare
-from edge_emotion.build.export.pipeline import CalibrationOptions, build_onnx, export_onnx_artifact
+from edge_emotion.toolchain.calibration.data import ClipRef, SegmentSource, label_of, list_videos, order_clips
+from edge_emotion.toolchain.calibration.int8 import SegmentDataReader, classifier_nodes, graph_digest, load_cache
+from edge_emotion.toolchain.checkpoint import load_checkpoint
+from edge_emotion.toolchain.export.onnx_export import read_contract
+from edge_emotion.toolchain.export.parity import DEFAULT_TOLERANCES, Tolerance, compare
+from edge_emotion.toolchain.export.pipeline import CalibrationOptions, build_onnx, export_onnx_artifact
 from edge_emotion.errors import ArtifactError
 
 
@@ -216,8 +216,8 @@ def test_segment_source_rejects_empty():
 
 def test_prepare_cache_source_uses_cached_boxes(tmp_path):
     """Calibration from the prepare cache: boxes come from the cache files, MTCNN never runs."""
-    from edge_emotion.build.calibration.data import cached_clips, video_folder_source
-    from edge_emotion.build.train import box_cache
+    from edge_emotion.toolchain.calibration.data import cached_clips, video_folder_source
+    from edge_emotion.toolchain.train import box_cache
     from edge_emotion.io.decode import open_clip
 
     inputs, config = detected()
@@ -239,7 +239,7 @@ def test_histogram_calibration_takes_ragged_batches(fresh_checkpoint, tmp_path):
 
     Entropy and Percentile share ONNX Runtime's HistogramCalibrater, so one method covers both.
     """
-    from edge_emotion.build.calibration.int8 import compute_ranges
+    from edge_emotion.toolchain.calibration.int8 import compute_ranges
 
     fp32 = tmp_path / "m.onnx"
     build_onnx(load_checkpoint(fresh_checkpoint), fp32)

@@ -25,7 +25,7 @@ from edge_emotion.backends.engine_file import (
     read_engine,
 )
 from edge_emotion.backends.tensorrt_backend import batch_range, chunk_bounds, select_profile
-from edge_emotion.build.export.tensorrt_build import ShapeProfile, network_flags, write_engine
+from edge_emotion.toolchain.export.tensorrt_build import ShapeProfile, network_flags, write_engine
 from edge_emotion.contract import ModelContract
 from edge_emotion.errors import ArtifactError, MissingDependencyError
 
@@ -278,7 +278,7 @@ def test_engine_build_and_parity(fresh_checkpoint, tmp_path):
     except (CudaError, MissingDependencyError) as exc:
         pytest.skip(f"tensorrt is installed but no CUDA GPU is usable ({exc}): engine path unverified")
     from edge_emotion.backends import open_backend
-    from edge_emotion.build.export.pipeline import export_engine_artifact, export_onnx_artifact
+    from edge_emotion.toolchain.export.pipeline import export_engine_artifact, export_onnx_artifact
 
     batch = parity_batch()
     for precision in ("fp32", "fp16"):
@@ -393,7 +393,7 @@ class _FakeTensorRT:
 
 
 def _use_fake(monkeypatch, fake):
-    from edge_emotion.build.export import tensorrt_build
+    from edge_emotion.toolchain.export import tensorrt_build
 
     monkeypatch.setitem(sys.modules, "tensorrt", fake)
     monkeypatch.setattr(tensorrt_build, "_target_platform", lambda trt, device: H100)
@@ -402,8 +402,8 @@ def _use_fake(monkeypatch, fake):
 
 def test_build_engine_control_flow_with_a_fake_tensorrt(fresh_checkpoint, tmp_path, monkeypatch):
     """Strongly typed flag, workspace, profile shapes, timing cache saved and reused, header + bytes written."""
-    from edge_emotion.build.checkpoint import load_checkpoint
-    from edge_emotion.build.export.pipeline import build_onnx
+    from edge_emotion.toolchain.checkpoint import load_checkpoint
+    from edge_emotion.toolchain.export.pipeline import build_onnx
 
     onnx_path = tmp_path / "m.fp16.onnx"
     build_onnx(load_checkpoint(fresh_checkpoint), onnx_path, "fp16")
@@ -448,7 +448,7 @@ def test_build_refuses_profiles_that_miss_an_input(tmp_path, monkeypatch):
 
 
 def test_build_refuses_bad_ranges_before_tensorrt(tmp_path):
-    from edge_emotion.build.export.tensorrt_build import build_onnx_engine
+    from edge_emotion.toolchain.export.tensorrt_build import build_onnx_engine
 
     with pytest.raises(ValueError, match="optimisation profile 1, input image: shape range needs"):
         build_onnx_engine(

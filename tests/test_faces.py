@@ -49,7 +49,7 @@ def test_downscaled_detection_agrees_with_full_resolution(real_frames, max_side)
 def parity_images(hap_clip_path, neu_clip_path):
     """What the detector sees at the default settings (full resolution): real frames of both fixture clips, drawn
     faces and frames without a face."""
-    from edge_emotion.build.synth.face import draw_face, random_look
+    from edge_emotion.toolchain.synth.face import draw_face, random_look
 
     frames = []
     for path in (hap_clip_path, neu_clip_path):

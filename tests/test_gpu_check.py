@@ -30,8 +30,8 @@ from benchmarks.gpu_check.face_detector import PER_CALL  # noqa: E402
 from benchmarks.gpu_check.harness import RESERVE_S, STATUSES, Check, Step, StepOutcome, run_step, run_steps  # noqa: E402
 from benchmarks.gpu_check.sizes import QUICK_SIZES  # noqa: E402
 from benchmarks.gpu_check.steps import STEPS  # noqa: E402
-from edge_emotion.build.export.parity import DEFAULT_TOLERANCES  # noqa: E402
-from edge_emotion.build.model import SegmentBranch, branch_cost  # noqa: E402
+from edge_emotion.toolchain.export.parity import DEFAULT_TOLERANCES  # noqa: E402
+from edge_emotion.toolchain.model import SegmentBranch, branch_cost  # noqa: E402
 
 NAMES = [s.name for s in STEPS]
 CPU_VARIANTS = ["eager FP32", "eager FP32 channels_last", "torch.compile FP32 channels_last", "torch backend FP32 (numpy in/out)"]

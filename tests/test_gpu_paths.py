@@ -22,11 +22,11 @@ from conftest import FIXTURES, tone, write_video
 
 from edge_emotion import LABELS
 from edge_emotion.backends import open_backend
-from edge_emotion.build.checkpoint import load_checkpoint
-from edge_emotion.build.export.parity import compare
-from edge_emotion.build.train.distributed import pick_device
-from edge_emotion.build.train.loop import recipe_config, train
-from edge_emotion.build.train.prepare import prepare_corpus
+from edge_emotion.toolchain.checkpoint import load_checkpoint
+from edge_emotion.toolchain.export.parity import compare
+from edge_emotion.toolchain.train.distributed import pick_device
+from edge_emotion.toolchain.train.loop import recipe_config, train
+from edge_emotion.toolchain.train.prepare import prepare_corpus
 from edge_emotion.config import FaceParams
 from edge_emotion.io.decode import open_clip, read_frames
 from edge_emotion.preprocess.faces import FaceDetector, box_iou
@@ -217,7 +217,7 @@ def test_score_with_faces_detected_on_cuda_in_a_worker_process(fresh_checkpoint:
 def test_onnxruntime_cuda_provider_runs_the_export_on_the_gpu(fresh_checkpoint: Path, tmp_path: Path) -> None:
     if "CUDAExecutionProvider" not in ort.get_available_providers():
         pytest.skip(f"onnxruntime {ort.__version__} has no CUDAExecutionProvider (onnxruntime-gpu is not installed)")
-    from edge_emotion.build.export.pipeline import build_onnx
+    from edge_emotion.toolchain.export.pipeline import build_onnx
 
     path = tmp_path / "model.onnx"
     build_onnx(load_checkpoint(fresh_checkpoint), path)

@@ -16,7 +16,7 @@ import onnx
 import pytest
 import torch
 
-from edge_emotion.build.checkpoint import load_checkpoint
+from edge_emotion.toolchain.checkpoint import load_checkpoint
 from edge_emotion.contract import ModelContract
 from edge_emotion.run.score import ScoreOptions, score_folder
 

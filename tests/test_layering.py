@@ -1,7 +1,7 @@
 """The package's shape, checked on the source (every import statement, also the ones inside functions):
 
-- two wings: `edge_emotion/build/` needs torch or makes artifacts; everything else is the runtime that
-  `pip install .` gives a device. The runtime never imports the build wing or a build-only library; the
+- two wings: `edge_emotion/toolchain/` needs torch or makes artifacts; everything else is the runtime that
+  `pip install .` gives a device. The runtime never imports the toolchain wing or a build-only library; the
   torch backend is the one lazy door (it opens a checkpoint, which only the [train] install has), and the
   CLI registers the build commands, whose modules import build code inside the command bodies only.
 - no import cycle anywhere in the package, function-level imports included.
@@ -20,15 +20,15 @@ from edge_emotion.contract import ModelContract
 
 PACKAGE = Path(edge_emotion.__file__).parent
 ROOT = PACKAGE.parent
-BUILD_WING = "build"
+BUILD_WING = "toolchain"
 BUILD_IMPORTS = ("torch", "torchvision", "facenet_pytorch", "onnx", "librosa")
-#: (importing module, imported module) pairs that cross from the runtime into the build wing on purpose
+#: (importing module, imported module) pairs that cross from the runtime into the toolchain wing on purpose
 DOORS = {
     ("edge_emotion.backends.__init__", "edge_emotion.backends.torch_backend"),
     ("edge_emotion.backends.torch_backend", "torch"),
-    ("edge_emotion.backends.torch_backend", "edge_emotion.build.checkpoint"),
+    ("edge_emotion.backends.torch_backend", "edge_emotion.toolchain.checkpoint"),
 }
-#: CLI modules of build commands: their bodies import the build wing (never torch itself)
+#: CLI modules of build commands: their bodies import the toolchain wing (never torch itself)
 BUILD_COMMANDS = ("train_cmds", "export_cmds", "synth_cmds", "demo_cmds")
 MAX_LINES = 500
 

@@ -90,7 +90,7 @@ def test_a_results_file_that_fails_to_open_releases_its_lock(tmp_path):
 
 
 def test_a_second_prepare_on_the_same_cache_is_refused(tmp_path):
-    from edge_emotion.build.train.prepare import prepare_corpus
+    from edge_emotion.toolchain.train.prepare import prepare_corpus
 
     cache = tmp_path / "cache"
     cache.mkdir()
@@ -104,8 +104,8 @@ def test_a_second_prepare_on_the_same_cache_is_refused(tmp_path):
 
 
 def test_a_second_cv_on_the_same_folder_is_refused(tmp_path):
-    from edge_emotion.build.train.cv import run_cv
-    from edge_emotion.build.train.loop import TrainConfig
+    from edge_emotion.toolchain.train.cv import run_cv
+    from edge_emotion.toolchain.train.loop import TrainConfig
 
     out = tmp_path / "cv"
     out.mkdir()

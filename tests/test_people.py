@@ -63,7 +63,7 @@ def scenes(tmp_path_factory, hap_clip_path, neu_clip_path) -> tuple[Path, dict[s
 @pytest.fixture(scope="module")
 def n10_checkpoint(fresh_checkpoint, tmp_path_factory) -> Path:
     """The fresh test model planned at the paper's N = 10."""
-    from edge_emotion.build.checkpoint import load_checkpoint, save_checkpoint
+    from edge_emotion.toolchain.checkpoint import load_checkpoint, save_checkpoint
 
     state = load_checkpoint(fresh_checkpoint)
     state["preprocess"] = PreprocessConfig(n_segments=10).to_dict()

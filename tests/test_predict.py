@@ -70,8 +70,8 @@ def test_predict_refuses_a_broken_file_naming_the_cause(tmp_path, fresh_checkpoi
 
 
 def test_predict_with_the_exported_onnx_matches_torch_scores(scored, fresh_checkpoint, face_detector, tmp_path):
-    from edge_emotion.build.checkpoint import load_checkpoint
-    from edge_emotion.build.export.pipeline import build_onnx
+    from edge_emotion.toolchain.checkpoint import load_checkpoint
+    from edge_emotion.toolchain.export.pipeline import build_onnx
 
     onnx_path = tmp_path / "fresh.onnx"
     build_onnx(load_checkpoint(fresh_checkpoint), onnx_path, "fp32")

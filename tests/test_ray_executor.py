@@ -218,7 +218,7 @@ def test_faces_all_on_ray_gives_the_local_rows_per_person(ray_cluster, fresh_che
 
 
 def test_prepare_executor_ray_writes_the_local_cache(ray_cluster, hap_clip_path, neu_clip_path, tmp_path):
-    from edge_emotion.build.train.prepare import prepare_corpus
+    from edge_emotion.toolchain.train.prepare import prepare_corpus
 
     videos = tmp_path / "corpus" / "VideoFlash"
     videos.mkdir(parents=True)

@@ -20,7 +20,7 @@ BLOCKED = ("torch", "torchvision", "facenet_pytorch", "librosa", "onnx")
 
 @pytest.fixture(scope="module")
 def onnx_model(fresh_checkpoint, tmp_path_factory) -> Path:
-    from edge_emotion.build.export.pipeline import export_onnx_artifact
+    from edge_emotion.toolchain.export.pipeline import export_onnx_artifact
 
     path = tmp_path_factory.mktemp("torchfree") / "model.onnx"
     export_onnx_artifact(fresh_checkpoint, path, parity_batch())

@@ -275,7 +275,7 @@ def test_scan_finds_videos_recursively_and_never_follows_dir_links(video_folder,
 
 
 def test_resuming_with_another_model_is_refused(video_folder, fresh_checkpoint, tmp_path):
-    from edge_emotion.build.checkpoint import load_checkpoint, save_checkpoint
+    from edge_emotion.toolchain.checkpoint import load_checkpoint, save_checkpoint
 
     other = tmp_path / "other.pt"
     state = load_checkpoint(fresh_checkpoint)

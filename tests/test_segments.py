@@ -113,7 +113,7 @@ def test_a_small_face_in_hd_is_found_in_every_segment(tmp_path, hap_clip_path, f
 def test_prepare_caches_the_boxes_scoring_tracks(tmp_path, hap_clip_path, neu_clip_path, face_detector):
     """One face implementation: the prepare cache's boxes (detect_clip, every frame here) are the tracked boxes of the
     person largest over the clip that scoring crops; a larger face on the first frames only never takes over."""
-    from edge_emotion.build.train.box_cache import detect_clip
+    from edge_emotion.toolchain.train.box_cache import detect_clip
 
     steady, glimpse = Placement(planned_frames(hap_clip_path), 90, 150, 20), Placement(planned_frames(neu_clip_path), 120, 200, 660)
     frames = compose([steady], 10, 1280, 720)

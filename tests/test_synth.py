@@ -11,7 +11,7 @@ import pytest
 from typer.testing import CliRunner
 
 from edge_emotion import LABELS
-from edge_emotion.build.synth import (
+from edge_emotion.toolchain.synth import (
     AUDIO_CUE,
     SENTENCES,
     VIDEO_CUE,

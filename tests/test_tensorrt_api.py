@@ -112,7 +112,7 @@ def test_our_tensorrt_calls_match_the_real_11_4_bindings(api_report):
     assert {
         "edge_emotion/backends/engine_file.py",
         "edge_emotion/backends/tensorrt_backend.py",
-        "edge_emotion/build/export/tensorrt_build.py",
+        "edge_emotion/toolchain/export/tensorrt_build.py",
     } <= set(api_report["files"])
     assert api_report["problems"] == []
     missing = MUST_CHECK - set(api_report["checked"])

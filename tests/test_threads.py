@@ -24,7 +24,7 @@ def test_default_workers_follow_a_narrower_affinity_not_the_cpu_count():
     """A process allowed one core (taskset, a container's cpuset) gets one worker, whatever os.cpu_count() says."""
     code = (
         "import os; os.sched_setaffinity(0, {min(os.sched_getaffinity(0))});"
-        "from edge_emotion.run.score import ScoreOptions; from edge_emotion.build.train.prepare import default_workers;"
+        "from edge_emotion.run.score import ScoreOptions; from edge_emotion.toolchain.train.prepare import default_workers;"
         "print(os.cpu_count(), ScoreOptions().workers, default_workers())"
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)

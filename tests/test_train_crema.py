@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from edge_emotion import LABELS
-from edge_emotion.build.train.crema import (
+from edge_emotion.toolchain.train.crema import (
     ClipItem,
     human_accuracy,
     index_corpus,

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from edge_emotion.build.model import ClipModel, SegmentBranch, clip_loss
-from edge_emotion.build.train.loop import build_model, learning_rate, recipe_config
+from edge_emotion.toolchain.model import ClipModel, SegmentBranch, clip_loss
+from edge_emotion.toolchain.train.loop import build_model, learning_rate, recipe_config
 
 
 def _inputs(b: int, n: int) -> tuple[torch.Tensor, torch.Tensor]:

@@ -12,10 +12,10 @@ import torch
 from conftest import tone, write_video
 from typer.testing import CliRunner
 
-from edge_emotion.build.train.box_cache import detection_frames, interpolate_boxes, load_cached
-from edge_emotion.build.train.crema import index_corpus
-from edge_emotion.build.train.dataset import CachedClips
-from edge_emotion.build.train.prepare import prepare_corpus
+from edge_emotion.toolchain.train.box_cache import detection_frames, interpolate_boxes, load_cached
+from edge_emotion.toolchain.train.crema import index_corpus
+from edge_emotion.toolchain.train.dataset import CachedClips
+from edge_emotion.toolchain.train.prepare import prepare_corpus
 from edge_emotion.cli import app
 from edge_emotion.config import FaceParams, PreprocessConfig
 from edge_emotion.io.decode import open_clip

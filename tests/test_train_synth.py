@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from edge_emotion.build.train.crema import index_corpus
-from edge_emotion.build.train.loop import recipe_config, train
-from edge_emotion.build.train.prepare import prepare_corpus
+from edge_emotion.toolchain.train.crema import index_corpus
+from edge_emotion.toolchain.train.loop import recipe_config, train
+from edge_emotion.toolchain.train.prepare import prepare_corpus
 
 CHANCE = 1 / 6
 

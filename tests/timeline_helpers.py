@@ -74,7 +74,7 @@ def write_recording(path: Path, frames, audio, fps: int = 20, rate: int = 16_000
 def checkpoint_following(source: Path, out: Path, follow: str) -> Path:
     """The checkpoint `source` with its faces followed by `follow` ("cascade": a followed face gets the full cascade's
     own box, so a window's boxes equal those of a file cut to it whatever the tracker saw before)."""
-    from edge_emotion.build.checkpoint import load_checkpoint, save_checkpoint
+    from edge_emotion.toolchain.checkpoint import load_checkpoint, save_checkpoint
 
     state = load_checkpoint(source)
     state["preprocess"]["face"]["follow"] = follow

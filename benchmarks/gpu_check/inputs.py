@@ -40,8 +40,8 @@ def fresh_checkpoint(check: Check) -> Path:
     import torch
 
     from edge_emotion import LABELS
-    from edge_emotion.build.checkpoint import save_checkpoint
-    from edge_emotion.build.model import WIDTHS, SegmentBranch
+    from edge_emotion.toolchain.checkpoint import save_checkpoint
+    from edge_emotion.toolchain.model import WIDTHS, SegmentBranch
     from edge_emotion.config import PreprocessConfig
 
     torch.manual_seed(0)

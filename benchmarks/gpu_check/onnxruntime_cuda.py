@@ -26,8 +26,8 @@ def probe_ort_cuda(check: Check) -> tuple[str, str] | None:
 
 def step_onnxruntime_cuda(check: Check) -> dict[str, Any]:
     from edge_emotion.backends import open_backend
-    from edge_emotion.build.checkpoint import load_checkpoint
-    from edge_emotion.build.export.pipeline import build_onnx
+    from edge_emotion.toolchain.checkpoint import load_checkpoint
+    from edge_emotion.toolchain.export.pipeline import build_onnx
 
     result = check.begin()
     ref = reference_inputs(check)

@@ -15,7 +15,7 @@ from benchmarks.gpu_check.torch_switches import tf32
 
 def parity_row(reference: np.ndarray, candidate: np.ndarray, precision: str, label: str) -> dict[str, Any]:
     """export.parity.compare with the precision's default tolerance, as a JSON-able row."""
-    from edge_emotion.build.export.parity import compare
+    from edge_emotion.toolchain.export.parity import compare
 
     report = compare(reference, candidate, precision)
     return {"candidate": label, "precision": precision, "segments": report.segments,

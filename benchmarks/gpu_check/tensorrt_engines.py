@@ -13,7 +13,7 @@ from benchmarks.gpu_check.parity import parity_row
 
 
 def probe_tensorrt(check: Check) -> tuple[str, str] | None:
-    from edge_emotion.build.export.tensorrt_build import require_tensorrt
+    from edge_emotion.toolchain.export.tensorrt_build import require_tensorrt
 
     try:
         require_tensorrt()
@@ -28,9 +28,9 @@ def int8_onnx(check: Check, state: dict, fp32: Path, ref: dict[str, Any]) -> Pat
     """A Q/DQ INT8 ONNX, its ranges calibrated on the fixture segments (TensorRT 10+ reads precision from the file)."""
     import onnx
 
-    from edge_emotion.build.calibration.int8 import compute_ranges, quantize_qdq
-    from edge_emotion.build.export.onnx_export import write_checked
-    from edge_emotion.build.export.pipeline import checkpoint_contract
+    from edge_emotion.toolchain.calibration.int8 import compute_ranges, quantize_qdq
+    from edge_emotion.toolchain.export.onnx_export import write_checked
+    from edge_emotion.toolchain.export.pipeline import checkpoint_contract
 
     path = check.work / "model.int8.onnx"
     ranges = compute_ranges(fp32, [(ref["faces"], ref["specs"])], "minmax")
@@ -41,9 +41,9 @@ def int8_onnx(check: Check, state: dict, fp32: Path, ref: dict[str, Any]) -> Pat
 
 def step_tensorrt(check: Check) -> dict[str, Any]:
     from edge_emotion.backends import open_backend
-    from edge_emotion.build.checkpoint import load_checkpoint
-    from edge_emotion.build.export.pipeline import build_onnx
-    from edge_emotion.build.export.tensorrt_build import ShapeProfile, build_engine
+    from edge_emotion.toolchain.checkpoint import load_checkpoint
+    from edge_emotion.toolchain.export.pipeline import build_onnx
+    from edge_emotion.toolchain.export.tensorrt_build import ShapeProfile, build_engine
 
     result = check.begin()
     ref = reference_inputs(check)

@@ -125,13 +125,13 @@ def make_models(check: Check) -> Models:
     (PyAV among it): if that fails, its reason stands in for the backend and the other rows still run."""
     import torch
 
-    from edge_emotion.build.model import SegmentBranch
+    from edge_emotion.toolchain.model import SegmentBranch
 
     torch.manual_seed(0)
     nchw = SegmentBranch().eval()
     try:
         from edge_emotion.backends import open_backend
-        from edge_emotion.build.checkpoint import load_checkpoint
+        from edge_emotion.toolchain.checkpoint import load_checkpoint
 
         checkpoint = fresh_checkpoint(check)
         nchw.load_state_dict(load_checkpoint(checkpoint)["model"])  # the backend's weights: outputs comparable
@@ -234,7 +234,7 @@ def throughput_cells(check: Check, models: Models, found: list[Variant], ceiling
 def step_throughput(check: Check) -> dict[str, Any]:
     import torch
 
-    from edge_emotion.build.model import SegmentBranch, branch_cost
+    from edge_emotion.toolchain.model import SegmentBranch, branch_cost
 
     result = check.begin()
     cost = branch_cost(SegmentBranch())

@@ -17,11 +17,11 @@ from benchmarks.gpu_check.torch_switches import cudnn_flags_kept
 
 
 def library_train(check: Check, corpus: Path, cache: Path) -> dict[str, Any]:
-    """edge_emotion.build.train.loop.train on the device: one epoch of the paper recipe, then its evaluation."""
+    """edge_emotion.toolchain.train.loop.train on the device: one epoch of the paper recipe, then its evaluation."""
     import torch
 
-    from edge_emotion.build.checkpoint import load_checkpoint
-    from edge_emotion.build.train.loop import recipe_config, train
+    from edge_emotion.toolchain.checkpoint import load_checkpoint
+    from edge_emotion.toolchain.train.loop import recipe_config, train
 
     s = check.sizes
     config = recipe_config("paper", n_segments=s.train_segments, epochs=1, batch_size=s.train_batch,
@@ -53,9 +53,9 @@ def fixed_batch(check: Check, corpus: Path, cache: Path | None) -> tuple[Any, An
     """
     import torch
 
-    from edge_emotion.build.train.box_cache import cache_face_params
-    from edge_emotion.build.train.crema import index_corpus
-    from edge_emotion.build.train.dataset import CachedClips
+    from edge_emotion.toolchain.train.box_cache import cache_face_params
+    from edge_emotion.toolchain.train.crema import index_corpus
+    from edge_emotion.toolchain.train.dataset import CachedClips
     from edge_emotion.config import PreprocessConfig
     from edge_emotion.io.decode import open_clip
     from edge_emotion.preprocess.segments import extract, plan_clip
@@ -85,9 +85,9 @@ def amp_run(check: Check, batch: tuple[Any, Any, Any], mode: str) -> dict[str, A
     """`amp_steps` optimizer steps on one fixed batch with autocast off / fp16 (+ GradScaler) / bf16."""
     import torch
 
-    from edge_emotion.build.model import clip_loss
-    from edge_emotion.build.train.config import make_optimizer
-    from edge_emotion.build.train.loop import build_model, recipe_config
+    from edge_emotion.toolchain.model import clip_loss
+    from edge_emotion.toolchain.train.config import make_optimizer
+    from edge_emotion.toolchain.train.loop import build_model, recipe_config
 
     faces, specs, labels = batch
     device = torch.device(check.device)
@@ -139,8 +139,8 @@ def amp_problems(run: dict[str, Any]) -> list[str]:
 
 
 def step_train(check: Check) -> dict[str, Any]:
-    from edge_emotion.build.synth import make_corpus
-    from edge_emotion.build.train.prepare import prepare_corpus
+    from edge_emotion.toolchain.synth import make_corpus
+    from edge_emotion.toolchain.train.prepare import prepare_corpus
 
     result = check.begin()
     s, problems = check.sizes, []

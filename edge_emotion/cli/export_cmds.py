@@ -1,6 +1,6 @@
 """Commands of the export stage: `export` (checkpoint -> checked ONNX / engine) and `check` (artifact vs checkpoint).
 
-Thin: parse options, call edge_emotion.build.export, print the parity report. Heavy
+Thin: parse options, call edge_emotion.toolchain.export, print the parity report. Heavy
 imports (torch, onnx, onnxruntime, MTCNN, tensorrt) happen inside the bodies.
 """
 
@@ -37,7 +37,7 @@ def _parity_sources(given: list[Path] | None, scratch: Path) -> list[Path]:
     """The videos parity runs on: the ones given, else six generated synthetic clips (said on stderr)."""
     if given:
         return given
-    from edge_emotion.build.export.parity import synthetic_parity_videos
+    from edge_emotion.toolchain.export.parity import synthetic_parity_videos
 
     typer.echo("no --parity-data: checking parity on 6 generated synthetic clips (pass real videos for a closer check)", err=True)
     return [synthetic_parity_videos(scratch)]
@@ -63,8 +63,8 @@ def _check_calib_size(
     checkpoint: Path, calib: Path, segments: int, per_clip: int | None, prepare_cache: Path | None
 ) -> None:
     """Refuse at once a folder that cannot give the minimum of calibration segments (a small one is used as is)."""
-    from edge_emotion.build.calibration.data import cached_clips, check_enough_clips, list_videos
-    from edge_emotion.build.checkpoint import load_checkpoint, preprocess_config
+    from edge_emotion.toolchain.calibration.data import cached_clips, check_enough_clips, list_videos
+    from edge_emotion.toolchain.checkpoint import load_checkpoint, preprocess_config
 
     clips = cached_clips(calib, prepare_cache) if prepare_cache is not None else list_videos(calib)
     per_clip = per_clip or preprocess_config(load_checkpoint(checkpoint)).n_segments
@@ -110,10 +110,10 @@ def export(
     ] = None,
 ) -> None:
     """Export the shared per-segment branch, check it against torch on real segments, refuse it beyond tolerance."""
-    from edge_emotion.build.checkpoint import load_checkpoint, preprocess_config
-    from edge_emotion.build.export.parity import load_inputs
-    from edge_emotion.build.export.pipeline import CalibrationOptions, export_engine_artifact, export_onnx_artifact
-    from edge_emotion.build.export.tensorrt_build import ShapeProfile, require_tensorrt
+    from edge_emotion.toolchain.checkpoint import load_checkpoint, preprocess_config
+    from edge_emotion.toolchain.export.parity import load_inputs
+    from edge_emotion.toolchain.export.pipeline import CalibrationOptions, export_engine_artifact, export_onnx_artifact
+    from edge_emotion.toolchain.export.tensorrt_build import ShapeProfile, require_tensorrt
     from edge_emotion.preprocess.faces import FaceDetector
 
     if fp16 and int8:
@@ -170,8 +170,8 @@ def check(
 ) -> None:
     """Compare an artifact with its checkpoint on real segments (like `polygraphy run --onnxrt --trt`); exit 1 on failure."""
     from edge_emotion.backends import backend_for
-    from edge_emotion.build.checkpoint import load_checkpoint, preprocess_config
-    from edge_emotion.build.export.parity import load_inputs, run_parity
+    from edge_emotion.toolchain.checkpoint import load_checkpoint, preprocess_config
+    from edge_emotion.toolchain.export.parity import load_inputs, run_parity
 
     paths.artifact(artifact, "ARTIFACT", ("onnx", "engine"))
     paths.artifact(against, "--against", ("checkpoint",))

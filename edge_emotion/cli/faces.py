@@ -23,7 +23,7 @@ FacesOption = Annotated[
 ]
 DetectorOption = Annotated[
     Optional[Path],
-    typer.Option("--detector", help="A folder of face detector nets (FP16 ONNX or TensorRT engines: python -m edge_emotion.build.export.detector_nets --out DIR); default: the packaged ONNX."),
+    typer.Option("--detector", help="A folder of face detector nets (FP16 ONNX or TensorRT engines: python -m edge_emotion.toolchain.export.detector_nets --out DIR); default: the packaged ONNX."),
 ]
 
 
@@ -46,7 +46,7 @@ def detector_dir(path: Path | None, option: str = "--detector") -> Path | None:
         if not any((path / c).is_file() for c in candidates):
             raise typer.BadParameter(
                 f"{path}: no {', '.join(candidates)}: not a folder of detector nets "
-                "(python -m edge_emotion.build.export.detector_nets --fp16 --out DIR writes one)",
+                "(python -m edge_emotion.toolchain.export.detector_nets --fp16 --out DIR writes one)",
                 param_hint=option,
             )
     return path

@@ -20,7 +20,7 @@ import typer
 PARAMETER = "training"
 
 
-#: the words the string options accept (build/train/config.py's RECIPES and TrainConfig; a test keeps them equal):
+#: the words the string options accept (toolchain/train/config.py's RECIPES and TrainConfig; a test keeps them equal):
 #: checked while parsing, so a typo is a usage error (exit 2) before torch loads, not a ValueError mid-setup
 RECIPES = ("paper", "modern")
 OPTIMIZERS = ("sgd", "adamw")

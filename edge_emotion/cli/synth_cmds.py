@@ -38,7 +38,7 @@ def synth(
     {ANG,DIS} {FEA,HAP} {NEU,SAD}; voice cue (pitch, rhythm) splits {ANG,FEA,NEU}
     {DIS,HAP,SAD}; only both together tell all six apart.
     """
-    from edge_emotion.build.synth import SynthConfig, plan_corpus, write_corpus
+    from edge_emotion.toolchain.synth import SynthConfig, plan_corpus, write_corpus
 
     output_dir(output, "--output")
     width, height = _parse_size(size)

@@ -1,4 +1,4 @@
-"""Commands of the train stage: `prepare`, `train`, `cv`. They parse options and call edge_emotion.build.train.
+"""Commands of the train stage: `prepare`, `train`, `cv`. They parse options and call edge_emotion.toolchain.train.
 
 torch, MTCNN and matplotlib are imported inside the command bodies only, so
 `edge-emotion --help` stays fast. `train` and `cv` run unchanged under torchrun:
@@ -53,7 +53,7 @@ def _check_device(device: str | None) -> None:
         return
     paths.device_name(device)
     if device.startswith("cuda"):
-        from edge_emotion.build.train.distributed import cuda_device_count
+        from edge_emotion.toolchain.train.distributed import cuda_device_count
 
         index, count = int(device.partition(":")[2] or 0), cuda_device_count()
         if index >= count:
@@ -118,7 +118,7 @@ def prepare(
     """Decode every clip and detect its faces once, so that training never runs MTCNN."""
     from rich.progress import Progress
 
-    from edge_emotion.build.train.prepare import default_workers, prepare_corpus
+    from edge_emotion.toolchain.train.prepare import default_workers, prepare_corpus
     from edge_emotion.config import FaceParams
 
     _check_run_paths(data_dir, output)
@@ -152,7 +152,7 @@ def prepare(
 
 def _config(training: RecipeOptions, **command: Any) -> Any:
     """The TrainConfig of the recipe, overridden by the training options that were given and the command's own."""
-    from edge_emotion.build.train.loop import recipe_config
+    from edge_emotion.toolchain.train.loop import recipe_config
 
     return recipe_config(training.recipe, **training.overrides(), **command)
 
@@ -178,7 +178,7 @@ def train(
     checkpoint_every: CkptEvery = None,
 ) -> None:
     """Train one fold from the prepare cache and test it on the held-out actors (works under torchrun)."""
-    from edge_emotion.build.train.loop import train as run_training
+    from edge_emotion.toolchain.train.loop import train as run_training
 
     _check_run_paths(data_dir, output, cache, {"--folds-file": folds_file})
     _check_device(training.device)
@@ -222,8 +222,8 @@ def cv(
 ) -> None:
     """Cross-validate by actor: per-fold and mean +- std accuracy, human baseline, the paper's figures (torchrun too)."""
     from edge_emotion import LABELS
-    from edge_emotion.build.train.cv import run_cv
-    from edge_emotion.build.train.figures import cv_figures
+    from edge_emotion.toolchain.train.cv import run_cv
+    from edge_emotion.toolchain.train.figures import cv_figures
 
     _check_run_paths(data_dir, output, cache, {"--summary-table": summary_table})
     _check_device(training.device)

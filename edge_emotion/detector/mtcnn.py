@@ -67,7 +67,7 @@ class OnnxNet:
 
 
 class EngineNet:
-    """A detector net as a TensorRT engine (built by `edge_emotion.build.export.detector_nets --engine`). UNVERIFIED:
+    """A detector net as a TensorRT engine (built by `edge_emotion.toolchain.export.detector_nets --engine`). UNVERIFIED:
     TensorRT cannot run on the development machines; the runner is the branch backend's (tensorrt_backend)."""
 
     def __init__(self, spec: NetSpec, path: Path, device: str = "cuda:0") -> None:
@@ -119,7 +119,7 @@ class Mtcnn:
         device: str = "cuda:0",
     ) -> Mtcnn:
         """The packaged nets on ONNX Runtime with the given execution providers, or the nets of `folder`
-        (FP16 ONNX or TensorRT engines written by `python -m edge_emotion.build.export.detector_nets`)."""
+        (FP16 ONNX or TensorRT engines written by `python -m edge_emotion.toolchain.export.detector_nets`)."""
         nets = [open_net(NET_SPECS[name], folder, providers, threads, device) for name in ("pnet", "rnet", "onet")]
         return cls(*nets, settings=settings)
 

@@ -30,7 +30,7 @@ class FaceDetector:
     def __init__(
         self, params: FaceParams = FaceParams(), device: str = "cpu", threads: int | None = None, nets: Path | None = None
     ) -> None:
-        """`nets`: a folder of FP16 ONNX nets or TensorRT engines (edge_emotion.build.export.detector_nets); default the
+        """`nets`: a folder of FP16 ONNX nets or TensorRT engines (edge_emotion.toolchain.export.detector_nets); default the
         packaged FP32 ONNX. `device` picks ONNX Runtime's provider (CUDA with onnxruntime-gpu) or the engines' GPU."""
         from edge_emotion.backends.onnxruntime_backend import available_providers, wanted_providers
         from edge_emotion.detector.mtcnn import CascadeSettings, Mtcnn

@@ -7,5 +7,5 @@ install hint when the [ray] extra is missing.
 - reaper.py: the watchdog that leaves no process of a local instance behind, even after SIGKILL
 - scoring.py: the scoring pipeline (preprocessing actors -> backend actors -> the driver's results file)
 - pool_stage.py: the preprocessing actors' stage, a worker job per file (scoring's InputsJob, or the training
-  cache's CacheJob for `prepare --executor ray`, build/ray_prepare.py)
+  cache's CacheJob for `prepare --executor ray`, toolchain/ray_prepare.py)
 """

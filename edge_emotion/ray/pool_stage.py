@@ -1,7 +1,7 @@
 """The preprocessing stage of both Ray pipelines: a worker job run on each file, in one WorkerPool process per actor.
 
 `score --executor ray` (ray/scoring.py) runs scoring's InputsJob with it, `prepare --executor ray`
-(build/ray_prepare.py) the training cache's CacheJob: one stage, so both keep the local per-file
+(toolchain/ray_prepare.py) the training cache's CacheJob: one stage, so both keep the local per-file
 timeout and crash isolation of run/pool.py.
 """
 

@@ -1,6 +1,6 @@
 """The three MTCNN networks as ONNX files (data, not code): names, inputs and outputs of each.
 
-Regenerated from facenet-pytorch's bundled weights by `python -m edge_emotion.build.export.detector_nets`.
+Regenerated from facenet-pytorch's bundled weights by `python -m edge_emotion.toolchain.export.detector_nets`.
 """
 
 from __future__ import annotations

@@ -21,7 +21,7 @@ from typing import Any
 
 import torch
 
-from edge_emotion.build.model import SegmentBranch
+from edge_emotion.toolchain.model import SegmentBranch
 from edge_emotion.config import PreprocessConfig
 from edge_emotion.errors import ArtifactError
 from edge_emotion.io.atomic import atomic_path

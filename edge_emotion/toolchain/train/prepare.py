@@ -31,8 +31,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
 
-from edge_emotion.build.train.box_cache import CACHE_FORMAT, DEFAULT_DETECT_EVERY, CacheJob, cache_file
-from edge_emotion.build.train.crema import ClipItem, Skipped, index_corpus
+from edge_emotion.toolchain.train.box_cache import CACHE_FORMAT, DEFAULT_DETECT_EVERY, CacheJob, cache_file
+from edge_emotion.toolchain.train.crema import ClipItem, Skipped, index_corpus
 from edge_emotion.config import FaceParams
 from edge_emotion.io.atomic import atomic_write_text, exclusive_lock
 from edge_emotion.run.pool import DEFAULT_TIMEOUT_S, WorkerPool
@@ -130,7 +130,7 @@ def prepare_corpus(
         if ray_options is None:
             results = run_jobs(todo, job, workers, timeout)
         else:
-            from edge_emotion.build.ray_prepare import run_jobs_on_ray
+            from edge_emotion.toolchain.ray_prepare import run_jobs_on_ray
 
             results = run_jobs_on_ray(todo, job, timeout, ray_options)
         with open(cache_dir / "errors.jsonl", "w", encoding="utf-8") as log:

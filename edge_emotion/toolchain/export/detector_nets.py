@@ -1,9 +1,9 @@
 """Regenerate the packaged face detector: facenet-pytorch's MTCNN PNet, RNet and ONet as ONNX files.
 
     pip install ".[train]" && pip install --no-deps facenet-pytorch==2.6.0
-    python -m edge_emotion.build.export.detector_nets            # writes edge_emotion/detector/nets/*.onnx
-    python -m edge_emotion.build.export.detector_nets --fp16 --out DIR           # + DIR/*.fp16.onnx (GPUs)
-    python -m edge_emotion.build.export.detector_nets --engine --out DIR         # + DIR/*.engine (TensorRT, on the GPU)
+    python -m edge_emotion.toolchain.export.detector_nets            # writes edge_emotion/detector/nets/*.onnx
+    python -m edge_emotion.toolchain.export.detector_nets --fp16 --out DIR           # + DIR/*.fp16.onnx (GPUs)
+    python -m edge_emotion.toolchain.export.detector_nets --engine --out DIR         # + DIR/*.engine (TensorRT, on the GPU)
 
 A folder of FP16 nets or engines is given to FaceDetector(nets=DIR). FP16 goes through the branch's own
 graph pass (export.fp16: softmax in FP32); engines through the branch's builder (export.tensorrt_build),
@@ -118,7 +118,7 @@ MAX_BATCH = {"pnet": 64, "rnet": 4096, "onet": 1024}
 
 def export_fp16(folder: Path) -> list[Path]:
     """NAME.fp16.onnx beside each net: FP16 body and input, softmax and outputs kept FP32 (export.fp16's rule)."""
-    from edge_emotion.build.export.fp16 import convert_to_fp16
+    from edge_emotion.toolchain.export.fp16 import convert_to_fp16
 
     paths = []
     for spec in NET_SPECS.values():
@@ -144,7 +144,7 @@ def engine_profiles(spec: NetSpec) -> list[dict[str, tuple[tuple[int, ...], tupl
 
 def build_engines(folder: Path, fp16: bool, device: str = "cuda:0") -> list[Path]:
     """NAME.engine per net from its ONNX (FP16 if asked), strongly typed: the ONNX decides the precision."""
-    from edge_emotion.build.export.tensorrt_build import build_onnx_engine
+    from edge_emotion.toolchain.export.tensorrt_build import build_onnx_engine
 
     paths = []
     for spec in NET_SPECS.values():

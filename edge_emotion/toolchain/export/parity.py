@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 
 from edge_emotion.backends import open_backend
-from edge_emotion.build.calibration.data import ClipRef, SegmentBatch, detected_loader, list_videos, order_clips
+from edge_emotion.toolchain.calibration.data import ClipRef, SegmentBatch, detected_loader, list_videos, order_clips
 from edge_emotion.config import PreprocessConfig
 from edge_emotion.errors import ArtifactError
 from edge_emotion.preprocess.faces import FaceDetector
@@ -183,7 +183,7 @@ def synthetic_parity_videos(folder: str | Path, seed: int = 0) -> Path:
     MTCNN and spectrogram path as real ones, so the comparison is still on real
     preprocessed inputs, not random tensors.
     """
-    from edge_emotion.build.synth import make_corpus
+    from edge_emotion.toolchain.synth import make_corpus
 
     make_corpus(folder, actors=1, clips_per_class=1, seed=seed)
     return Path(folder) / "VideoFlash"

@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 import onnx
 
-from edge_emotion.build.calibration.data import (
+from edge_emotion.toolchain.calibration.data import (
     DEFAULT_HOLDOUT,
     DEFAULT_SEGMENTS,
     SegmentBatch,
@@ -29,7 +29,7 @@ from edge_emotion.build.calibration.data import (
     shortfall_warning,
     video_folder_source,
 )
-from edge_emotion.build.calibration.int8 import (
+from edge_emotion.toolchain.calibration.int8 import (
     CalibrationCache,
     compute_ranges,
     graph_digest,
@@ -37,11 +37,11 @@ from edge_emotion.build.calibration.int8 import (
     quantize_qdq,
     save_cache,
 )
-from edge_emotion.build.checkpoint import build_branch, config_hash, load_checkpoint, preprocess_config
-from edge_emotion.build.export.fp16 import convert_to_fp16, fp32_op_types
-from edge_emotion.build.export.onnx_export import DEFAULT_OPSET, export_onnx, write_checked
-from edge_emotion.build.export.parity import ParityReport, Tolerance, compare, require_parity, run_parity
-from edge_emotion.build.export.tensorrt_build import DEFAULT_PROFILE, DEFAULT_WORKSPACE, ShapeProfile, build_engine
+from edge_emotion.toolchain.checkpoint import build_branch, config_hash, load_checkpoint, preprocess_config
+from edge_emotion.toolchain.export.fp16 import convert_to_fp16, fp32_op_types
+from edge_emotion.toolchain.export.onnx_export import DEFAULT_OPSET, export_onnx, write_checked
+from edge_emotion.toolchain.export.parity import ParityReport, Tolerance, compare, require_parity, run_parity
+from edge_emotion.toolchain.export.tensorrt_build import DEFAULT_PROFILE, DEFAULT_WORKSPACE, ShapeProfile, build_engine
 from edge_emotion.contract import ModelContract
 from edge_emotion.io.atomic import atomic_path
 from edge_emotion.preprocess.faces import FaceDetector

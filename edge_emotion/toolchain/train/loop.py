@@ -37,10 +37,10 @@ from torch import nn
 from torch.utils.data import DataLoader
 
 from edge_emotion import LABELS
-from edge_emotion.build.checkpoint import load_checkpoint, save_checkpoint
-from edge_emotion.build.model import WIDTHS, ClipModel, SegmentBranch, clip_loss
-from edge_emotion.build.train.box_cache import cache_face_params
-from edge_emotion.build.train.config import (
+from edge_emotion.toolchain.checkpoint import load_checkpoint, save_checkpoint
+from edge_emotion.toolchain.model import WIDTHS, ClipModel, SegmentBranch, clip_loss
+from edge_emotion.toolchain.train.box_cache import cache_face_params
+from edge_emotion.toolchain.train.config import (
     RUNTIME_KEYS,
     TrainConfig,
     epoch_batches,
@@ -48,9 +48,9 @@ from edge_emotion.build.train.config import (
     make_optimizer,
     recipe_config,
 )
-from edge_emotion.build.train.crema import ClipItem, index_corpus, make_folds, read_folds, split, write_folds
-from edge_emotion.build.train.dataset import CachedClips, missing_from_cache
-from edge_emotion.build.train.distributed import Dist, all_reduce_sum, barrier, distributed, pick_device
+from edge_emotion.toolchain.train.crema import ClipItem, index_corpus, make_folds, read_folds, split, write_folds
+from edge_emotion.toolchain.train.dataset import CachedClips, missing_from_cache
+from edge_emotion.toolchain.train.distributed import Dist, all_reduce_sum, barrier, distributed, pick_device
 from edge_emotion.config import PreprocessConfig
 from edge_emotion.io.atomic import atomic_write_text
 from edge_emotion.run.consensus import consensus

@@ -106,7 +106,7 @@ def build_engine(
     device: str = "cuda:0",
 ) -> EngineHeader:
     """The emotion branch: its ONNX (contract in the metadata) -> an engine for S = min..max, contract in the header."""
-    from edge_emotion.build.export.onnx_export import read_contract
+    from edge_emotion.toolchain.export.onnx_export import read_contract
 
     contract = read_contract(onnx_path)
     return build_onnx_engine(

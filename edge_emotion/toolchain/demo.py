@@ -56,7 +56,7 @@ class DemoResult:
 
 
 def _make_corpus(config: DemoConfig) -> Path:
-    from edge_emotion.build.synth import make_corpus
+    from edge_emotion.toolchain.synth import make_corpus
 
     corpus = config.out_dir / "corpus"
     make_corpus(corpus, actors=config.actors, clips_per_class=config.clips_per_class, seed=config.seed)
@@ -64,7 +64,7 @@ def _make_corpus(config: DemoConfig) -> Path:
 
 
 def _prepare(corpus: Path, config: DemoConfig) -> Path:
-    from edge_emotion.build.train.prepare import default_workers, prepare_corpus
+    from edge_emotion.toolchain.train.prepare import default_workers, prepare_corpus
 
     cache = config.out_dir / "cache"
     report = prepare_corpus(corpus, cache, workers=default_workers())
@@ -75,7 +75,7 @@ def _prepare(corpus: Path, config: DemoConfig) -> Path:
 
 def _train(corpus: Path, cache: Path, config: DemoConfig) -> tuple[Path, int, float]:
     """Fold 0 of one-actor folds: the held-out actor is never seen in training."""
-    from edge_emotion.build.train.loop import recipe_config, train
+    from edge_emotion.toolchain.train.loop import recipe_config, train
 
     run_dir = config.out_dir / "run"
     train_config = recipe_config(
@@ -110,9 +110,9 @@ def _held_out_folder(corpus: Path, actor: int, out_dir: Path) -> Path:
 
 def _export(checkpoint: Path, corpus: Path, held_out: Path, config: DemoConfig) -> tuple[dict[str, Path], list[str]]:
     """FP32 and INT8 ONNX, each checked against torch on held-out clips; INT8 calibrated on training clips."""
-    from edge_emotion.build.checkpoint import load_checkpoint, preprocess_config
-    from edge_emotion.build.export.parity import load_inputs
-    from edge_emotion.build.export.pipeline import CalibrationOptions, export_onnx_artifact
+    from edge_emotion.toolchain.checkpoint import load_checkpoint, preprocess_config
+    from edge_emotion.toolchain.export.parity import load_inputs
+    from edge_emotion.toolchain.export.pipeline import CalibrationOptions, export_onnx_artifact
     from edge_emotion.preprocess.faces import FaceDetector
 
     preprocess = preprocess_config(load_checkpoint(checkpoint))
@@ -138,7 +138,7 @@ def _export(checkpoint: Path, corpus: Path, held_out: Path, config: DemoConfig) 
 
 def _score_accuracy(folder: Path, artifact: Path, output: Path) -> float:
     """Score the folder with the artifact; accuracy against the emotion in each CREMA-D file name."""
-    from edge_emotion.build.train.crema import parse_name
+    from edge_emotion.toolchain.train.crema import parse_name
     from edge_emotion.run.score import ScoreOptions, score_folder
 
     score_folder(folder, artifact, output, ScoreOptions(workers=1))
@@ -159,7 +159,7 @@ def _bench(checkpoint: Path, artifacts: dict[str, Path], held_out: Path, config:
 
 def write_figures(run_dir: Path, bench: BenchReport, out_dir: Path, held_out_actor: int) -> dict[str, Path]:
     """curves.png (train / held-out per epoch), confusion.png (held-out actor), latency.png (bench) -> paths."""
-    from edge_emotion.build.train.figures import plot_confusion, plot_curves
+    from edge_emotion.toolchain.train.figures import plot_confusion, plot_curves
 
     figures = {
         "training curves": out_dir / "curves.png",

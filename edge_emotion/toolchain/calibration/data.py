@@ -23,7 +23,7 @@ with too few clips, from the same clips at other frames (train-mode positions,
 seeded), and the report says so.
 
 Two sources of clips: a folder of videos (faces detected now with MTCNN) or the
-prepare cache (`edge_emotion.build.train.prepare`: boxes cached, no MTCNN), which
+prepare cache (`edge_emotion.toolchain.train.prepare`: boxes cached, no MTCNN), which
 also needs the video folder because frames are decoded on demand.
 """
 
@@ -38,7 +38,7 @@ from pathlib import Path
 import numpy as np
 
 from edge_emotion import defaults
-from edge_emotion.build.train.crema import VIDEO_SUFFIXES, parse_name, video_dir
+from edge_emotion.toolchain.train.crema import VIDEO_SUFFIXES, parse_name, video_dir
 from edge_emotion.config import PreprocessConfig
 from edge_emotion.errors import EdgeEmotionError
 from edge_emotion.io.decode import open_clip
@@ -157,7 +157,7 @@ def detected_loader(config: PreprocessConfig, detector: FaceDetector) -> Segment
 
 def cached_loader(config: PreprocessConfig, cache_dir: str | Path) -> SegmentLoader:
     """Segments of a clip whose face boxes the prepare cache holds (no MTCNN; the training path)."""
-    from edge_emotion.build.train.box_cache import load_cached
+    from edge_emotion.toolchain.train.box_cache import load_cached
 
     def load(ref: ClipRef, n: int, mode: Mode, rng: np.random.Generator | None) -> SegmentInputs:
         item = parse_name(ref.name, str(ref.path))
@@ -172,7 +172,7 @@ def cached_loader(config: PreprocessConfig, cache_dir: str | Path) -> SegmentLoa
 
 def cached_clips(data_dir: str | Path, cache_dir: str | Path) -> list[ClipRef]:
     """The videos of `data_dir` that the prepare cache in `cache_dir` has an entry for."""
-    from edge_emotion.build.train.box_cache import cache_file
+    from edge_emotion.toolchain.train.box_cache import cache_file
 
     return [ref for ref in list_videos(data_dir) if cache_file(cache_dir, ref.name).is_file()]
 

@@ -2,8 +2,8 @@
 tracker scoring uses), interpolate the largest person's boxes, write one `.npz` atomically; read it back for
 training and calibration.
 
-Kept apart from the corpus run (edge_emotion.build.train.prepare) so the Ray runner
-(edge_emotion.build.ray_prepare) can run the same CacheJob without importing the local runner back.
+Kept apart from the corpus run (edge_emotion.toolchain.train.prepare) so the Ray runner
+(edge_emotion.toolchain.ray_prepare) can run the same CacheJob without importing the local runner back.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from edge_emotion import defaults
-from edge_emotion.build.train.crema import ClipItem
+from edge_emotion.toolchain.train.crema import ClipItem
 from edge_emotion.config import FaceParams
 from edge_emotion.errors import MissingDependencyError
 from edge_emotion.io.atomic import atomic_path

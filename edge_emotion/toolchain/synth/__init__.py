@@ -5,7 +5,7 @@ go through the same decode -> MTCNN -> spectrogram path as the real corpus. See
 `corpus.py` for which cue each emotion carries, `face.py` and `voice.py` for how.
 """
 
-from edge_emotion.build.synth.corpus import (
+from edge_emotion.toolchain.synth.corpus import (
     AUDIO_CUE,
     SENTENCES,
     VIDEO_CUE,
