@@ -17,7 +17,7 @@ A recording too short for one window gets one window over all of it, planned as 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -128,6 +128,11 @@ class Timeline:
     grid_index: list[int]  # per segment its grid index j (0 .. N-1 for a short recording's one window)
     windows: list[WindowSpan]
     whole_file: bool = False  # shorter than one window: one window over all of it, planned as `score` plans a clip
+    epochs: list[int] = field(default_factory=list)  # [S] per segment its epoch (a gap in the video starts the next); [] = all 0
+
+    def epoch(self, position: int) -> int:
+        """The epoch of the segment at `position`: segments of different epochs never lend each other a box."""
+        return self.epochs[position] if self.epochs else 0
 
     @property
     def firsts(self) -> np.ndarray:
