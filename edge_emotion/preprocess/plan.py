@@ -1,9 +1,12 @@
 """Plan the N temporal segments of a clip: which frame and which audio centre each one uses.
 
-Pure functions, in the spirit of TSN's `_sample_indices` / `_get_test_indices`:
-train mode samples a random frame j inside each of N equal segments and an audio
-centre uniform in [j/fps - b, j/fps + b]; test mode takes the middle frame and
-c = j/fps, so scores are reproducible.
+Pure functions, in the spirit of TSN's `_sample_indices` / `_get_test_indices`, in time (io/frame_times.py):
+the clip's duration D is cut into N equal spans; test mode takes each span's middle instant, train mode a
+uniform instant in it; the segment's frame is the frame on screen then, and its audio window is centred on
+that frame's timestamp (train mode: plus a jitter uniform in [-b, b]), so face and voice are of one instant
+whatever the frame rate does. On a constant-rate file this is the paper's plan: middle frame j = floor((i +
+1/2) F / N), c = j / fps. A segment whose frame was shown more than VIDEO_GAP_S before its instant lies in a
+hole in the video: it is marked `video=False` (scored, and counted, as without video).
 """
 
 from __future__ import annotations
@@ -13,6 +16,9 @@ from typing import Literal
 
 import numpy as np
 
+from edge_emotion import defaults
+from edge_emotion.io.frame_times import FrameTimes
+
 Mode = Literal["train", "test"]
 
 
@@ -21,13 +27,20 @@ class Segment:
     """One temporal segment: a frame index into the video and the audio window's centre."""
 
     frame: int
-    centre: float  # seconds from the start of the clip
+    centre: float  # seconds from the start of the clip (the frame's timestamp, plus train mode's jitter)
+    video: bool = True  # False: no frame near the segment's instant (a hole in the video); the frame is the last before it
+
+
+def segments_at(times: FrameTimes, instants: np.ndarray, gap_s: float = defaults.VIDEO_GAP_S) -> list[Segment]:
+    """[S] instants (seconds from the first frame) -> the segment of each: the frame on screen, centred on its time."""
+    frames = times.shown_at(instants)  # [S]
+    stale = np.asarray(instants) - times.t[frames] > gap_s  # [S] the frame on screen is from before a hole
+    return [Segment(int(f), float(times.t[f]), not s) for f, s in zip(frames, stale)]
 
 
 def plan_segments(
     n: int,
-    frame_count: int,
-    fps: float,
+    times: FrameTimes,
     mode: Mode = "test",
     rng: np.random.Generator | None = None,
     jitter: float = 0.01,
@@ -35,19 +48,19 @@ def plan_segments(
     """Return N segments in time order; with fewer frames than N, segments share frames."""
     if n < 1:
         raise ValueError(f"need at least one segment, got n={n}")
-    if frame_count < 1 or fps <= 0:
-        raise ValueError(f"need frames and a frame rate, got frame_count={frame_count}, fps={fps}")
-    edges = np.linspace(0.0, float(frame_count), n + 1)  # [N+1] segment borders in frames
+    if times.count < 1 or times.rate <= 0:
+        raise ValueError(f"need frames and a frame rate, got {times.count} frames at {times.rate} fps")
+    edges = np.linspace(0.0, times.duration, n + 1)  # [N+1] span borders in seconds
     if mode == "test":
-        positions = (edges[:-1] + edges[1:]) / 2
+        instants = (edges[:-1] + edges[1:]) / 2
     elif mode == "train":
         if rng is None:
             raise ValueError("train mode needs an rng (np.random.default_rng(seed))")
-        positions = rng.uniform(edges[:-1], edges[1:])
+        instants = rng.uniform(edges[:-1], edges[1:])
     else:
         raise ValueError(f"mode must be 'train' or 'test', got {mode!r}")
-    frames = np.clip(np.floor(positions).astype(int), 0, frame_count - 1)  # [N]
-    centres = frames / fps
+    segments = segments_at(times, instants)
     if mode == "train":
-        centres = centres + rng.uniform(-jitter, jitter, size=n)
-    return [Segment(int(f), float(c)) for f, c in zip(frames, centres)]
+        offsets = rng.uniform(-jitter, jitter, size=n)  # type: ignore[union-attr]
+        segments = [Segment(s.frame, s.centre + float(o), s.video) for s, o in zip(segments, offsets)]
+    return segments

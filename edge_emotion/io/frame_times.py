@@ -1,0 +1,90 @@
+"""When each video frame is shown: presentation timestamps as seconds, the one time model of every driver.
+
+Phones and screen recorders write variable frame rates, and files have holes in their video; a frame's index
+divided by the average rate then puts a face up to seconds away from its voice. So time is the timestamp:
+
+- `from_pts`: the video packets' timestamps, sorted (display order), as seconds from the first frame. A stream
+  whose every timestamp lies within a tenth of a frame of `index / rate` is a constant-rate stream whose
+  container rounded its times (the CREMA-D FLVs keep whole milliseconds: up to 1.25 ms off k / 29.97): its
+  times are k / rate exactly, the times the paper's plan and every earlier release of this toolkit used. A
+  variable rate or a hole in the video is seconds away from that somewhere, and keeps its timestamps.
+- `shown_at(t)`: the frame on screen at time t (the newest frame at or before it). On a constant-rate file that
+  is the frame floor(t x fps) that the paper's test plan (preprocess/plan.py) takes.
+- `epochs(limit)`: the spans of video without a gap longer than `limit` (defaults.VIDEO_GAP_S). Windows are
+  made within an epoch, never from frames on the other side of a gap.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from edge_emotion import defaults
+
+SNAP_S = 1e-6  # a time this close to a frame's timestamp is at it (float noise in t = (j + 1/2) L and the like)
+CONSTANT_RATE_TOLERANCE = 0.1  # frames: timestamps this close to index / rate everywhere are a constant rate, rounded
+
+
+@dataclass(frozen=True, eq=False)
+class FrameTimes:
+    """Seconds of each video frame from the first one, in display order; `rate` the stream's nominal frame rate."""
+
+    t: np.ndarray  # [F] float64, non-decreasing, t[0] = 0
+    rate: float
+
+    @classmethod
+    def constant(cls, count: int, rate: float) -> FrameTimes:
+        """`count` frames evenly `1 / rate` apart (a file without timestamps, or a test)."""
+        return cls(np.arange(count, dtype=np.float64) / rate, float(rate))
+
+    @classmethod
+    def from_pts(cls, pts: Sequence[int | None], time_base: float, rate: float) -> FrameTimes:
+        """Video packets' timestamps (decode order, in `time_base` seconds) -> display-order seconds from the first.
+
+        Without a timestamp on every packet the frames are taken as evenly spaced at `rate`."""
+        count = len(pts)
+        if not count or not time_base or any(p is None for p in pts):
+            return cls.constant(count, rate)
+        raw = np.sort(np.array(pts, dtype=np.int64))  # [F] display order
+        seconds = (raw - raw[0]).astype(np.float64) * time_base  # [F]
+        nominal = np.arange(count, dtype=np.float64) / rate  # [F]
+        constant = bool(np.all(np.abs(seconds - nominal) <= max(time_base, CONSTANT_RATE_TOLERANCE / rate)))
+        return cls(nominal if constant else seconds, float(rate))
+
+    def __len__(self) -> int:
+        return len(self.t)
+
+    @property
+    def count(self) -> int:
+        return len(self.t)
+
+    def interval(self, k: int) -> float:
+        """How long frame k is on screen: to the next frame's time; the last one for the interval before it."""
+        return float(self.t[k + 1] - self.t[k]) if k + 1 < len(self.t) else self._last_interval(0, len(self.t))
+
+    @property
+    def duration(self) -> float:
+        """Seconds from the first frame to the end of the last one."""
+        return self.span((0, len(self.t)))[1] if len(self.t) else 0.0
+
+    def shown_at(self, seconds: np.ndarray | float) -> np.ndarray:
+        """[S] times -> [S] index of the frame on screen at each (the first frame for times before it)."""
+        k = np.searchsorted(self.t, np.asarray(seconds, np.float64) + SNAP_S, side="right") - 1
+        return np.clip(k, 0, len(self.t) - 1)
+
+    def epochs(self, limit: float = defaults.VIDEO_GAP_S) -> list[tuple[int, int]]:
+        """Frames [a, b) of each stretch of video without a gap longer than `limit` seconds, in time order."""
+        breaks = (np.flatnonzero(np.diff(self.t) > limit) + 1).tolist()
+        bounds = [0, *breaks, len(self.t)]
+        return [(a, b) for a, b in zip(bounds[:-1], bounds[1:]) if b > a]
+
+    def span(self, frames: tuple[int, int]) -> tuple[float, float]:
+        """Seconds [start, end) that frames [a, b) cover: the last one is shown as long as the one before it
+        (not through the gap that may follow it)."""
+        a, b = frames
+        return float(self.t[a]), float(self.t[b - 1]) + self._last_interval(a, b)
+
+    def _last_interval(self, a: int, b: int) -> float:
+        return float(self.t[b - 1] - self.t[b - 2]) if b - a >= 2 else 1.0 / self.rate
