@@ -43,3 +43,7 @@ DETECT_EVERY = 3  # prepare (training box cache): MTCNN on every k-th frame, box
 STREAM_HOP_S = 0.5  # seconds between events
 STREAM_TIMEOUT_S = 10.0  # seconds without data before a source counts as stalled or lost
 STREAM_SECONDS_PER_SEGMENT = 0.25  # default window: a CREMA-D clip (median ~2.5 s) over the paper's N = 10
+
+# time (io/frame_times.py): one rule for clips, recordings and live sources
+VIDEO_GAP_S = 1.0  # no video frame for longer than this: a gap; windows never hold frames from both sides of one
+MAX_AV_SKEW_S = 2.0  # video this far past a segment's audio window: the sound there is missing (counted silent)

@@ -7,7 +7,7 @@ import pytest
 from conftest import tone, write_video
 
 from edge_emotion.errors import VideoError
-from edge_emotion.io.decode import open_clip, read_frames
+from edge_emotion.io.decode import NO_AUDIO, open_clip, read_frames
 
 
 @pytest.mark.parametrize(
@@ -60,14 +60,12 @@ def _bad_inputs(tmp_path, hap_clip_path):
     noise.write_bytes(np.random.default_rng(0).integers(0, 256, 4096, dtype=np.uint8).tobytes())
     truncated = tmp_path / "truncated.flv"
     truncated.write_bytes(hap_clip_path.read_bytes()[:1024])
-    no_audio = write_video(tmp_path / "silent_film.mp4")
     folder = tmp_path / "folder.mp4"
     folder.mkdir()
     return {
         "empty file": zero,
         "not a readable video": noise,
         "truncated": truncated,
-        "no audio stream": no_audio,
         "directory": folder,
         "no such file": tmp_path / "missing.mp4",
     }
@@ -81,6 +79,12 @@ def test_bad_inputs_raise_video_error_naming_file_and_cause(tmp_path, hap_clip_p
         assert str(path) in str(info.value)
         if cause != "truncated":  # a 1 KB FLV may fail as unreadable or as frameless: both are fine
             assert cause in str(info.value), (cause, str(info.value))
+
+
+def test_a_file_without_sound_is_read_as_silence_and_says_so(tmp_path):
+    clip = open_clip(write_video(tmp_path / "silent_film.mp4"))
+    assert clip.frame_count == 5 and clip.waveform.size == 0
+    assert clip.problems == (NO_AUDIO,)
 
 
 def test_audio_only_file_is_refused(tmp_path):
@@ -115,9 +119,9 @@ def test_open_clip_frames_equals_open_clip_then_read_frames(which, keep_bytes, h
     if keep_bytes is not None:
         monkeypatch.setattr(decode, "KEEP_PACKET_BYTES", keep_bytes)
     opened, converted = [], []
-    real_open, real_upright = decode.av.open, decode._upright
+    real_open, real_upright = decode.av.open, decode.upright
     monkeypatch.setattr(decode.av, "open", lambda *a, **k: opened.append(a[0]) or real_open(*a, **k))
-    monkeypatch.setattr(decode, "_upright", lambda frame: converted.append(frame) or real_upright(frame))
+    monkeypatch.setattr(decode, "upright", lambda frame: converted.append(frame) or real_upright(frame))
     got_clip, got = decode.open_clip_frames(path, _frames_for)
     assert (got_clip.frame_count, got_clip.fps, got_clip.width, got_clip.height) == (clip.frame_count, clip.fps, clip.width, clip.height)
     assert np.array_equal(got_clip.waveform, clip.waveform)
@@ -130,7 +134,7 @@ def test_read_frames_converts_only_wanted_frames(hap_clip_path, monkeypatch):
     import edge_emotion.io.decode as decode
 
     converted = []
-    real = decode._upright
-    monkeypatch.setattr(decode, "_upright", lambda frame: converted.append(frame) or real(frame))
+    real = decode.upright
+    monkeypatch.setattr(decode, "upright", lambda frame: converted.append(frame) or real(frame))
     read_frames(open_clip(hap_clip_path), [5, 9])
     assert len(converted) == 2  # not frame 0: it is converted only when a truncated file needs a stand-in

@@ -1,12 +1,16 @@
 """Decode a video file into a Clip: stream facts, the mono waveform, and frames on demand.
 
-`open_clip` demuxes every packet (counting video frames without decoding them) and
-decodes only the audio; `read_frames` decodes the video and keeps just the frames asked
+`open_clip` demuxes every packet (reading the video frames' timestamps without decoding them,
+io/frame_times.py) and decodes only the audio; `read_frames` decodes the video and keeps just the frames asked
 for (training reads frames this way, clip by clip). Scoring uses `open_clip_frames`: the
 same two steps on one open container, the video decoded from the packets the first
 step kept (up to KEEP_PACKET_BYTES of them, so a long file never sits in memory: beyond
 that the video is read again from the file). Either way only the frames asked for are
 converted to RGB, and the numbers are the same.
+
+What a file lacks is said, not hidden: a file without an audio stream is scored as silence, and one that
+ends before the duration its header declares (a cut download) as far as it reads; `Clip.problems` names
+either, and rows mark them degraded. A file without video, or without any stream, is an error.
 """
 
 from __future__ import annotations
@@ -23,6 +27,7 @@ import numpy as np
 
 from edge_emotion import defaults
 from edge_emotion.errors import VideoError
+from edge_emotion.io.frame_times import FrameTimes
 
 DEFAULT_SAMPLE_RATE = defaults.SAMPLE_RATE
 # What PyAV raises on corrupt input: FFmpeg errors, and (seen in fuzzing) IndexError when a
@@ -31,6 +36,10 @@ DECODE_ERRORS = (av.FFmpegError, OSError, ValueError, RuntimeError, IndexError, 
 # Compressed video kept from the demuxing pass for decoding without a second open: a CREMA-D clip is ~100 KB,
 # a minute of 1080p H.264 ~20 MB. Beyond this the packets are dropped and the frames read from the file again.
 KEEP_PACKET_BYTES = 64 << 20
+# A file whose frames end this long before the duration its header declares was cut short (not rounding: the
+# CREMA-D FLVs declare their sound's 2.27 s for 2.23 s of video).
+CUT_SHORT_S = 0.5
+NO_AUDIO = "no audio stream: scored as silence"
 
 
 @dataclass(frozen=True)
@@ -44,11 +53,18 @@ class Clip:
     height: int
     waveform: np.ndarray  # [T] float32 mono at sample_rate, t = 0 at the first audio sample
     sample_rate: int
+    times: FrameTimes | None = None  # when each frame is shown; None: evenly at fps (a cache written before timestamps)
+    problems: tuple[str, ...] = ()  # what the file lacks (NO_AUDIO, cut short): its rows are degraded and say why
+
+    @property
+    def frame_times(self) -> FrameTimes:
+        """Seconds of each frame from the first one (display order)."""
+        return self.times if self.times is not None else FrameTimes.constant(self.frame_count, self.fps)
 
     @property
     def duration(self) -> float:
-        """Video duration in seconds (frame_count / fps)."""
-        return self.frame_count / self.fps
+        """Video duration in seconds: from the first frame to the end of the last one."""
+        return self.frame_times.duration
 
 
 #: stat test -> how an error names a file that is not a regular file (it is never opened: a FIFO would block,
@@ -70,7 +86,7 @@ def file_problem(path: Path) -> str | None:
     except PermissionError:
         return "permission denied"
     except OSError as exc:
-        return "broken or looping symbolic link" if exc.errno == errno.ELOOP else f"cannot stat ({_reason(exc)})"
+        return "broken or looping symbolic link" if exc.errno == errno.ELOOP else f"cannot stat ({reason(exc)})"
     if stat.S_ISDIR(st.st_mode):
         return "is a directory, not a video file"
     if not stat.S_ISREG(st.st_mode):
@@ -81,7 +97,7 @@ def file_problem(path: Path) -> str | None:
     return None
 
 
-def _open_container(path: Path) -> av.container.InputContainer:
+def open_container(path: Path) -> av.container.InputContainer:
     if (problem := file_problem(path)) is not None:
         raise VideoError(path, problem)
     try:
@@ -89,21 +105,28 @@ def _open_container(path: Path) -> av.container.InputContainer:
     except PermissionError as exc:
         raise VideoError(path, "permission denied") from exc
     except (av.FFmpegError, OSError, ValueError) as exc:
-        raise VideoError(path, f"not a readable video container ({_reason(exc)})") from exc
+        raise VideoError(path, f"not a readable video container ({reason(exc)})") from exc
 
 
-def _reason(exc: BaseException) -> str:
+def reason(exc: BaseException) -> str:
+    """An exception's cause in a few words, for an error line."""
     return getattr(exc, "strerror", None) or str(exc) or type(exc).__name__
 
 
-def _fps(stream: av.video.stream.VideoStream) -> float:
+def frame_rate(stream: av.video.stream.VideoStream) -> float:
+    """The stream's nominal frames per second (0.0 when it states none)."""
     rate = stream.average_rate or stream.guessed_rate or stream.base_rate
     return float(rate) if rate and float(rate) > 0 else 0.0
 
 
+def mono_resampler(sample_rate: int) -> av.AudioResampler:
+    """The one resampler setting of every driver: float32 mono at the model's rate."""
+    return av.AudioResampler(format="flt", layout="mono", rate=sample_rate)
+
+
 def _resample_audio(frames: Iterable[av.AudioFrame], sample_rate: int) -> np.ndarray:
     """Audio frames of any layout and rate -> [T] float32 mono at sample_rate."""
-    resampler = av.AudioResampler(format="flt", layout="mono", rate=sample_rate)
+    resampler = mono_resampler(sample_rate)
     chunks = [out.to_ndarray().reshape(-1) for frame in frames for out in resampler.resample(frame)]
     chunks += [out.to_ndarray().reshape(-1) for out in resampler.resample(None)]
     return np.concatenate(chunks).astype(np.float32) if chunks else np.zeros(0, np.float32)
@@ -115,7 +138,7 @@ def open_clip(path: str | Path, sample_rate: int = DEFAULT_SAMPLE_RATE) -> Clip:
     A clip needs both a video and an audio stream: the model sees both modalities.
     """
     path = Path(path)
-    container = _open_container(path)
+    container = open_container(path)
     try:
         return _demux(container, path, sample_rate, keep_bytes=0)[0]
     finally:
@@ -131,7 +154,7 @@ def open_clip_frames(
     the demuxing pass). The same Clip and the same frames as the two calls, and the same errors.
     """
     path = Path(path)
-    container = _open_container(path)
+    container = open_container(path)
     try:
         clip, packets = _demux(container, path, sample_rate, keep_bytes=KEEP_PACKET_BYTES)
         wanted = sorted(set(int(i) for i in pick(clip)))
@@ -145,36 +168,52 @@ def open_clip_frames(
 
 
 
-def checked_streams(container: av.container.InputContainer, path: str | Path) -> tuple[av.VideoStream, av.AudioStream, float]:
-    """The first video and audio streams and the frame rate, or a VideoError saying what the file lacks."""
+def checked_streams(container: av.container.InputContainer, path: str | Path) -> tuple[av.VideoStream, av.AudioStream | None, float]:
+    """The first video stream, the first audio stream (None: the file has none, it is scored as silence) and the
+    frame rate; a VideoError saying what the file lacks when it has no video (or no stream at all)."""
     if not container.streams.video and not container.streams.audio:
         raise VideoError(path, "no audio or video stream (empty or zero-duration file)")
     if not container.streams.video:
         raise VideoError(path, "no video stream")
-    if not container.streams.audio:
-        raise VideoError(path, "no audio stream")
-    video, audio = container.streams.video[0], container.streams.audio[0]
-    fps = _fps(video)
+    video = container.streams.video[0]
+    audio = container.streams.audio[0] if container.streams.audio else None
+    fps = frame_rate(video)
     if fps <= 0:
         raise VideoError(path, "video stream has no frame rate")
     return video, audio, fps
 
 
+def declared_duration(container: av.container.InputContainer, video: av.VideoStream) -> float | None:
+    """Seconds of video the header declares (the video stream's own duration, else the container's); None: unsaid."""
+    if video.duration and video.time_base:
+        return float(video.duration * video.time_base)
+    return container.duration / 1e6 if container.duration and container.duration > 0 else None
+
+
+def missing_parts(times: FrameTimes, declared: float | None, has_audio: bool) -> tuple[str, ...]:
+    """What a file lacks, in words for its rows: its audio stream, or the end its header declares."""
+    problems = () if has_audio else (NO_AUDIO,)
+    if declared is not None and declared - times.duration > CUT_SHORT_S:
+        problems += (f"file ends at {times.duration:.2f} s of the {declared:.2f} s its header declares (cut short)",)
+    return problems
+
+
 def _demux(
     container: av.container.InputContainer, path: Path, sample_rate: int, keep_bytes: int
 ) -> tuple[Clip, list[av.Packet] | None]:
-    """One pass over the packets: count the video frames, decode the audio, keep the video packets while they
-    total at most `keep_bytes` (None once they do not: the caller reads the video from the file)."""
+    """One pass over the packets: the video frames' timestamps, the audio decoded, the video packets kept while
+    they total at most `keep_bytes` (None once they do not: the caller reads the video from the file)."""
     video, audio, fps = checked_streams(container, path)
-    frame_count, kept_bytes = 0, 0
+    pts: list[int | None] = []
+    kept_bytes = 0
     packets: list[av.Packet] | None = [] if keep_bytes > 0 else None
     audio_frames: list[av.AudioFrame] = []
     try:
-        for packet in container.demux(video, audio):
+        for packet in container.demux(*[s for s in (video, audio) if s is not None]):
             if packet.size == 0:
                 continue
             if packet.stream is video:
-                frame_count += 1
+                pts.append(packet.pts)
                 if packets is not None:
                     kept_bytes += packet.size
                     packets.append(packet)
@@ -187,12 +226,14 @@ def _demux(
     except VideoError:
         raise
     except DECODE_ERRORS as exc:
-        raise VideoError(path, f"corrupt or truncated stream ({_reason(exc)})") from exc
-    if frame_count == 0:
+        raise VideoError(path, f"corrupt or truncated stream ({reason(exc)})") from exc
+    if not pts:
         raise VideoError(path, "video stream holds no frames (zero duration)")
     if width <= 0 or height <= 0:
         raise VideoError(path, f"invalid frame size {width}x{height}")
-    return Clip(path, fps, frame_count, width, height, waveform, sample_rate), packets
+    times = FrameTimes.from_pts(pts, float(video.time_base or 0), fps)
+    problems = missing_parts(times, declared_duration(container, video), audio is not None)
+    return Clip(path, fps, len(pts), width, height, waveform, sample_rate, times, problems), packets
 
 
 def _decode_packets(video: av.video.stream.VideoStream, packets: Iterable[av.Packet]) -> Iterator[av.VideoFrame]:
@@ -202,7 +243,7 @@ def _decode_packets(video: av.video.stream.VideoStream, packets: Iterable[av.Pac
     yield from video.decode(None)
 
 
-def _upright(frame: av.VideoFrame) -> np.ndarray:
+def upright(frame: av.VideoFrame) -> np.ndarray:
     """[H, W, 3] uint8 RGB as displayed: a phone video's rotation metadata (display matrix) applied."""
     image = frame.to_ndarray(format="rgb24")
     quarter_turns = round((frame.rotation or 0) / 90) % 4  # counter-clockwise, as np.rot90 turns
@@ -218,7 +259,7 @@ def read_frames(clip: Clip, indices: Iterable[int]) -> dict[int, np.ndarray]:
     wanted = sorted(set(int(i) for i in indices))
     if not wanted:
         return {}
-    container = _open_container(clip.path)
+    container = open_container(clip.path)
     try:
         return _pick_frames(container.decode(video=0), wanted, clip.path)
     finally:
@@ -240,14 +281,14 @@ def _pick_frames(decoded: Iterator[av.VideoFrame], wanted: list[int], path: Path
                 break
             first = frame if i == 0 else first
             if i in want:
-                frames[i] = _upright(frame)
+                frames[i] = upright(frame)
     except DECODE_ERRORS as exc:
         if first is None:
-            raise VideoError(path, f"video frames do not decode ({_reason(exc)})") from exc
+            raise VideoError(path, f"video frames do not decode ({reason(exc)})") from exc
     if first is None:
         raise VideoError(path, "video frames do not decode")
     missing = [i for i in wanted if i not in frames]
     if missing:
-        stand_in = frames[max(frames)] if frames else _upright(first)  # decoding stopped before every missing one
+        stand_in = frames[max(frames)] if frames else upright(first)  # decoding stopped before every missing one
         frames.update(dict.fromkeys(missing, stand_in))
     return frames

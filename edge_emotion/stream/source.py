@@ -34,7 +34,7 @@ import av
 import numpy as np
 
 from edge_emotion.errors import EdgeEmotionError
-from edge_emotion.io.decode import DECODE_ERRORS, _fps, _reason
+from edge_emotion.io.decode import DECODE_ERRORS, frame_rate, reason
 from edge_emotion.stream.buffer import LiveBuffer
 
 RECONNECT_PAUSE_S = 1.0
@@ -76,9 +76,9 @@ def open_source(spec: SourceSpec, timeout: float, need_video: bool, need_audio: 
     except PermissionError as exc:
         raise SourceError(spec.url, "permission denied") from exc
     except ValueError as exc:
-        raise SourceError(spec.url, f"cannot open it ({_reason(exc)}; check --format)") from exc
+        raise SourceError(spec.url, f"cannot open it ({reason(exc)}; check --format)") from exc
     except DECODE_ERRORS as exc:
-        raise SourceError(spec.url, f"cannot open it ({_reason(exc)})") from exc
+        raise SourceError(spec.url, f"cannot open it ({reason(exc)})") from exc
     missing = [kind for kind, need, have in (
         ("video", need_video, container.streams.video), ("audio", need_audio, container.streams.audio)
     ) if need and not have]
@@ -86,14 +86,14 @@ def open_source(spec: SourceSpec, timeout: float, need_video: bool, need_audio: 
         container.close()
         hint = " (pass --audio SOURCE for a separate microphone)" if missing == ["audio"] else ""
         raise SourceError(spec.url, f"no {' or '.join(missing)} stream{hint}")
-    if need_video and _fps(container.streams.video[0]) <= 0:
+    if need_video and frame_rate(container.streams.video[0]) <= 0:
         container.close()
         raise SourceError(spec.url, "the video stream has no frame rate")
     return container
 
 
 def video_fps(container: av.container.InputContainer) -> float:
-    return _fps(container.streams.video[0])
+    return frame_rate(container.streams.video[0])
 
 
 class StreamClock:
@@ -307,7 +307,7 @@ class Decoder(threading.Thread):
         except (av.error.ExitError, av.error.TimeoutError):
             return f"no data for {self.timeout:g} s: the source stopped or was lost"
         except DECODE_ERRORS as exc:
-            return f"source lost ({_reason(exc)})"
+            return f"source lost ({reason(exc)})"
         finally:
             for start, samples in sound.flush():
                 self.buffer.push_audio(start, samples, self.halt)

@@ -149,7 +149,7 @@ def detected_loader(config: PreprocessConfig, detector: FaceDetector) -> Segment
 
     def load(ref: ClipRef, n: int, mode: Mode, rng: np.random.Generator | None) -> SegmentInputs:
         clip = open_clip(ref.path, config.audio.sample_rate)
-        segments = plan_segments(n, clip.frame_count, clip.fps, mode, rng, config.audio.jitter_s)
+        segments = plan_segments(n, clip.frame_times, mode, rng, config.audio.jitter_s)
         return extract(clip, segments, config, detector=detector)
 
     return load
@@ -164,7 +164,7 @@ def cached_loader(config: PreprocessConfig, cache_dir: str | Path) -> SegmentLoa
         if isinstance(item, str):
             raise EdgeEmotionError(f"{ref.path}: {item}")
         cached = load_cached(cache_dir, item)
-        segments = plan_segments(n, cached.clip.frame_count, cached.clip.fps, mode, rng, config.audio.jitter_s)
+        segments = plan_segments(n, cached.clip.frame_times, mode, rng, config.audio.jitter_s)
         return extract(cached.clip, segments, config, boxes=cached.boxes_for([s.frame for s in segments]))
 
     return load
