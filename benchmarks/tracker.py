@@ -41,9 +41,10 @@ from edge_emotion.config import FaceParams, PreprocessConfig
 from edge_emotion.detector.follow import FollowSettings
 from edge_emotion.detector.tracker import FaceTracker
 from edge_emotion.io.decode import open_clip, read_frames
-from edge_emotion.preprocess.faces import FaceDetector, box_iou, crop_face, fill_missing, normalise_faces
+from edge_emotion.preprocess.faces import FaceDetector, box_iou, crop_face, normalise_faces
 from edge_emotion.preprocess.people import chosen_people
 from edge_emotion.preprocess.segments import plan_clip
+from edge_emotion.preprocess.tracks import borrow_boxes
 
 FIXTURES = Path(__file__).resolve().parent.parent / "tests" / "fixtures"
 CLIPS = ("1001_DFA_HAP_XX.flv", "1001_DFA_NEU_XX.flv")
@@ -70,7 +71,7 @@ def hd_frames(frames: list[np.ndarray], width: int = 1920, height: int = 1080, f
 
 
 def crops(frames: list[np.ndarray], boxes: list, params: FaceParams) -> np.ndarray:
-    filled, _ = fill_missing(boxes, list(range(len(frames))))
+    filled, _ = borrow_boxes(boxes)
     return normalise_faces(np.stack([crop_face(f, b, params) for f, b in zip(frames, filled)]), params)
 
 

@@ -37,7 +37,7 @@ def detected() -> tuple[tuple[SegmentInputs, ...], PreprocessConfig]:
     out = []
     for path in CLIPS:
         clip = open_clip(path, config.audio.sample_rate)
-        segments = plan_segments(N, clip.frame_count, clip.fps, "test", None, config.audio.jitter_s)
+        segments = plan_segments(N, clip.frame_times, "test", None, config.audio.jitter_s)
         out.append(extract(clip, segments, config, detector=detector()))
     return tuple(out), config
 
@@ -58,14 +58,14 @@ def labels() -> np.ndarray:
 def box_loader(config: PreprocessConfig) -> SegmentLoader:
     """Any number of segments of a fixture clip without MTCNN: each frame borrows the nearest detected box.
 
-    The same policy as faces.fill_missing and the prepare cache; keeps calibration tests fast.
+    As the prepare cache gives a frame its nearest tracked frame's box; keeps calibration tests fast.
     """
     inputs, _ = detected()
     known = {p.stem: [(s.frame, b) for s, b in zip(i.segments, i.boxes)] for p, i in zip(CLIPS, inputs)}
 
     def load(ref: ClipRef, n: int, mode: Mode, rng: np.random.Generator | None) -> SegmentInputs:
         clip = open_clip(ref.path, config.audio.sample_rate)
-        segments = plan_segments(n, clip.frame_count, clip.fps, mode, rng, config.audio.jitter_s)
+        segments = plan_segments(n, clip.frame_times, mode, rng, config.audio.jitter_s)
         boxes: list[Box | None] = [min(known[ref.name], key=lambda fb: abs(fb[0] - s.frame))[1] for s in segments]
         return extract(clip, segments, config, boxes=boxes)
 

@@ -1,4 +1,4 @@
-"""faces: MTCNN boxes on real CREMA-D frames, the no-face policy, crops and normalisation."""
+"""faces: MTCNN boxes on real CREMA-D frames, crops and normalisation (the no-face policy: test_tracks.py)."""
 
 from __future__ import annotations
 
@@ -12,7 +12,6 @@ from edge_emotion.preprocess.faces import (
     box_iou,
     crop_face,
     downscale,
-    fill_missing,
     normalise_faces,
 )
 
@@ -102,13 +101,6 @@ def test_downscale_gives_pils_bilinear_pixels(real_frames, scale):
     want = np.stack([np.asarray(Image.fromarray(f).resize((w, h), Image.BILINEAR)) for f in frames])
     assert got.shape == want.shape == (len(frames), h, w, 3) and got.dtype == np.uint8
     assert np.abs(got.astype(int) - want).max() <= 1
-
-
-def test_fill_missing_borrows_the_nearest_detected_box():
-    a, b = (0.0, 0.0, 10.0, 10.0), (5.0, 5.0, 15.0, 15.0)
-    filled, missing = fill_missing([None, a, None, None, b], [0, 10, 20, 33, 40])
-    assert filled == [a, a, a, b, b] and missing == 3
-    assert fill_missing([None, None], [0, 1]) == ([None, None], 2)
 
 
 def test_crop_is_square_sized_and_centred_on_the_box():

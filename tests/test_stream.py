@@ -36,13 +36,11 @@ from stream_helpers import (
 from edge_emotion import LABELS
 from edge_emotion.cli.stream_cmds import live_view, summary_lines
 from edge_emotion.config import SpectrogramParams
-from edge_emotion.detector.tracker import Face
 from edge_emotion.io.decode import _resample_audio
 from edge_emotion.run.score import ScoreOptions
 from edge_emotion.stream import EventsFile, SourceSpec, read_events
 from edge_emotion.stream.buffer import LiveBuffer
 from edge_emotion.stream.events import EVENT_FIELDS
-from edge_emotion.stream.people import MainPerson, PersonNumbers, nearest_sighting
 from edge_emotion.stream.source import AudioRuns
 from edge_emotion.stream.window import EpochGrid, pick_slot
 from edge_emotion.timeline.grid import make_grid
@@ -104,24 +102,6 @@ def test_the_live_buffer_stays_bounded_however_long_the_stream():
     for _ in range(2_000):
         frozen.push_video(0.0, object(), halt)
     assert len(frozen.video) <= 4 * frozen.max_video and frozen.lost > 0
-
-
-def test_people_keep_their_numbers_across_epochs_and_windows_follow_their_main_person():
-    left, right, elsewhere = (10.0, 10.0, 60.0, 70.0), (300.0, 20.0, 360.0, 90.0), (600.0, 20.0, 650.0, 80.0)
-    numbers = PersonNumbers()
-    numbers.new_epoch()
-    assert numbers.number([Face(0, left, 1.0), Face(1, right, 1.0)]) == {0: left, 1: right}  # the tracker's own
-    numbers.new_epoch()  # a reconnect: a new tracker numbers from 0 again
-    assert numbers.number([Face(0, right, 1.0)]) == {1: right}  # where person 1 was: still person 1
-    assert numbers.number([Face(1, elsewhere, 1.0), Face(0, right, 1.0)]) == {2: elsewhere, 1: right}  # a newcomer
-    main = MainPerson()
-    assert main.choose({0: 50.0, 1: 80.0}) == 1  # the largest face
-    assert main.choose({0: 90.0, 1: 10.0}) == 1  # ... kept while in the window, even when another is larger
-    assert main.choose({0: 5.0}) == 0 and main.choose({}) is None
-    sightings = {3: {7: left}, 6: {7: right}}
-    assert nearest_sighting(sightings, 7, 5, last=6, n=4) == right  # nearer after
-    assert nearest_sighting(sightings, 7, 5, last=5, n=4) == left  # ... but not computed yet when the window ends
-    assert nearest_sighting({4: {7: left}, 6: {7: right}}, 7, 5, last=6, n=4) == left  # a tie: the earlier
 
 
 def test_event_lines_are_whole_and_a_torn_last_line_is_left_out(tmp_path):

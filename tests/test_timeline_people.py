@@ -3,15 +3,18 @@ whole windows, people matched across chunk borders, and when a file's window row
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 
 from edge_emotion.config import PreprocessConfig
 from edge_emotion.detector.tracker import Face
+from edge_emotion.preprocess.tracks import Crop, TrackStore
 from edge_emotion.run.rows import FileKey
 from edge_emotion.timeline.chunks import Chunking, plan_chunks, stitch
 from edge_emotion.timeline.grid import make_grid, plan_timeline
-from edge_emotion.timeline.people import Crop, Sightings, WindowPerson, main_people, part_crops, reach_box
+from edge_emotion.timeline.people import WindowPerson, main_people, part_crops
 from edge_emotion.timeline.probe import Cut, find_cuts
 from edge_emotion.timeline.results_file import FileRecord
 
@@ -19,8 +22,8 @@ BOX_A = (10.0, 10.0, 50.0, 60.0)
 BOX_B = (200.0, 20.0, 280.0, 120.0)
 
 
-def sightings(seen: dict[int, dict[int, tuple[float, float, float, float]]]) -> Sightings:
-    out = Sightings()
+def sightings(seen: dict[int, dict[int, tuple[float, float, float, float]]]) -> TrackStore:
+    out = TrackStore()
     for person, boxes in seen.items():
         for position, box in boxes.items():
             out.add(position, [Face(person, box, 0.99)])
@@ -56,7 +59,16 @@ def test_a_borrowed_box_never_crosses_a_gap_of_the_grid():
     assert [(c.position, c.box) for c in crops[0]] == [(0, BOX_A), (1, BOX_A), (2, BOX_A), (3, BOX_A), (4, BOX_B),
                                                        (5, BOX_B), (6, BOX_B), (7, BOX_B)]
     with pytest.raises(ValueError, match="no sighting within 3 segments"):  # 2 positions but 6 grid segments away
-        reach_box(sightings({0: {3: BOX_A}}), 0, 5, timeline)
+        sightings({0: {3: BOX_A}}).crop(0, 5, timeline.n - 1, timeline.grid_index.__getitem__)
+
+
+def test_a_borrowed_box_never_crosses_an_epoch():
+    timeline = plan_timeline(make_grid(4, 1.0, 0.25, 20), 200)
+    timeline = replace(timeline, epochs=[0] * 6 + [1] * (len(timeline.segments) - 6))  # a video gap before position 6
+    crops = part_crops(sightings({0: {4: BOX_A, 5: BOX_A, 8: BOX_B}}), timeline, range(len(timeline.windows)), range(12))
+    boxes = {c.position: c.box for c in crops[0]}
+    assert list(boxes) == list(range(1, 12)) and [boxes[p] for p in (1, 5, 6, 7, 11)] == [BOX_A, BOX_A, BOX_B, BOX_B, BOX_B]
+    # position 6 is 1 from 5 and 2 from 8, but 5 is in the epoch before the gap
 
 
 def person(pid: int | None, area: float, n: int = 4) -> WindowPerson:

@@ -1,10 +1,8 @@
 """Face boxes (MTCNN, as tracks) and 224x224 face crops.
 
-No-face policy: a frame where a person's face was not found borrows the box of the
-nearest frame (in time) where that same person's face was (their own track, never
-another person's); if no frame of the clip has a face, every segment uses a centred
-square crop. The number of segments without a face of their own is reported, so
-callers can mark a row degraded.
+No-face policy: a segment where a person's face was not found borrows that person's own
+box by the one borrowing rule (preprocess/tracks.py); if no frame has a face, every
+segment uses a centred square crop.
 """
 
 from __future__ import annotations
@@ -103,16 +101,6 @@ def box_iou(a: Box | None, b: Box | None) -> float:
     iy = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
     inter = ix * iy
     return inter / ((a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter)
-
-
-def fill_missing(boxes: Sequence[Box | None], frame_indices: Sequence[int]) -> tuple[list[Box | None], int]:
-    """Apply the no-face policy: borrow the nearest detected box. Returns (boxes, how many had none)."""
-    found = [(idx, box) for idx, box in zip(frame_indices, boxes) if box is not None]
-    missing = sum(box is None for box in boxes)
-    if not found:
-        return [None] * len(boxes), missing
-    filled = [box if box is not None else min(found, key=lambda f: abs(f[0] - idx))[1] for idx, box in zip(frame_indices, boxes)]
-    return filled, missing
 
 
 def crop_face(frame: np.ndarray, box: Box | None, params: FaceParams) -> np.ndarray:

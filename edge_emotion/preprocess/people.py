@@ -1,8 +1,8 @@
 """Tracked faces -> people: each person's own box per frame, and which person is "the largest".
 
 A person is one track of the face tracker (edge_emotion.detector.tracker). Keeping each person's boxes
-apart is what lets one clip yield one score per person, and the no-face policy borrow a box from the
-same person's nearest frame instead of from whoever else was in the picture.
+apart is what lets one clip yield one score per person, and the borrowing rule (preprocess/tracks.py) lend a
+box from the same person's nearest frame instead of from whoever else was in the picture.
 """
 
 from __future__ import annotations
@@ -12,8 +12,9 @@ from dataclasses import dataclass
 from typing import Literal
 
 from edge_emotion.detector.tracker import Face
+from edge_emotion.preprocess.faces import Box
+from edge_emotion.preprocess.tracks import MainPerson
 
-Box = tuple[float, float, float, float]  # x1, y1, x2, y2 in pixels of the full frame
 WhichFaces = Literal["largest", "all"]
 
 
@@ -46,11 +47,13 @@ def people_of(faces: Sequence[Sequence[Face]]) -> list[Person]:
 
 
 def largest(people: Sequence[Person]) -> Person | None:
-    """The person whose face is largest over the clip (area summed over frames, so a face seen throughout beats
-    a larger one glimpsed once); the first person on a tie; None without any.
+    """The main person of the clip, one window (tracks.MainPerson): the face largest over the clip (area summed over
+    frames, so a face seen throughout beats a larger one glimpsed once); the lowest id on a tie; None without any.
 
     One person for the whole clip: never a per-frame switch between people."""
-    return max(people, key=lambda p: p.presence, default=None)
+    by_id = {p.person: p for p in people}
+    main = MainPerson().choose({p.person: p.presence for p in people})
+    return None if main is None else by_id[main]
 
 
 def chosen_people(faces: Sequence[Sequence[Face]], which: WhichFaces) -> list[Person]:

@@ -22,9 +22,10 @@ import numpy as np
 from edge_emotion.config import FaceParams, PreprocessConfig
 from edge_emotion.io.decode import Clip, read_frames
 from edge_emotion.preprocess.audio import audio_windows, is_silent, spectrograms
-from edge_emotion.preprocess.faces import Box, FaceDetector, crop_face, fill_missing, normalise_faces
+from edge_emotion.preprocess.faces import Box, FaceDetector, crop_face, normalise_faces
 from edge_emotion.preprocess.people import WhichFaces, chosen_people
 from edge_emotion.preprocess.plan import Mode, Segment, plan_segments
+from edge_emotion.preprocess.tracks import borrow_boxes
 
 
 @dataclass
@@ -76,7 +77,7 @@ def _face_inputs(
     """One person's boxes (None where unseen) -> (faces [N, 3, S, S] float32, or the [N, S, S, 3] uint8 crops
     without `normalise`; boxes used, detected, faceless)."""
     detected = [b is not None for b in boxes]
-    filled, faceless = fill_missing(boxes, [s.frame for s in segments])
+    filled, faceless = borrow_boxes(boxes)
     crops = np.stack([crop_face(f, b, config.face) for f, b in zip(frames, filled)])  # [N, S, S, 3]
     return normalise_faces(crops, config.face) if normalise else crops, filled, detected, faceless
 

@@ -6,9 +6,9 @@ on `score --window`'s segment grid: each segment computed once, a window the sum
     options.py    StreamOptions (window, hop, pacing, duration, timeout, reconnect, faces) and their check
     window.py     the segment grid of an epoch on the stream clock (timeline/grid.py's grid from its first frame)
     scheduler.py  which segments and window next; what to drop when inference falls behind; epochs
-    segments.py   a segment computed once: its frame's faces (the epoch's tracker), its spectrogram
-    people.py     whose window it is (presence, main person, borrowed boxes) and the stream's person numbers
-    evaluate.py   window -> the crops not yet scored through the backend, consensus -> events
+    segments.py   a segment computed once: its frame's faces (the epoch's tracker, numbered over the stream), its spectrogram
+    evaluate.py   window -> whose it is, the crops not yet scored through the backend, consensus -> events
+                  (people, borrowed boxes and numbers by the track store's rules, preprocess/tracks.py)
     run.py        run_stream: opens the sources, starts the decode threads, runs the loop, stops them
     events.py     event lines, their file, the summary
 """

@@ -1,6 +1,12 @@
-"""One window of a stream -> its events: whose window it is (people.py), the crops no earlier window scored through
-the backend in one call, and the consensus of its N segments' probabilities (run/consensus.py), as `score
---window` sums a file's segments. With one person in view a window scores hop / L new crops."""
+"""One window of a stream -> its events: whose window it is, the crops no earlier window scored through the backend
+in one call, and the consensus of its N segments' probabilities (run/consensus.py), as `score --window` sums a
+file's segments. With one person in view a window scores hop / L new crops.
+
+People follow `score --window`'s rules through the epoch's track store (preprocess/tracks.py): everyone seen on one
+of the window's segments (`--faces all`; a window without anyone once, on centre crops, person null) or its main
+person (`--faces largest`, tracks.MainPerson); a segment without the person's own face borrows by the one borrowing
+rule with the window's last segment as the newest it may borrow from (a file may borrow from a nearer sighting after
+that window; a stream cannot wait for one, and a crop once scored is never scored again)."""
 
 from __future__ import annotations
 
@@ -13,10 +19,10 @@ import numpy as np
 from edge_emotion.backends.base import Backend
 from edge_emotion.preprocess.faces import Box, FaceDetector, crop_face, normalise_faces
 from edge_emotion.preprocess.people import WhichFaces
+from edge_emotion.preprocess.tracks import MainPerson
 from edge_emotion.run.consensus import clip_probabilities
 from edge_emotion.run.rows import PROB_DECIMALS
 from edge_emotion.stream.events import Event, wall_time
-from edge_emotion.stream.people import MainPerson, face_areas, nearest_sighting, people_in
 from edge_emotion.stream.segments import Scored, SegmentRecord, SegmentStore
 from edge_emotion.stream.window import EpochGrid
 
@@ -50,11 +56,10 @@ def evaluate_window(
     """Window k's events, one per person reported (`dropped_frames`: the stream's count so far)."""
     segments = grid.segments(k)
     records = store.window(segments)
-    sightings = [r.faces for r in records]
     if ctx.faces == "all":
-        people: list[int | None] = list(people_in(sightings)) or [None]
+        people: list[int | None] = list(store.tracks.people_in(segments)) or [None]
     else:
-        people = [main.choose(face_areas(sightings))]
+        people = [main.choose(store.tracks.areas(segments))]
     _score_missing(records, people, store, segments.stop - 1, ctx)
     start = time.perf_counter()
     labels = ctx.backend.contract.labels
@@ -96,10 +101,9 @@ def _score_missing(records: list[SegmentRecord], people: list[int | None], store
                 continue
             if person is None:
                 todo.append((r, None, None, False))
-            elif person in r.faces:
-                todo.append((r, person, r.faces[person], True))
             else:
-                todo.append((r, person, nearest_sighting(store.sightings, person, r.j, last, store.n), False))
+                crop = store.tracks.crop(person, r.j, store.n - 1, newest=last)
+                todo.append((r, person, crop.box, crop.own))
     if not todo:
         return
     params = ctx.backend.contract.preprocess.face

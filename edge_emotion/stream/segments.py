@@ -3,8 +3,8 @@ per person, the backend's probabilities for its face crop (evaluate.py, when a w
 
 A SegmentRecord keeps its RGB frame while a window may still need a crop of it (a person first seen later
 in the window borrows a box onto it). A SegmentStore holds one epoch's records from the next window's first
-segment on, and the boxes seen on the N - 1 segments before (a borrowed box may come from there): N
-frames or so at any time, whatever the stream's length.
+segment on, and its track store (preprocess/tracks.py) the boxes seen from N - 1 segments before (a borrowed
+box may come from there): N frames or so at any time, whatever the stream's length.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from edge_emotion.detector.tracker import FaceTracker
 from edge_emotion.io.decode import _upright
 from edge_emotion.preprocess.audio import is_silent, spectrograms
 from edge_emotion.preprocess.faces import Box, FaceDetector
-from edge_emotion.stream.people import PersonNumbers
+from edge_emotion.preprocess.tracks import PersonNumbers, TrackStore
 from edge_emotion.stream.scheduler import SegmentWork
 
 
@@ -67,11 +67,11 @@ class SegmentStore:
     def __init__(self, n: int) -> None:
         self.n = n
         self.records: dict[int, SegmentRecord] = {}
-        self.sightings: dict[int, dict[int, Box]] = {}  # j -> person -> box, also for the N - 1 segments before
+        self.tracks = TrackStore()  # the epoch's boxes by grid index j, also of the N - 1 segments before
 
     def add(self, record: SegmentRecord) -> None:
         self.records[record.j] = record
-        self.sightings[record.j] = record.faces
+        self.tracks.add(record.j, record.faces)
 
     def window(self, segments: range) -> list[SegmentRecord]:
         missing = [j for j in segments if j not in self.records]
@@ -83,5 +83,4 @@ class SegmentStore:
         """No window will start before segment j: drop the frames before it, and the boxes before j - (N - 1)."""
         for q in [q for q in self.records if q < j]:
             del self.records[q]
-        for q in [q for q in self.sightings if q < j - self.n + 1]:
-            del self.sightings[q]
+        self.tracks.forget_before(j - self.n + 1)

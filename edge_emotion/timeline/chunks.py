@@ -43,13 +43,11 @@ from pathlib import Path
 
 from edge_emotion.config import PreprocessConfig
 from edge_emotion.errors import VideoError
-from edge_emotion.preprocess.faces import box_iou
+from edge_emotion.preprocess.tracks import TrackStore, match_people
 from edge_emotion.timeline.grid import SegmentGrid, Timeline, plan_timeline
-from edge_emotion.timeline.people import Sightings
 from edge_emotion.timeline.probe import Cut, header_duration, probe
 
 AUDIO_PREROLL_S = 1.0  # a chunk decodes from a keyframe at least this long before the first audio it needs
-MATCH_IOU = 0.5  # two chunks' faces on the same frame are one person when their boxes overlap this much
 
 
 @dataclass(frozen=True)
@@ -137,16 +135,16 @@ def recording_tasks(
             yield RecordingTask(file, path, chunk, facts.fps, facts.frame_count, facts.audio_origin)
 
 
-def stitch(chunks: Sequence[Sightings]) -> list[dict[int, int]]:
+def stitch(chunks: Sequence[TrackStore]) -> list[dict[int, int]]:
     """Per chunk (in time order): its people -> person ids over the whole recording.
 
-    A person of chunk c is one of chunk c - 1's when their boxes overlap (IoU >= MATCH_IOU) on positions both
-    tracked (most such positions first, one to one). Ids follow the first sighting, then the left edge.
+    A person of chunk c is one of chunk c - 1's by the one renumbering rule (tracks.match_people: their boxes
+    overlap on the positions both tracked). Ids follow the first sighting, then the left edge.
     """
     groups: list[list[tuple[int, int]]] = []  # each: the (chunk, person) pairs of one person
     group_of: dict[tuple[int, int], int] = {}
     for c, sightings in enumerate(chunks):
-        matched = _match(chunks[c - 1], sightings) if c else {}
+        matched = match_people(chunks[c - 1].boxes, sightings.boxes) if c else {}
         for person in sorted(sightings.boxes):
             g = group_of[(c - 1, matched[person])] if person in matched else len(groups)
             if g == len(groups):
@@ -157,19 +155,3 @@ def stitch(chunks: Sequence[Sightings]) -> list[dict[int, int]]:
     order = sorted(range(len(groups)), key=lambda g: first[g])
     ids = {g: i for i, g in enumerate(order)}
     return [{p: ids[group_of[(c, p)]] for p in sightings.boxes} for c, sightings in enumerate(chunks)]
-
-
-def _match(before: Sightings, after: Sightings) -> dict[int, int]:
-    """after's person -> before's person, by the positions on which their boxes overlap."""
-    votes: list[tuple[int, int, int]] = []
-    for b, seen_b in before.boxes.items():
-        for a, seen_a in after.boxes.items():
-            common = seen_a.keys() & seen_b.keys()
-            count = sum(box_iou(seen_a[q], seen_b[q]) >= MATCH_IOU for q in common)
-            if count:
-                votes.append((count, b, a))
-    pairs: dict[int, int] = {}
-    for _, b, a in sorted(votes, key=lambda v: (-v[0], v[1], v[2])):
-        if a not in pairs and b not in pairs.values():
-            pairs[a] = b
-    return pairs
