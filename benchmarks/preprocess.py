@@ -47,7 +47,7 @@ def timed(fn: Callable[[], object], repeats: int) -> tuple[float, object]:
 
 def clip_frames(path: Path) -> tuple[list[np.ndarray], float]:
     clip = open_clip(path)
-    plan = plan_segments(N, clip.frame_count, clip.fps, "test")
+    plan = plan_segments(N, clip.frame_times, "test")
     frames = read_frames(clip, [s.frame for s in plan])
     return [frames[s.frame] for s in plan], clip.duration
 
@@ -100,7 +100,7 @@ def decode_and_audio_rows(repeats: int) -> list[dict]:
     t_torch_down, _ = timed(lambda: torch.nn.functional.interpolate(torch.from_numpy(frames).permute(0, 3, 1, 2), size=size[::-1], mode="bilinear", antialias=True), repeats)
     rows.append({"stage": "downscale N frames to 320 px: torch uint8 interpolate, one call (the previous way)", "ms_per_clip": t_torch_down})
     clip = open_clip(CLIPS[0])
-    centres = np.array([s.centre for s in plan_segments(N, clip.frame_count, clip.fps, "test")])
+    centres = np.array([s.centre for s in plan_segments(N, clip.frame_times, "test")])
     windows = audio_windows(clip.waveform, clip.sample_rate, centres, params.window_s)
     t_np, ours = timed(lambda: spectrograms(windows, params), repeats)
     rows.append({"stage": "spectrogram: this package (DFT as one matrix product, N windows)", "ms_per_clip": t_np})

@@ -36,15 +36,15 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from e2e import clip_folder, make_checkpoint  # noqa: E402  (benchmarks/e2e.py: the same clips and model)
 
-from edge_emotion.toolchain.checkpoint import load_checkpoint  # noqa: E402
-from edge_emotion.toolchain.export.pipeline import build_onnx  # noqa: E402
 from edge_emotion.preprocess.segments import PreprocessConfig  # noqa: E402
 from edge_emotion.ray.cluster import RayOptions, ray_session  # noqa: E402
 from edge_emotion.ray.scoring import score_folder_ray  # noqa: E402
 from edge_emotion.run.bench.machine import machine_info  # noqa: E402
-from edge_emotion.run.rows import Row  # noqa: E402
+from edge_emotion.run.result import Result  # noqa: E402
 from edge_emotion.run.score import ScoreOptions, score_folder  # noqa: E402
 from edge_emotion.run.summary import Summary  # noqa: E402
+from edge_emotion.toolchain.checkpoint import load_checkpoint  # noqa: E402
+from edge_emotion.toolchain.export.pipeline import build_onnx  # noqa: E402
 
 
 class RowTimes:
@@ -56,7 +56,7 @@ class RowTimes:
     def start(self, total: int, skipped: int) -> None:
         pass
 
-    def advance(self, row: Row) -> None:
+    def advance(self, row: Result) -> None:
         self.times.append(time.perf_counter())
 
     def steady_clips_per_s(self) -> float | None:

@@ -17,6 +17,7 @@ import numpy as np
 import pytest
 
 from edge_emotion import LABELS
+from edge_emotion.io.frame_times import FrameTimes
 from edge_emotion.backends import open_backend
 from edge_emotion.backends.base import Backend
 from edge_emotion.stream import SourceSpec, StreamOptions, run_stream
@@ -78,7 +79,7 @@ def probs(event: dict) -> np.ndarray:
 
 def windows_of(frames: int, hop: float) -> int:
     """Windows `score --window 1.28 --hop HOP` finds in a file of `frames` frames."""
-    return len(plan_timeline(make_grid(N, WINDOW, hop, FPS), frames).windows)
+    return len(plan_timeline(make_grid(N, WINDOW, hop, FPS), FrameTimes.constant(frames, FPS)).windows)
 
 
 def stream(spec: SourceSpec, backend: Backend, detector, audio: SourceSpec | None = None, stop=None, sink=None, **options):
@@ -100,15 +101,32 @@ def check_margin(summary) -> float:
     return margin
 
 
+#: the live sources' loss against the lossless file: MPEG-2 + MP2 over UDP (0.010 the most seen, 2025-06), and H.264 +
+#: AAC over RTSP, whose sound loses its last frame in RTP (0.021 seen). A window with one wrong segment differs by
+#: 0.004-0.029 from the right one under the sharp model (test_the_live_tolerance_fails_a_run_one_segment_off).
+MPEG2_ATOL, RTSP_ATOL = 0.015, 0.03
+
+
+def worst_difference(events: list[dict], reference: dict[int, dict]) -> float:
+    """The largest difference of a probability between an event and the reference window of the same number."""
+    return max(float(np.abs(probs(e) - probs(reference[e["window"]])).max()) for e in events)
+
+
 def check_close(events: list[dict], reference: dict[int, dict], atol: float) -> float:
-    """Each event's probabilities against the reference window of the same number; the largest difference."""
-    worst = 0.0
+    """Each event's label, person and probabilities against the reference window of the same number; the largest
+    difference."""
     for event in events:
         want = reference[event["window"]]
         assert event["label"] == want["label"] and event["person"] == want["person"], (event, want)
-        worst = max(worst, float(np.abs(probs(event) - probs(want)).max()))
+    worst = worst_difference(events, reference)
     assert worst <= atol, worst
     return worst
+
+
+def one_segment_off(reference: dict[int, dict]) -> list[dict]:
+    """A run read one segment late: at hop L window k + 1 is window k with one wrong segment (its first swapped for
+    the one after its last), so each event here is the reference's window k + 1 numbered k."""
+    return [{**reference[k + 1], "window": k} for k in sorted(reference) if k + 1 in reference]
 
 
 def cli(*args: str, timeout: float = 120) -> subprocess.CompletedProcess:
@@ -175,7 +193,7 @@ def best_fit(events: list[dict], recording: ls.Recording, name: str, references:
     the events fit best."""
     def worst(lost: int) -> float:
         ref = references.windows(recording, name, hop, lost)
-        return max(float(np.abs(probs(e) - probs(ref[e["window"]])).max()) for e in events if e["window"] in ref)
+        return worst_difference([e for e in events if e["window"] in ref], ref)
 
     return references.windows(recording, name, hop, min((0, 1), key=worst))
 

@@ -20,8 +20,9 @@ from reliability_helpers import hold, release
 from edge_emotion import LABELS
 from edge_emotion.io.atomic import FileLockedError, lock_path
 from edge_emotion.run.clip_inputs import ClipInputs
+from edge_emotion.run.result import FileKey, Result
 from edge_emotion.run.results_file import ResultsFile
-from edge_emotion.run.rows import FileKey, build_rows
+from edge_emotion.run.rows import build_rows
 from edge_emotion.run.score import ScoreOptions, score_folder
 
 
@@ -54,7 +55,7 @@ def test_a_second_score_on_the_same_output_is_refused_and_a_killed_holder_never_
     print(f"second score refused after {refused_after:.1f} s (process start, model load included)")
 
 
-def _row(i: int) -> dict:
+def _row(i: int) -> Result:
     key = FileKey(f"/v/{i}.mp4", 10 + i, 5)
     return build_rows(ClipInputs(i, key.path, error="not a readable video container"), None, LABELS, key)[0]
 
@@ -72,7 +73,7 @@ def test_a_results_file_keeps_its_mode_through_a_resume(tmp_path):
     results.model_path.chmod(0o640)
     with ResultsFile(out, LABELS, {"artifact": "m.onnx", "sha256": "ab"}) as results:
         results.drop(["/v/0.mp4"])  # the atomic rewrite a resume does for a changed file
-    assert list(results.rows) == ["/v/1.mp4"]
+    assert list(results.files) == ["/v/1.mp4"]
     assert stat.S_IMODE(out.stat().st_mode) == 0o640
     assert stat.S_IMODE(results.model_path.stat().st_mode) == 0o640
 

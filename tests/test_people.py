@@ -24,10 +24,9 @@ from edge_emotion.errors import EdgeEmotionError
 from edge_emotion.io.decode import open_clip, read_frames
 from edge_emotion.preprocess.segments import extract, model_faces
 from edge_emotion.run.clip_inputs import InputsJob, load_clip_inputs
+from edge_emotion.run.codec import csv_columns
 from edge_emotion.run.pool import WorkerPool
 from edge_emotion.run.results_file import ResultsFile
-from edge_emotion.run.row_formats import csv_columns
-from edge_emotion.run.rows import row_key
 from edge_emotion.run.score import ScoreOptions, score_folder
 
 FPS = 30
@@ -103,7 +102,7 @@ def rows_largest(scenes, n10_checkpoint, tmp_path_factory) -> list[dict]:
 
 
 def _boxes(row: dict) -> list[list[float]]:
-    return [s["box"] for s in row["timeline"]]
+    return [s["box"] for s in row["segments"]]
 
 
 def test_faces_all_one_row_per_person_whose_boxes_never_leave_that_person(scenes, rows_all):
@@ -117,7 +116,7 @@ def test_faces_all_one_row_per_person_whose_boxes_never_leave_that_person(scenes
         for row, rect in zip(rows, rects[name]):
             assert row["people"] == len(rects[name]) and row["n_segments"] == 10
             assert row["faceless"] == 0 and row["status"] == "ok"  # every segment had this person's own face
-            assert all(s["detected"] for s in row["timeline"])
+            assert all(s["detected"] for s in row["segments"])
             assert all(inside(box, rect) for box in _boxes(row)), (name, row["person"], _boxes(row), rect)
 
 
@@ -193,8 +192,8 @@ def test_a_file_killed_between_its_people_is_scored_again(scenes, n10_checkpoint
     lines = [json.dumps(r, ensure_ascii=False) + "\n" for r in rows_all]
     out.write_text("".join(lines[:-1]) + lines[-1][:40])  # two.mp4's person 1 lost, half a line torn
     with ResultsFile(out, LABELS, faces="all") as results:
-        assert [Path(p).name for p in results.rows] == ["hd.mp4", "three.mp4", "two.mp4"]
-        assert [results.done(row_key(rows[0])) for rows in results.rows.values()] == [True, True, False]  # two.mp4: 1 of 2
+        assert [Path(p).name for p in results.files] == ["hd.mp4", "three.mp4", "two.mp4"]
+        assert [results.done(record.key) for record in results.files.values()] == [True, True, False]  # two.mp4: 1 of 2
     summary = score_folder(scenes[0], n10_checkpoint, out, ScoreOptions(workers=0, faces="all"))
     assert (summary.scored, summary.skipped, summary.rows) == (1, 2, 6)
     assert out.read_text() == "".join(lines)  # as the uninterrupted run wrote it

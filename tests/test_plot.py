@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import json
-
 import numpy as np
 import pytest
 import typer
@@ -11,10 +9,9 @@ from PIL import Image
 
 from edge_emotion.cli import app
 from edge_emotion.cli.boundary import EXIT_ERROR, EXIT_USAGE, run
-from edge_emotion.run.row_formats import format_for
-from edge_emotion.run.rows import FileKey
+from edge_emotion.run.codec import format_for, json_line
+from edge_emotion.run.result import FileKey, Live, error_result, window_result
 from edge_emotion.timeline.plot import Series, cells, clock, load_series, tick_step
-from edge_emotion.timeline.rows import window_error_row, window_format_for
 
 LABELS = ["ANG", "DIS", "FEA", "HAP", "NEU", "SAD"]
 TAB10 = {  # matplotlib's C0..C5, the colours of the labels in order
@@ -22,14 +19,14 @@ TAB10 = {  # matplotlib's C0..C5, the colours of the labels in order
 }
 
 
-def _row(path, person, k, winner, faceless=0, hop=0.5, window=2.5):
-    probs = np.full(6, 0.04)
-    probs[LABELS.index(winner)] = 0.8
-    return {
-        "path": path, "person": person, "window": k, "t_start": k * hop, "t_end": k * hop + window, "label": winner,
-        "probabilities": dict(zip(LABELS, probs.round(6).tolist())), "n_segments": 10, "faceless": faceless, "silent": 0,
-        "status": "degraded" if faceless else "ok", "error": "", "size_bytes": 1, "mtime_ns": 1, "segments": [],
-    }
+def _row(path, person, k, winner, faceless=0, hop=0.5, window=2.5, kind="window", live=None):
+    probs = np.full((10, 6), 0.04)
+    probs[:, LABELS.index(winner)] = 0.8
+    return window_result(
+        kind, None if live else FileKey(path, 1, 1), path, person=person, people=int(person is not None), window=k,
+        n_windows=None if live else 40, t_start=k * hop, t_end=k * hop + window, segment_probs=probs,
+        detected=[i >= faceless for i in range(10)], silent=0, labels=LABELS, live=live,
+    )
 
 
 def _rows():
@@ -37,12 +34,12 @@ def _rows():
     rows = [_row("/v/a.mp4", 0, k, "HAP", faceless=10 if 10 <= k < 20 else 0) for k in range(40)]
     rows += [_row("/v/a.mp4", 1, k, "SAD") for k in range(40)]
     rows += [_row("/v/b.mp4", 0, k, "ANG" if k % 4 else "NEU") for k in range(30)]
-    rows.append(window_error_row(FileKey("/v/c.mp4", 5, 5), "corrupt or truncated stream"))
+    rows.append(error_result("window", FileKey("/v/c.mp4", 5, 5), "corrupt or truncated stream"))
     return rows
 
 
 def _write(path, rows):
-    fmt = window_format_for(path, LABELS)
+    fmt = format_for(path, LABELS)
     path.write_text(fmt.header() + "".join(fmt.encode(r) for r in rows))
     return path
 
@@ -85,12 +82,11 @@ def test_plot_reads_stream_events(tmp_path, capsys):
     events = tmp_path / "events.jsonl"
     lines = []
     for k in range(20):
-        row = _row("", 0, k, "FEA" if k < 10 else "NEU", hop=0.25, window=2.5)
-        lines.append(json.dumps({key: row[key] for key in ("t_start", "t_end", "label", "probabilities", "faceless", "silent")}
-                                | {"latency_ms": 150.0, "dropped_frames": 0}))
-    events.write_text("\n".join(lines) + '\n{"t_start": 5.0, "t_')  # a torn last line, as a killed stream leaves
+        live = Live(0, "2025-06-01T12:00:03.250+00:00", 150.0, 0)
+        lines.append(json_line(_row("udp://127.0.0.1:5000", 0, k, "FEA" if k < 10 else "NEU", hop=0.25, kind="stream", live=live)))
+    events.write_text("".join(lines) + '{"t_start": 5.0, "t_')  # a torn last line, as a killed stream leaves
     series = load_series(events)
-    assert [(s.name, s.person, len(s.middle)) for s in series] == [("events.jsonl", 0, 20)]
+    assert [(s.name, s.person, len(s.middle)) for s in series] == [("udp://127.0.0.1:5000", 0, 20)]
     png = tmp_path / "events.png"
     code, out, err = _cli(["plot", events, "-o", png], capsys)
     assert code == 0, err
@@ -128,7 +124,7 @@ def test_bad_inputs_end_in_one_line(tmp_path, capsys):
     (tmp_path / "binary.jsonl").write_bytes(bytes(range(256)))
     code, _, err = _cli(["plot", tmp_path / "binary.jsonl", "-o", png], capsys)
     _one_error_line(code, err, EXIT_ERROR, "binary.jsonl", "not results")
-    errors_only = _write(tmp_path / "errors.csv", [window_error_row(FileKey("/v/c.mp4", 5, 5), "no video stream")])
+    errors_only = _write(tmp_path / "errors.csv", [error_result("window", FileKey("/v/c.mp4", 5, 5), "no video stream")])
     code, _, err = _cli(["plot", errors_only, "-o", png], capsys)
     _one_error_line(code, err, EXIT_ERROR, "errors.csv", "no windows to plot", "1 rows")
     code, _, err = _cli(["plot", _write(tmp_path / "rows.csv", _rows()), "-o", tmp_path / "t.jpg"], capsys)
@@ -138,10 +134,7 @@ def test_bad_inputs_end_in_one_line(tmp_path, capsys):
 
 @pytest.mark.parametrize("suffix", [".csv", ".jsonl"])
 def test_clip_rows_without_windows_are_refused_saying_why(tmp_path, capsys, suffix):
-    clip_row = {
-        "path": "/v/a.mp4", "label": "HAP", "probabilities": dict(zip(LABELS, [0.1] * 6)), "n_segments": 10, "faceless": 0,
-        "silent": 0, "duration_s": 2.5, "status": "ok", "error": "", "size_bytes": 1, "mtime_ns": 1, "timeline": [],
-    }
+    clip_row = _row("/v/a.mp4", 0, 0, "HAP", kind="clip")  # a clip: one window over the whole file, kind clip
     fmt = format_for(tmp_path / f"clips{suffix}", LABELS)
     (tmp_path / f"clips{suffix}").write_text(fmt.header() + fmt.encode(clip_row))
     code, _, err = _cli(["plot", tmp_path / f"clips{suffix}", "-o", tmp_path / "t.png"], capsys)

@@ -14,6 +14,7 @@ from edge_emotion import LABELS
 from edge_emotion.backends import open_backend
 from edge_emotion.cli import app
 from edge_emotion.errors import VideoError
+from edge_emotion.run.codec import to_record
 from edge_emotion.run.score import ScoreOptions, predict_clip, score_folder
 
 
@@ -36,10 +37,10 @@ def scored(tmp_path_factory, hap_clip_path, neu_clip_path, fresh_checkpoint) -> 
 def test_predict_gives_the_numbers_score_gives(scored, fresh_checkpoint, face_detector):
     with open_backend(fresh_checkpoint) as backend:
         for want in scored.values():
-            got = predict_clip(Path(want["path"]), backend, face_detector)
+            got = to_record(predict_clip(Path(want["path"]), backend, face_detector))
             assert got["path"] == want["path"] and got["label"] == want["label"] and got["status"] == want["status"]
             np.testing.assert_allclose(_probs(got), _probs(want), atol=2e-6)
-            for seg_got, seg_want in zip(got["timeline"], want["timeline"]):
+            for seg_got, seg_want in zip(got["segments"], want["segments"]):
                 assert (seg_got["frame"], seg_got["audio_centre_s"]) == (seg_want["frame"], seg_want["audio_centre_s"])
                 np.testing.assert_allclose(list(seg_got["probabilities"].values()), list(seg_want["probabilities"].values()), atol=2e-6)
 
@@ -58,7 +59,7 @@ def test_predict_cli_json_and_table(scored, fresh_checkpoint):
     console.print(_probability_table(got), _timeline_table(got))
     text = console.export_text()
     assert want["label"] in text and f"{want['probabilities'][want['label']]:.4f}" in text and "timeline" in text
-    assert text.count(want["timeline"][0]["probabilities"]["ANG"].__format__(".2f")) >= 1
+    assert text.count(want["segments"][0]["probabilities"]["ANG"].__format__(".2f")) >= 1
 
 
 def test_predict_refuses_a_broken_file_naming_the_cause(tmp_path, fresh_checkpoint):
@@ -78,5 +79,5 @@ def test_predict_with_the_exported_onnx_matches_torch_scores(scored, fresh_check
     with open_backend(onnx_path, device="cpu") as backend:
         assert backend.name == "onnxruntime"
         for want in scored.values():
-            got = predict_clip(Path(want["path"]), backend, face_detector)
+            got = to_record(predict_clip(Path(want["path"]), backend, face_detector))
             np.testing.assert_allclose(_probs(got), _probs(want), atol=1e-5)

@@ -26,8 +26,8 @@ from edge_emotion.errors import EdgeEmotionError  # noqa: E402
 from edge_emotion.ray.cluster import RayOptions, Resources  # noqa: E402
 from edge_emotion.ray.reaper import _stat, descendants  # noqa: E402
 from edge_emotion.ray.scoring import ActorPlan, describe, plan_actors, read_artifact, run_pipeline  # noqa: E402
-from edge_emotion.run.row_formats import CsvFormat  # noqa: E402
-from edge_emotion.run.rows import FileKey  # noqa: E402
+from edge_emotion.run.codec import CsvFormat, to_record  # noqa: E402
+from edge_emotion.run.result import FileKey  # noqa: E402
 from edge_emotion.run.score import ScoreOptions, score_folder  # noqa: E402
 
 pytestmark = [
@@ -99,8 +99,8 @@ def test_score_executor_ray_writes_the_local_rows(ray_cluster, folder, local_row
     rows = [json.loads(line) for line in out.read_text().splitlines()]
     _assert_same_rows(rows, local_rows)
     for g, w in zip(rows, local_rows):  # the JSONL timeline too: frames, times, per-segment probabilities
-        assert [s["frame"] for s in g["timeline"]] == [s["frame"] for s in w["timeline"]]
-        for gs, ws in zip(g["timeline"], w["timeline"]):
+        assert [s["frame"] for s in g["segments"]] == [s["frame"] for s in w["segments"]]
+        for gs, ws in zip(g["segments"], w["segments"]):
             np.testing.assert_allclose(list(gs["probabilities"].values()), list(ws["probabilities"].values()), atol=1e-5)
     errors = {Path(r["path"]).name: r["error"] for r in rows if r["status"] == "error"}
     assert errors == {"random.mp4": local_rows[-2]["error"], "zero.mp4": local_rows[-1]["error"]}
@@ -196,7 +196,7 @@ def test_killed_driver_of_its_own_instance_leaves_no_process_and_resumes_exactly
     assert summary.skipped == len(written) and summary.scored == len(local_rows) - len(written)
     text = out.read_text()
     assert text.endswith("\n") and "/half/a/row.flv" not in text
-    _assert_same_rows(CsvFormat(LABELS).read(text), local_rows)
+    _assert_same_rows([to_record(r) for r in CsvFormat(LABELS).decode(text)], local_rows)
 
 
 def test_faces_all_on_ray_gives_the_local_rows_per_person(ray_cluster, fresh_checkpoint, hap_clip_path, neu_clip_path, tmp_path):
@@ -214,7 +214,7 @@ def test_faces_all_on_ray_gives_the_local_rows_per_person(ray_cluster, fresh_che
     want, got = ([json.loads(line) for line in (tmp_path / name).read_text().splitlines()] for name in ("local.jsonl", "ray.jsonl"))
     assert [(r["person"], r["people"]) for r in got] == [(r["person"], r["people"]) for r in want] == [(0, 2), (1, 2)]
     _assert_same_rows(got, want)
-    assert [[s["box"] for s in r["timeline"]] for r in got] == [[s["box"] for s in r["timeline"]] for r in want]
+    assert [[s["box"] for s in r["segments"]] for r in got] == [[s["box"] for s in r["segments"]] for r in want]
 
 
 def test_prepare_executor_ray_writes_the_local_cache(ray_cluster, hap_clip_path, neu_clip_path, tmp_path):

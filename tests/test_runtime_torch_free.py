@@ -89,10 +89,11 @@ def test_score_predict_and_bench_run_without_torch(blocker, onnx_model, hap_clip
 def test_in_process_score_matches_the_torch_free_one(blocker, onnx_model, hap_clip_path, tmp_path):
     """The same clip scored here (torch importable) and in a blocked process: one implementation, one answer."""
     from edge_emotion.backends import open_backend
+    from edge_emotion.run.codec import to_record
     from edge_emotion.run.score import predict_clip
 
     with open_backend(onnx_model) as backend:
-        here = predict_clip(hap_clip_path, backend)
+        here = to_record(predict_clip(hap_clip_path, backend))
     there = run_runtime(blocker, "predict", str(hap_clip_path), "-m", str(onnx_model), "--json")
     assert there.returncode == 0, there.stderr
     row = json.loads(there.stdout)

@@ -21,10 +21,11 @@ from edge_emotion.config import PreprocessConfig
 from edge_emotion.errors import EdgeEmotionError
 from edge_emotion.io.scan import Shard, find_videos, select_shard, shard_of
 from edge_emotion.run.clip_inputs import ClipInputs
+from edge_emotion.run.codec import CsvFormat, to_record
 from edge_emotion.run.pool import WorkerPool
+from edge_emotion.run.result import FileKey
 from edge_emotion.run.results_file import ResultsFile
-from edge_emotion.run.row_formats import CsvFormat
-from edge_emotion.run.rows import FileKey, build_rows
+from edge_emotion.run.rows import build_rows
 from edge_emotion.run.score import ScoreOptions, SegmentBatcher, plan_folder, score_folder
 
 N = 4  # fresh_checkpoint's segments
@@ -56,7 +57,7 @@ def video_folder(tmp_path_factory, hap_clip_path, neu_clip_path) -> Path:
 
 @pytest.fixture(scope="module")
 def reference_rows(video_folder, fresh_checkpoint, tmp_path_factory) -> list[dict]:
-    """An uninterrupted run (in-process preprocessing), JSONL with timelines."""
+    """An uninterrupted run (in-process preprocessing), JSONL with segments."""
     out = tmp_path_factory.mktemp("ref") / "results.jsonl"
     summary = score_folder(video_folder, fresh_checkpoint, out, ScoreOptions(workers=0, batch_size=6))
     assert summary.rows == summary.scored == 6 and summary.skipped == 0
@@ -76,17 +77,17 @@ def test_one_row_per_clip_errors_name_the_cause(reference_rows, video_folder):
         assert row["status"] == "ok" and row["error"] == "" and row["faceless"] == 0 and row["silent"] == 0
         probs = np.array([row["probabilities"][k] for k in LABELS])
         assert abs(probs.sum() - 1) < 1e-5 and row["label"] == LABELS[int(probs.argmax())]
-        assert row["n_segments"] == N and len(row["timeline"]) == N
-        seg_probs = np.array([[s["probabilities"][k] for k in LABELS] for s in row["timeline"]])  # [N, K]
+        assert row["n_segments"] == N and len(row["segments"]) == N
+        seg_probs = np.array([[s["probabilities"][k] for k in LABELS] for s in row["segments"]])  # [N, K]
         np.testing.assert_allclose(seg_probs.mean(0), probs, atol=2e-6)  # consensus / N
-        assert [s["frame"] for s in row["timeline"]] == sorted(s["frame"] for s in row["timeline"])
+        assert [s["frame"] for s in row["segments"]] == sorted(s["frame"] for s in row["segments"])
     for name in ("1001_DFA_HAP_XX.flv", "1001_DFA_NEU_XX.flv"):  # 480x360, the actor's face near the centre
-        for seg in by_name[name]["timeline"]:
+        for seg in by_name[name]["segments"]:
             x1, y1, x2, y2 = seg["box"]
             assert seg["detected"] is True and 0 <= x1 < x2 <= 480 and 0 <= y1 < y2 <= 360 and 70 < x2 - x1 < 150
     blank = by_name["blank_silent.mp4"]
     assert blank["status"] == "degraded" and blank["faceless"] == N and blank["silent"] == N
-    assert all(seg["box"] is None and seg["detected"] is False for seg in blank["timeline"])  # centre crops
+    assert all(seg["box"] is None and seg["detected"] is False for seg in blank["segments"])  # centre crops
     assert by_name["face_tone.mp4"]["duration_s"] == pytest.approx(1.0, abs=0.01)
 
 
@@ -116,7 +117,7 @@ def test_kill_and_resume_equals_uninterrupted_run(video_folder, fresh_checkpoint
     assert summary.skipped == len(written) and summary.scored == len(reference_rows) - len(written)
     text = out.read_text()
     assert text.endswith("\n") and "/half/a/row.flv" not in text
-    rows = CsvFormat(LABELS).read(text)
+    rows = [to_record(r) for r in CsvFormat(LABELS).decode(text)]
     assert [r["path"] for r in rows] == [r["path"] for r in reference_rows]  # no duplicate, missing or torn row
     for got, want in zip(rows, reference_rows):
         for key in ("label", "status", "error", "n_segments", "faceless", "silent", "duration_s", "size_bytes", "mtime_ns"):
@@ -213,9 +214,9 @@ def test_the_timeline_gives_each_segment_its_own_box_and_detection():
     clip = _clip(0, 3)
     clip.people[0].boxes = [(1.0, 2.0, 3.0, 4.0), None, (5.04, 6.0, 7.0, 8.0)]
     clip.people[0].detected = [True, False, True]
-    (row,) = build_rows(clip, np.full((1, 3, 6), 1 / 6, np.float32), LABELS, FileKey("/v/0.mp4", 1, 1))
-    assert [s["box"] for s in row["timeline"]] == [[1.0, 2.0, 3.0, 4.0], None, [5.0, 6.0, 7.0, 8.0]]
-    assert [s["detected"] for s in row["timeline"]] == [True, False, True]
+    (row,) = map(to_record, build_rows(clip, np.full((1, 3, 6), 1 / 6, np.float32), LABELS, FileKey("/v/0.mp4", 1, 1)))
+    assert [s["box"] for s in row["segments"]] == [[1.0, 2.0, 3.0, 4.0], None, [5.0, 6.0, 7.0, 8.0]]
+    assert [s["detected"] for s in row["segments"]] == [True, False, True]
 
 
 def test_results_file_truncates_a_partial_line_and_drops_stale_rows(tmp_path):
@@ -227,7 +228,7 @@ def test_results_file_truncates_a_partial_line_and_drops_stale_rows(tmp_path):
     with open(out, "ab") as f:
         f.write(b"/v/3.mp4,NEU,0.2")
     with ResultsFile(out, LABELS) as results:
-        assert list(results.rows) == ["/v/0.mp4", "/v/1.mp4", "/v/2.mp4"]
+        assert list(results.files) == ["/v/0.mp4", "/v/1.mp4", "/v/2.mp4"]
         assert results.done(FileKey("/v/1.mp4", 11, 5)) and not results.done(FileKey("/v/1.mp4", 99, 5))
         results.drop(["/v/1.mp4"])
     text = out.read_text()

@@ -37,6 +37,7 @@ from edge_emotion import LABELS
 from edge_emotion.cli.stream_cmds import live_view, summary_lines
 from edge_emotion.config import SpectrogramParams
 from edge_emotion.io.decode import _resample_audio
+from edge_emotion.run.result import Live, window_result
 from edge_emotion.run.score import ScoreOptions
 from edge_emotion.stream import EventsFile, SourceSpec, read_events
 from edge_emotion.stream.buffer import LiveBuffer
@@ -53,11 +54,10 @@ sharp_onnx, backend, recording, clip_file, file_run, references = (stream_helper
 def test_the_grid_on_the_stream_clock_is_the_files_grid_from_the_epochs_first_frame():
     grid = make_grid(N, WINDOW, 2 * L, FPS)  # segments of 9.59 frames, windows every 2 segments
     epoch = EpochGrid(grid, 10.0, SpectrogramParams())
-    frames = grid.frames(np.arange(12))
-    assert [epoch.slot(j) for j in range(12)] == pytest.approx(10.0 + frames / FPS)
+    assert [epoch.slot(j) for j in range(12)] == pytest.approx(10.0 + (np.arange(12) + 0.5) * grid.segment_s)  # middles
     assert epoch.window_times(3) == pytest.approx((10.0 + 6 * L, 10.0 + 10 * L)) and epoch.segments(3) == range(6, 10)
     for j in range(12):  # a segment is whole once its last frame is there: the file's rule (segment_count)
-        assert grid.segment_count(round((epoch.last_frame(j) - 10.0) * FPS) + 1) == j + 1
+        assert grid.segment_count((round((epoch.last_frame(j) - 10.0) * FPS) + 1) / FPS) == j + 1
         assert epoch.last_covered_at(epoch.last_frame(j)) == j and epoch.last_covered_at(epoch.last_frame(j) - 1e-3) == j - 1
         assert epoch.last_slot_at(epoch.slot(j)) == j and epoch.last_slot_at(epoch.slot(j) - 1e-3) == j - 1
         a, b = epoch.audio_span(j)  # [c - d/2, c + d/2) in samples of the stream clock
@@ -108,7 +108,10 @@ def test_event_lines_are_whole_and_a_torn_last_line_is_left_out(tmp_path):
     path = tmp_path / "events.jsonl"
     events = EventsFile(path)
     for k in range(3):
-        events.write({"t_start": k, "label": "HAP"})
+        events.write(window_result(
+            "stream", None, "udp://x", person=None, people=0, window=k, n_windows=None, t_start=k, t_end=k + 2.5,
+            segment_probs=np.full((10, 6), 1 / 6), detected=[False] * 10, silent=0, labels=LABELS, live=Live(0, "t", 1.0, 0),
+        ))
     events.close()
     assert [e["t_start"] for e in read_events(path)] == [0, 1, 2]
     with open(path, "a") as f:

@@ -5,13 +5,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from edge_emotion.io.frame_times import FrameTimes
 from edge_emotion.config import PreprocessConfig, SpectrogramParams
 from edge_emotion.preprocess.plan import Segment, plan_segments
 from edge_emotion.run.consensus import clip_probabilities, consensus
 from edge_emotion.timeline.grid import (
-    GridError,
-    default_hop,
-    default_window,
     make_grid,
     plan_timeline,
     window_counts,
@@ -19,35 +17,41 @@ from edge_emotion.timeline.grid import (
     window_sums,
     windows_complete,
 )
+from edge_emotion.timeline.window_options import GridError, default_hop, default_window
+
+
+def _frames(grid, count: int) -> list[int]:
+    """The frames of a constant-rate recording's first `count` grid segments."""
+    return [s.frame for s in plan_timeline(grid, FrameTimes.constant(1000, grid.fps)).segments[:count]]
 
 
 def test_grid_frames_and_centres_are_the_middle_frames():
     grid = make_grid(4, window_s=1.0, hop_s=0.25, fps=20)  # L = 0.25 s = 5 frames
     assert (grid.segment_frames, grid.hop, grid.segment_s) == (5.0, 1, 0.25)
-    assert grid.frames(np.arange(5)).tolist() == [2, 7, 12, 17, 22]
-    assert grid.segment(3) == Segment(17, 17 / 20)
+    assert _frames(grid, 5) == [2, 7, 12, 17, 22]
+    assert plan_timeline(grid, FrameTimes.constant(100, 20)).segments[3] == Segment(17, 17 / 20)
     assert grid.window_times(2) == (0.5, 1.5)
 
 
 def test_a_fractional_segment_takes_floor_of_its_middle():
     grid = make_grid(10, window_s=2.5, hop_s=0.5, fps=30)  # l = 7.5 frames, hop 2 segments
     assert (grid.segment_frames, grid.hop) == (7.5, 2)
-    assert grid.frames(np.arange(4)).tolist() == [3, 11, 18, 26]  # floor(3.75), floor(11.25), ...
-    assert grid.segment(1).centre == pytest.approx(11 / 30)
+    assert _frames(grid, 4) == [3, 11, 18, 26]  # floor(3.75), floor(11.25), ...
+    assert plan_timeline(grid, FrameTimes.constant(100, 30)).segments[1].centre == pytest.approx(11 / 30)
 
 
 def test_a_segment_length_that_is_whole_frames_up_to_rounding_is_snapped():
     grid = make_grid(10, window_s=1.0, hop_s=0.1, fps=30)  # 0.1 x 30 = 3.0000000000000004
     assert grid.segment_frames == 3.0
-    assert grid.segment_count(30) == 10 and grid.window_count(30) == 1
+    assert grid.segment_count(1.0) == 10 and grid.window_count(1.0) == 1
 
 
 @pytest.mark.parametrize(("fps", "n", "window", "hop"), [(20, 4, 1.0, 0.25), (20, 4, 1.0, 0.5), (25, 10, 2.0, 0.4), (30, 10, 2.0, 0.4)])
 def test_each_window_is_the_plan_of_a_file_cut_to_it(fps, n, window, hop):
     grid = make_grid(n, window, hop, fps)
     frame_count = 12 * fps + 7
-    timeline = plan_timeline(grid, frame_count)
-    cut = plan_segments(n, int(n * grid.segment_frames), fps, "test")  # what predict plans for a file of exactly one window
+    timeline = plan_timeline(grid, FrameTimes.constant(frame_count, grid.fps))
+    cut = plan_segments(n, FrameTimes.constant(int(n * grid.segment_frames), fps), "test")  # what predict plans for a file of exactly one window
     for w in timeline.windows:
         start = round(w.t_start * fps)  # the cut's first frame
         segs = timeline.segments[w.first : w.first + n]
@@ -60,7 +64,7 @@ def test_each_window_is_the_plan_of_a_file_cut_to_it(fps, n, window, hop):
 
 def test_each_segment_is_planned_once_and_windows_share_them():
     grid = make_grid(10, 2.5, 0.25, 30)  # hop = one segment
-    timeline = plan_timeline(grid, 60 * 30)  # a minute: 240 segments
+    timeline = plan_timeline(grid, FrameTimes.constant(60 * 30, grid.fps))  # a minute: 240 segments
     assert len(timeline.segments) == 240 and len(timeline.windows) == 231
     assert timeline.grid_index == list(range(240))
     assert len({s.frame for s in timeline.segments}) == 240
@@ -68,7 +72,7 @@ def test_each_segment_is_planned_once_and_windows_share_them():
 
 def test_a_hop_longer_than_the_window_plans_no_segment_in_the_gaps():
     grid = make_grid(4, 1.0, 2.0, 20)  # windows of 4 segments every 8
-    timeline = plan_timeline(grid, 100)  # 20 segments: windows at 0, 8, 16
+    timeline = plan_timeline(grid, FrameTimes.constant(100, grid.fps))  # 20 segments: windows at 0, 8, 16
     assert [w.first for w in timeline.windows] == [0, 4, 8]
     assert timeline.grid_index == [0, 1, 2, 3, 8, 9, 10, 11, 16, 17, 18, 19]
     assert [(w.t_start, w.t_end) for w in timeline.windows] == [(0.0, 1.0), (2.0, 3.0), (4.0, 5.0)]
@@ -76,7 +80,7 @@ def test_a_hop_longer_than_the_window_plans_no_segment_in_the_gaps():
 
 def test_the_tail_shorter_than_a_hop_is_in_no_window():
     grid = make_grid(4, 1.0, 0.5, 20)
-    timeline = plan_timeline(grid, 49)  # 2.45 s: 9 whole segments; windows at 0, 0.5, 1.0 s
+    timeline = plan_timeline(grid, FrameTimes.constant(49, grid.fps))  # 2.45 s: 9 whole segments; windows at 0, 0.5, 1.0 s
     assert [(w.t_start, w.t_end) for w in timeline.windows] == [(0.0, 1.0), (0.5, 1.5), (1.0, 2.0)]
     assert timeline.grid_index == list(range(8))
 
@@ -100,8 +104,8 @@ def test_default_hop_is_the_multiple_of_the_segment_nearest_half_a_second():
 @pytest.mark.parametrize("frame_count", [1, 7, 19])
 def test_a_recording_shorter_than_a_window_is_one_window_planned_as_score_plans_a_clip(frame_count):
     grid = make_grid(4, 1.0, 0.25, 20)  # a window is 20 frames
-    timeline = plan_timeline(grid, frame_count)
-    assert timeline.segments == plan_segments(4, frame_count, 20.0, "test")
+    timeline = plan_timeline(grid, FrameTimes.constant(frame_count, grid.fps))
+    assert timeline.segments == plan_segments(4, FrameTimes.constant(frame_count, 20.0), "test")
     assert len(timeline.windows) == 1
     w = timeline.windows[0]
     assert (w.index, w.first, w.t_start, w.t_end) == (0, 0, 0.0, frame_count / 20)
@@ -109,8 +113,8 @@ def test_a_recording_shorter_than_a_window_is_one_window_planned_as_score_plans_
 
 def test_a_recording_of_exactly_one_window_is_one_grid_window():
     grid = make_grid(4, 1.0, 0.25, 20)
-    timeline = plan_timeline(grid, 20)
-    assert len(timeline.windows) == 1 and timeline.segments == plan_segments(4, 20, 20.0, "test")
+    timeline = plan_timeline(grid, FrameTimes.constant(20, grid.fps))
+    assert len(timeline.windows) == 1 and timeline.segments == plan_segments(4, FrameTimes.constant(20, 20.0), "test")
 
 
 def test_window_sums_equal_the_direct_consensus_of_each_window():
@@ -127,7 +131,7 @@ def test_window_sums_equal_the_direct_consensus_of_each_window():
 
 def test_window_probabilities_and_counts_over_a_timeline():
     grid = make_grid(4, 1.0, 0.5, 20)
-    timeline = plan_timeline(grid, 70)  # 14 segments, windows every 2
+    timeline = plan_timeline(grid, FrameTimes.constant(70, grid.fps))  # 14 segments, windows every 2
     rng = np.random.default_rng(1)
     probs = rng.dirichlet(np.ones(6), size=len(timeline.segments)).astype(np.float32)  # [S, K]
     faceless = np.zeros(len(timeline.segments), bool)
@@ -140,7 +144,7 @@ def test_window_probabilities_and_counts_over_a_timeline():
 
 def test_an_hour_of_segments_sums_without_drift():
     grid = make_grid(10, 2.5, 0.25, 30)
-    timeline = plan_timeline(grid, 3600 * 30)
+    timeline = plan_timeline(grid, FrameTimes.constant(3600 * 30, grid.fps))
     assert len(timeline.segments) == 14400 and len(timeline.windows) == 14391
     probs = np.random.default_rng(2).dirichlet(np.ones(6), size=14400).astype(np.float32)
     last = window_probabilities(probs, timeline)[-1]
@@ -154,17 +158,14 @@ def test_window_sums_refuse_windows_past_the_segments():
 
 
 def test_windows_complete_once_their_last_segment_is_scored():
-    timeline = plan_timeline(make_grid(4, 1.0, 0.5, 20), 70)
+    timeline = plan_timeline(make_grid(4, 1.0, 0.5, 20), FrameTimes.constant(70, 20))
     assert windows_complete(timeline, 3) == []
     assert [w.index for w in windows_complete(timeline, 4)] == [0]
     assert [w.index for w in windows_complete(timeline, 9)] == [0, 1, 2]
 
 
-def test_default_window_is_streams():
-    from edge_emotion.stream.window import default_window as stream_default
-
-    for config in (PreprocessConfig(n_segments=10), PreprocessConfig(n_segments=4), PreprocessConfig(n_segments=3, audio=SpectrogramParams(window_s=1.0))):
-        assert default_window(config) == stream_default(config)
+def test_default_window_is_a_quarter_second_a_segment_and_at_least_one_audio_window():
+    assert default_window(PreprocessConfig(n_segments=3, audio=SpectrogramParams(window_s=1.0))) == 1.0
     assert default_window(PreprocessConfig(n_segments=10)) == 2.5
     assert default_window(PreprocessConfig(n_segments=4)) == 1.28  # never shorter than one audio window
 
@@ -186,18 +187,19 @@ def _scored(timeline):
 
 
 def _window_rows():
-    from edge_emotion.run.rows import FileKey
+    from edge_emotion.run.codec import to_record
+    from edge_emotion.run.result import FileKey
     from edge_emotion.timeline.people import WindowPerson
     from edge_emotion.timeline.rows import build_window_rows
 
-    timeline = plan_timeline(make_grid(4, 1.0, 0.5, 20), 70)  # 14 segments, 6 windows
+    timeline = plan_timeline(make_grid(4, 1.0, 0.5, 20), FrameTimes.constant(70, 20))  # 14 segments, 6 windows
     probs, boxes, detected, silent = _scored(timeline)
     rows = []
     for span in timeline.windows:
         s = slice(span.first, span.first + 4)
         who = WindowPerson(2, probs[s], boxes[s], detected[s])
         rows += build_window_rows(FileKey("/v/a.mp4", 123, 456), timeline, span, [who], silent[s], 1, LABELS)
-    return timeline, probs, rows
+    return timeline, probs, [to_record(r) for r in rows]
 
 
 def test_window_rows_hold_each_windows_consensus_counts_and_segments():
@@ -222,39 +224,20 @@ def test_window_rows_hold_each_windows_consensus_counts_and_segments():
 
 
 def test_a_window_without_anyone_has_one_centre_crop_row_with_person_empty():
-    from edge_emotion.run.rows import FileKey
+    from edge_emotion.run.codec import to_record
+    from edge_emotion.run.result import FileKey
     from edge_emotion.timeline.people import WindowPerson
     from edge_emotion.timeline.rows import build_window_rows
 
-    timeline = plan_timeline(make_grid(4, 1.0, 0.5, 20), 70)
+    timeline = plan_timeline(make_grid(4, 1.0, 0.5, 20), FrameTimes.constant(70, 20))
     nobody = WindowPerson(None, np.full((4, 6), 1 / 6, np.float32), [None] * 4, np.zeros(4, bool))
-    (row,) = build_window_rows(FileKey("/v/a.mp4", 1, 1), timeline, timeline.windows[2], [nobody], np.zeros(4, bool), 0, LABELS)
+    (row,) = map(to_record, build_window_rows(FileKey("/v/a.mp4", 1, 1), timeline, timeline.windows[2], [nobody], np.zeros(4, bool), 0, LABELS))
     assert (row["person"], row["people"], row["faceless"], row["status"]) == (None, 0, 4, "degraded")
     assert [s["box"] for s in row["segments"]] == [None] * 4
 
 
-def test_window_rows_read_back_from_csv_and_jsonl():
-    from edge_emotion.run.rows import FileKey
-    from edge_emotion.timeline.rows import csv_labels, window_error_row, window_format_for
+def test_csv_labels_reads_the_results_header_and_refuses_others():
+    from edge_emotion.run.codec import csv_columns, csv_labels
 
-    _, _, rows = _window_rows()
-    rows.append(window_error_row(FileKey("/v/b.mp4", 9, 8), "corrupt or truncated stream\n(bad)"))
-    csv_format = window_format_for("out.csv", LABELS)
-    text = csv_format.header() + "".join(csv_format.encode(r) for r in rows)
-    header = text.splitlines()[0].split(",")
-    assert header[:8] == ["path", "person", "people", "window", "n_windows", "t_start", "t_end", "label"] and csv_labels(header) == LABELS
-    assert csv_format.read(text) == [{k: v for k, v in r.items() if k != "segments"} for r in rows]
-    assert list(csv_format.iter_read(text)) == csv_format.read(text)
-    assert rows[-1]["error"] == "corrupt or truncated stream (bad)" and rows[-1]["person"] is None
-    jsonl = window_format_for("out.jsonl", LABELS)
-    assert jsonl.read("".join(jsonl.encode(r) for r in rows)) == rows
-    with pytest.raises(ValueError, match="must end in .csv or .jsonl"):
-        window_format_for("out.txt", LABELS)
-
-
-def test_csv_labels_refuses_other_headers():
-    from edge_emotion.run.row_formats import csv_columns
-    from edge_emotion.timeline.rows import csv_labels
-
-    assert csv_labels(csv_columns(LABELS)) is None  # clip rows, not windows
+    assert csv_labels(csv_columns(LABELS)) == LABELS
     assert csv_labels(["path", "person", "people", "window", "n_windows", "t_start", "t_end", "label", "HAP", "n_segments"]) is None

@@ -27,7 +27,7 @@ from edge_emotion.timeline.recording import recording_parts
 from edge_emotion.timeline.score import score_timelines
 
 FPS, RATE, SECONDS = 20, 48_000, 12
-CONFIG = PreprocessConfig(n_segments=4)  # the fresh checkpoint's N: 0.25 s segments of 5 frames, windows of 1 s
+CONFIG = PreprocessConfig(n_segments=4)  # the test checkpoints' N: 0.25 s segments of 5 frames, windows of 1 s
 WINDOW, HOP = 1.0, 0.5
 A_LEAVES, B_ENTERS = 160, 60  # frames
 SMALL_CHUNKS = Chunking(max_s=6.0, min_s=3.0)  # the 12 s scene in 2 chunks on 2 workers
@@ -61,12 +61,13 @@ def rows_of(path: Path) -> list[dict]:
 
 
 @pytest.fixture(scope="module")
-def whole_rows(scene, fresh_checkpoint, tmp_path_factory) -> dict[str, list[dict]]:
-    """The scene scored in one piece (in this process), everyone and the main person."""
+def whole_rows(scene, sharp_checkpoint, tmp_path_factory) -> dict[str, list[dict]]:
+    """The scene scored in one piece (in this process), everyone and the main person, by the sharp checkpoint: its
+    probabilities move with the input, so rows equal to 1e-5 are rows of the same inputs."""
     out = {}
     for faces in ("all", "largest"):
         path = tmp_path_factory.mktemp(faces) / "rows.jsonl"
-        score_timelines(scene, fresh_checkpoint, path, ScoreOptions(workers=0, window=WINDOW, hop=HOP, faces=faces))
+        score_timelines(scene, sharp_checkpoint, path, ScoreOptions(workers=0, window=WINDOW, hop=HOP, faces=faces))
         out[faces] = rows_of(path)
     return out
 
@@ -133,12 +134,29 @@ def assert_same_rows(got: list[dict], want: list[dict]) -> None:
         np.testing.assert_allclose(list(g["probabilities"].values()), list(w["probabilities"].values()), atol=1e-5)
 
 
+def test_the_whole_file_rows_tell_inputs_apart(whole_rows):
+    """The chunk comparison's 1e-5 means something: across the scene's windows the probabilities move by far more."""
+    probs = np.array([list(r["probabilities"].values()) for r in whole_rows["all"]])  # [R, K]
+    assert np.ptp(probs, axis=0).max() > 0.05
+
+
 @pytest.mark.parametrize("faces", ["all", "largest"])
-def test_chunks_on_two_workers_give_the_rows_of_the_whole_file(scene, whole_rows, fresh_checkpoint, tmp_path, faces):
+def test_chunks_on_two_workers_give_the_rows_of_the_whole_file(scene, whole_rows, sharp_checkpoint, tmp_path, faces, monkeypatch):
+    import edge_emotion.timeline.score as timeline_score
+
+    scored_chunks = set()
+    score_clips = timeline_score.score_clips
+
+    def counting(parts, *args, **kwargs):  # the real scorer; notes which chunk each scored piece came from
+        for item in score_clips(parts, *args, **kwargs):
+            scored_chunks.add((item.clip.chunk.number, item.clip.chunk.count))
+            yield item
+
+    monkeypatch.setattr(timeline_score, "score_clips", counting)
     out = tmp_path / "rows.jsonl"
     options = ScoreOptions(workers=2, window=WINDOW, hop=HOP, faces=faces)
-    summary = score_timelines(scene, fresh_checkpoint, out, options, chunking=SMALL_CHUNKS)
-    assert summary.scored == 1
+    summary = score_timelines(scene, sharp_checkpoint, out, options, chunking=SMALL_CHUNKS)
+    assert summary.scored == 1 and scored_chunks == {(0, 2), (1, 2)}  # two chunks really ran
     assert_same_rows(rows_of(out), whole_rows[faces])
 
 
@@ -206,7 +224,7 @@ score_timelines(sys.argv[1], sys.argv[2], sys.argv[3], ScoreOptions(workers=2, w
 
 
 @pytest.mark.slow
-def test_chunked_scoring_killed_and_resumed_equals_one_run(scene, hap_clip_path, fresh_checkpoint, whole_rows, tmp_path):
+def test_chunked_scoring_killed_and_resumed_equals_one_run(scene, hap_clip_path, sharp_checkpoint, whole_rows, tmp_path):
     """SIGKILL while the scene's chunks are in the workers, and at random points: the resumed file equals one run."""
     folder = tmp_path / "videos"
     folder.mkdir()
@@ -214,7 +232,7 @@ def test_chunked_scoring_killed_and_resumed_equals_one_run(scene, hap_clip_path,
     (folder / "b_two.mkv").write_bytes(scene.read_bytes())
     (folder / "c_two.mkv").write_bytes(scene.read_bytes())
     out = tmp_path / "killed.jsonl"
-    cmd = [sys.executable, "-c", KILLABLE, str(folder), str(fresh_checkpoint), str(out)]
+    cmd = [sys.executable, "-c", KILLABLE, str(folder), str(sharp_checkpoint), str(out)]
 
     def kill_after(seconds: float, first_row: bool = False) -> None:
         proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -259,9 +277,9 @@ def test_a_pass_from_a_keyframe_gives_the_whole_files_frames_and_samples(suffix,
         path = write_recording(tmp_path / f"r{suffix}", frames, audio, FPS, rate)
     facts, cuts = probe(path, keyframes=True)
     cut = next(c for c in cuts if c.time_s >= 3.0)
-    timeline = plan_timeline(make_grid(4, WINDOW, HOP, facts.fps), facts.frame_count)
+    timeline = plan_timeline(make_grid(4, WINDOW, HOP, facts.fps), facts.times)
     positions = range(next(p for p, s in enumerate(timeline.segments) if s.frame >= cut.frame), len(timeline.segments))
-    grid_pass = _GridPass(path, facts.fps, timeline, positions, CONFIG.audio, cut, facts.audio_origin, audio_until=10**12)
+    grid_pass = _GridPass(path, facts.times, timeline, positions, CONFIG.audio, cut, facts.audio_origin, audio_until=10**12)
     got = dict(grid_pass.frames())
     clip = open_clip(path)
     want = read_frames(clip, [timeline.segments[p].frame for p in positions])
@@ -271,5 +289,5 @@ def test_a_pass_from_a_keyframe_gives_the_whole_files_frames_and_samples(suffix,
     samples = np.concatenate(buffer.chunks)[buffer.usable - buffer.start :]
     assert buffer.usable <= round((cut.time_s + 0.1) * 16_000) and len(samples) > 16_000
     np.testing.assert_allclose(samples, clip.waveform[buffer.usable : buffer.end], atol=1e-6)
-    early = _GridPass(path, facts.fps, timeline, range(0, 8), CONFIG.audio, None, None, audio_until=32_000)  # 2 s
+    early = _GridPass(path, facts.times, timeline, range(0, 8), CONFIG.audio, None, None, audio_until=32_000)  # 2 s
     assert len(dict(early.frames())) == 8 and early.decoded < 60 and 32_000 <= early.audio.buffer.end < 48_000  # stops there

@@ -8,15 +8,16 @@ from dataclasses import replace
 import numpy as np
 import pytest
 
+from edge_emotion.io.frame_times import FrameTimes
 from edge_emotion.config import PreprocessConfig
 from edge_emotion.detector.tracker import Face
 from edge_emotion.preprocess.tracks import Crop, TrackStore
-from edge_emotion.run.rows import FileKey
+from edge_emotion.run.result import FileKey, window_result
+from edge_emotion.run.results_file import FileRecord, every_window
 from edge_emotion.timeline.chunks import Chunking, plan_chunks, stitch
 from edge_emotion.timeline.grid import make_grid, plan_timeline
 from edge_emotion.timeline.people import WindowPerson, main_people, part_crops
 from edge_emotion.timeline.probe import Cut, find_cuts
-from edge_emotion.timeline.results_file import FileRecord
 
 BOX_A = (10.0, 10.0, 50.0, 60.0)
 BOX_B = (200.0, 20.0, 280.0, 120.0)
@@ -31,7 +32,7 @@ def sightings(seen: dict[int, dict[int, tuple[float, float, float, float]]]) -> 
 
 
 def test_a_person_seen_once_in_a_window_gets_every_segment_of_it_with_their_nearest_box():
-    timeline = plan_timeline(make_grid(4, 1.0, 0.25, 20), 200)  # hop 1 segment: window k = positions k .. k+3
+    timeline = plan_timeline(make_grid(4, 1.0, 0.25, 20), FrameTimes.constant(200, 20))  # hop 1 segment: window k = positions k .. k+3
     seen = sightings({0: {5: BOX_A, 9: (12.0, 10.0, 52.0, 60.0)}})
     crops = part_crops(seen, timeline, range(len(timeline.windows)), range(0, 16))
     # windows 2..9 contain position 5 or 9; their positions 2..12 need person 0, the others nobody
@@ -46,14 +47,14 @@ def test_a_person_seen_once_in_a_window_gets_every_segment_of_it_with_their_near
 
 
 def test_crops_are_only_those_of_the_windows_the_chunk_reports():
-    timeline = plan_timeline(make_grid(4, 1.0, 0.25, 20), 200)
+    timeline = plan_timeline(make_grid(4, 1.0, 0.25, 20), FrameTimes.constant(200, 20))
     seen = sightings({0: {p: BOX_A for p in range(40)}})
     crops = part_crops(seen, timeline, range(3, 6), range(0, 16))  # windows 3, 4, 5: positions 3 .. 8
     assert [c.position for c in crops[0]] == list(range(3, 9)) and None not in crops
 
 
 def test_a_borrowed_box_never_crosses_a_gap_of_the_grid():
-    timeline = plan_timeline(make_grid(4, 1.0, 2.0, 20), 200)  # windows of 4 segments every 8: grid 0-3, 8-11, ...
+    timeline = plan_timeline(make_grid(4, 1.0, 2.0, 20), FrameTimes.constant(200, 20))  # windows of 4 segments every 8: grid 0-3, 8-11, ...
     seen = sightings({0: {3: BOX_A, 4: BOX_B}})  # positions 3 (grid 3) and 4 (grid 8)
     crops = part_crops(seen, timeline, range(len(timeline.windows)), range(0, 8))
     assert [(c.position, c.box) for c in crops[0]] == [(0, BOX_A), (1, BOX_A), (2, BOX_A), (3, BOX_A), (4, BOX_B),
@@ -63,7 +64,7 @@ def test_a_borrowed_box_never_crosses_a_gap_of_the_grid():
 
 
 def test_a_borrowed_box_never_crosses_an_epoch():
-    timeline = plan_timeline(make_grid(4, 1.0, 0.25, 20), 200)
+    timeline = plan_timeline(make_grid(4, 1.0, 0.25, 20), FrameTimes.constant(200, 20))
     timeline = replace(timeline, epochs=[0] * 6 + [1] * (len(timeline.segments) - 6))  # a video gap before position 6
     crops = part_crops(sightings({0: {4: BOX_A, 5: BOX_A, 8: BOX_B}}), timeline, range(len(timeline.windows)), range(12))
     boxes = {c.position: c.box for c in crops[0]}
@@ -96,7 +97,7 @@ def test_a_tie_in_area_goes_to_the_lower_person_id():
 
 
 def test_chunks_share_out_whole_windows_and_track_one_window_beyond_what_they_score():
-    timeline = plan_timeline(make_grid(4, 1.0, 0.5, 20), 20 * 60)  # a minute: 240 segments, windows every 2
+    timeline = plan_timeline(make_grid(4, 1.0, 0.5, 20), FrameTimes.constant(20 * 60, 20))  # a minute: 240 segments, windows every 2
     cuts = [Cut(f, f, f / 20) for f in range(0, 1200, 12)]  # a keyframe every 12 frames
     chunks = plan_chunks(timeline, cuts, 3, PreprocessConfig(n_segments=4))  # detect_every 10
     assert [c.windows for c in chunks] == [(0, 40), (40, 79), (79, 119)]
@@ -137,16 +138,19 @@ def test_people_are_matched_across_a_border_by_their_boxes_and_numbered_by_first
 def record(rows, faces="all") -> FileRecord:
     out = FileRecord(FileKey("/v.mp4", 1, 1), faces)
     for window, people in rows:
-        out.add({"status": "ok", "window": window, "people": people, "n_windows": 3, "label": "HAP", "error": ""})
+        out.add(window_result(
+            "window", out.key, out.key.path, person=None, people=people, window=window, n_windows=3, t_start=0.0, t_end=1.0,
+            segment_probs=np.full((1, 6), 1 / 6), detected=[True], silent=0, labels=["ANG", "DIS", "FEA", "HAP", "NEU", "SAD"],
+        ))
     return out
 
 
 def test_a_file_is_complete_with_every_window_and_all_its_rows_in_order():
     full = [(0, 2), (0, 2), (1, 0), (2, 1)]
-    assert record(full).complete
-    assert not record(full[:-1]).complete  # the last window missing
-    assert not record([(0, 2), (0, 2), (1, 0), (2, 2)]).complete  # the last window's second row torn off
-    assert not record(full[1:]).complete  # a window with fewer rows than its people
-    assert not record([(0, 2), (0, 2), (2, 1)]).complete  # a window skipped
-    assert record([(0, 2), (1, 0), (2, 3)], faces="largest").complete  # one row a window
-    assert not record([(0, 2), (0, 2), (1, 0), (2, 1)], faces="largest").complete
+    assert every_window(record(full))
+    assert not every_window(record(full[:-1]))  # the last window missing
+    assert not every_window(record([(0, 2), (0, 2), (1, 0), (2, 2)]))  # the last window's second row torn off
+    assert not every_window(record(full[1:]))  # a window with fewer rows than its people
+    assert not every_window(record([(0, 2), (0, 2), (2, 1)]))  # a window skipped
+    assert every_window(record([(0, 2), (1, 0), (2, 3)], faces="largest"))  # one row a window
+    assert not every_window(record([(0, 2), (0, 2), (1, 0), (2, 1)], faces="largest"))

@@ -27,13 +27,13 @@ from edge_emotion.io.decode import open_clip
 from edge_emotion.preprocess.faces import FaceDetector
 from edge_emotion.preprocess.segments import extract, model_faces
 from edge_emotion.run.clip_inputs import load_clip_inputs
+from edge_emotion.run.codec import format_for, to_record
 from edge_emotion.run.pool import WorkerPool
 from edge_emotion.run.score import ScoreOptions, predict_clip
 from edge_emotion.timeline.chunks import RecordingTask
 from edge_emotion.timeline.grid import make_grid, plan_timeline
 from edge_emotion.timeline.probe import probe
 from edge_emotion.timeline.recording import recording_parts
-from edge_emotion.timeline.rows import window_format_for
 from edge_emotion.timeline.score import score_timelines
 
 FPS = 20  # 0.25 s segments are 5 whole frames: a window is exactly a cut file
@@ -87,7 +87,7 @@ def test_parts_equal_the_whole_file_decoded_at_once(face_frames, face_detector, 
     write_video(path, frames, fps=FPS, audio=noise(4.0))
     parts = list(recording_parts(RecordingTask(7, path), CONFIG, 1.0, 0.5, face_detector, part_size=5))
     facts, _ = probe(path)
-    timeline = plan_timeline(make_grid(4, 1.0, 0.5, facts.fps), facts.frame_count)
+    timeline = plan_timeline(make_grid(4, 1.0, 0.5, facts.fps), facts.times)
     got = [(p.index, p.person, p.positions.tolist(), p.last) for p in parts]  # one person, seen on every segment
     assert got == [(7, 0, list(range(k, min(k + 5, 16))), k == 15) for k in (0, 5, 10, 15)]
     whole = extract(open_clip(path), timeline.segments, CONFIG, detector=face_detector)
@@ -124,10 +124,10 @@ def test_each_window_equals_predict_on_a_file_cut_to_it(silent_recording, face_f
         detector = FaceDetector(backend.contract.preprocess.face)
         for k in (0, 3, 6):
             cut = write_lossless(tmp_path / f"cut{k}.mkv", frames[10 * k : 10 * k + 20], audio[8000 * k : 8000 * k + 16000])
-            want = predict_clip(cut, backend, detector)
+            want = to_record(predict_clip(cut, backend, detector))
             got = rows[k]
-            assert [s["frame"] - 10 * k for s in got["segments"]] == [s["frame"] for s in want["timeline"]]
-            assert [s["box"] for s in got["segments"]] == [s["box"] for s in want["timeline"]]  # the same faces
+            assert [s["frame"] - 10 * k for s in got["segments"]] == [s["frame"] for s in want["segments"]]
+            assert [s["box"] for s in got["segments"]] == [s["box"] for s in want["segments"]]  # the same faces
             np.testing.assert_allclose(list(got["probabilities"].values()), list(want["probabilities"].values()), atol=1e-5)
             assert (got["label"], got["faceless"], got["silent"], got["status"]) == (want["label"], 0, 4, "degraded")
 
@@ -150,9 +150,9 @@ def test_audio_is_aligned_with_the_recording_where_windows_do_not_cross_the_cut(
 def test_a_file_shorter_than_a_window_is_one_window_with_predicts_numbers(hap_clip_path, fresh_checkpoint, face_detector, tmp_path):
     out = tmp_path / "rows.csv"
     score_timelines(hap_clip_path, fresh_checkpoint, out, ScoreOptions(workers=0, window=5.0, hop=1.25))
-    (row,) = window_format_for(out, LABELS).read(out.read_text())
+    (row,) = map(to_record, format_for(out, LABELS).decode(out.read_text()))
     with open_backend(fresh_checkpoint) as backend:
-        want = predict_clip(hap_clip_path, backend, face_detector)
+        want = to_record(predict_clip(hap_clip_path, backend, face_detector))
     assert (row["window"], row["n_windows"], row["t_start"]) == (0, 1, 0.0) and row["t_end"] == pytest.approx(want["duration_s"], abs=1e-3)
     assert row["probabilities"] == want["probabilities"] and row["label"] == want["label"]
 

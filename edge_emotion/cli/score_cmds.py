@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Annotated, Any, Optional
+from typing import TYPE_CHECKING, Annotated, Any, Optional
 
 import typer
 from rich import box
@@ -32,6 +32,9 @@ from edge_emotion.cli import paths  # light: no torch, no av
 from edge_emotion.cli.executor import EngineAlias, ray_options
 from edge_emotion.cli.faces import DetectorOption, FacesOption, detector_dir, which_faces
 from edge_emotion.io.scan import DEFAULT_EXTENSIONS  # light: no torch, no av
+
+if TYPE_CHECKING:
+    from edge_emotion.run.result import Result
 
 ModelOption = Annotated[Path, typer.Option("--model", "-m", help="Artifact: checkpoint (.pt), ONNX (.onnx) or TensorRT engine (.engine).")]
 BackendOption = Annotated[
@@ -69,8 +72,8 @@ class _CliProgress:
         self._task = self._progress.add_task("scoring", total=total, errors="")
         self._progress.start()
 
-    def advance(self, row: dict[str, Any]) -> None:
-        self._errors += row["status"] == "error"
+    def advance(self, row: Result) -> None:
+        self._errors += row.status == "error"
         self._progress.update(self._task, advance=1, errors=f"{self._errors} error(s)" if self._errors else "")
 
     def stop(self) -> None:
@@ -120,7 +123,7 @@ def score(
     """Score every video under FOLDER into one row per clip and person (or per window); a rerun resumes where the last one stopped."""
     from edge_emotion import LABELS
     from edge_emotion.io.scan import Shard, normalise_extensions
-    from edge_emotion.run.row_formats import format_for
+    from edge_emotion.run.codec import format_for
     from edge_emotion.run.score import ScoreOptions
     from edge_emotion.run.threads import usable_cores
 
@@ -209,6 +212,7 @@ def predict(
     from edge_emotion.backends import open_backend
     from edge_emotion.errors import VideoError
     from edge_emotion.run.clip_inputs import FaceSetup
+    from edge_emotion.run.codec import to_record
     from edge_emotion.run.score import predict_people
 
     which = which_faces(faces)
@@ -217,7 +221,7 @@ def predict(
     paths.artifact(model, "--model")
     with open_backend(model, backend, device) as runner:
         found = FaceSetup(nets=nets).detector(runner.contract.preprocess)
-        rows = predict_people(video, runner, found, which)
+        rows = [to_record(result) for result in predict_people(video, runner, found, which)]
     if rows[0]["status"] == "error":
         raise VideoError(video, rows[0]["error"])
     if as_json:
@@ -251,7 +255,7 @@ def _timeline_table(row: dict[str, Any]) -> Table:
     table = Table(title="timeline (per segment)", box=box.SIMPLE_HEAD, padding=(0, 1))
     for name in ("#", "frame", "t s", "audio s", *labels, "top"):
         table.add_column(name, justify="right")
-    for seg in row["timeline"]:
+    for seg in row["segments"]:
         probs = seg["probabilities"]
         top = max(probs, key=probs.get)
         table.add_row(

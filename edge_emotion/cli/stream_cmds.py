@@ -59,7 +59,7 @@ def _stop_on_signals(stop: threading.Event) -> Iterator[None]:
 
 
 def live_view(event: dict[str, Any], source: str) -> Group:
-    """The terminal view of the newest event: its label, a bar per probability, latency and drops."""
+    """The terminal view of the newest event (its codec record): its label, a bar per probability, latency and drops."""
     table = Table(show_header=False, box=None, padding=(0, 1))
     for label, p in sorted(event["probabilities"].items(), key=lambda kv: -kv[1]):
         style = "bold" if label == event["label"] else ""
@@ -131,6 +131,8 @@ def stream(
     from edge_emotion.backends import open_backend
     from edge_emotion.io.atomic import atomic_write_text
     from edge_emotion.preprocess.faces import FaceDetector
+    from edge_emotion.run.codec import to_record
+    from edge_emotion.run.result import Result
     from edge_emotion.stream import EventsFile, LineWriter, SourceSpec, StreamOptions, default_window, run_stream
     from edge_emotion.stream.events import EventWriter
     from edge_emotion.stream.options import check_options
@@ -149,9 +151,9 @@ def stream(
     to_stdout = output is None and not sys.stdout.isatty()
     view = Live(console=err, auto_refresh=False, transient=False) if not quiet and err.is_terminal else None
 
-    def on_event(event: dict[str, Any]) -> None:
+    def on_event(event: Result) -> None:
         if view is not None:
-            view.update(live_view(event, source), refresh=True)
+            view.update(live_view(to_record(event), source), refresh=True)
 
     def log(message: str) -> None:
         typer.secho(message, fg=typer.colors.YELLOW, err=True)

@@ -3,11 +3,12 @@
 Phones and screen recorders write variable frame rates, and files have holes in their video; a frame's index
 divided by the average rate then puts a face up to seconds away from its voice. So time is the timestamp:
 
-- `from_pts`: the video packets' timestamps, sorted (display order), as seconds from the first frame. A stream
-  whose every timestamp lies within a tenth of a frame of `index / rate` is a constant-rate stream whose
-  container rounded its times (the CREMA-D FLVs keep whole milliseconds: up to 1.25 ms off k / 29.97): its
-  times are k / rate exactly, the times the paper's plan and every earlier release of this toolkit used. A
-  variable rate or a hole in the video is seconds away from that somewhere, and keeps its timestamps.
+- `from_pts`: the video packets' timestamps, sorted (display order), as seconds from the first frame, through
+  `on_rate`: a frame whose timestamp lies within a tenth of a frame of `index / rate` is taken to be at
+  exactly that time. That is the container's rounding undone (the CREMA-D FLVs keep whole milliseconds, up to
+  1.25 ms off k / 29.97), so a constant-rate file has the times k / rate that the paper's plan and every
+  earlier release used, and a live source (stream/source.py) read from the same file gets the same times.
+  A variable rate or a hole in the video is far from index / rate and keeps its timestamps.
 - `shown_at(t)`: the frame on screen at time t (the newest frame at or before it). On a constant-rate file that
   is the frame floor(t x fps) that the paper's test plan (preprocess/plan.py) takes.
 - `epochs(limit)`: the spans of video without a gap longer than `limit` (defaults.VIDEO_GAP_S). Windows are
@@ -24,7 +25,7 @@ import numpy as np
 from edge_emotion import defaults
 
 SNAP_S = 1e-6  # a time this close to a frame's timestamp is at it (float noise in t = (j + 1/2) L and the like)
-CONSTANT_RATE_TOLERANCE = 0.1  # frames: timestamps this close to index / rate everywhere are a constant rate, rounded
+ON_RATE_TOLERANCE = 0.1  # frames: a timestamp this close to index / rate is that time, rounded by its container
 
 
 @dataclass(frozen=True, eq=False)
@@ -49,9 +50,7 @@ class FrameTimes:
             return cls.constant(count, rate)
         raw = np.sort(np.array(pts, dtype=np.int64))  # [F] display order
         seconds = (raw - raw[0]).astype(np.float64) * time_base  # [F]
-        nominal = np.arange(count, dtype=np.float64) / rate  # [F]
-        constant = bool(np.all(np.abs(seconds - nominal) <= max(time_base, CONSTANT_RATE_TOLERANCE / rate)))
-        return cls(nominal if constant else seconds, float(rate))
+        return cls(on_rate(seconds, np.arange(count), rate), float(rate))
 
     def __len__(self) -> int:
         return len(self.t)
@@ -84,7 +83,17 @@ class FrameTimes:
         """Seconds [start, end) that frames [a, b) cover: the last one is shown as long as the one before it
         (not through the gap that may follow it)."""
         a, b = frames
-        return float(self.t[a]), float(self.t[b - 1]) + self._last_interval(a, b)
+        last = self._last_interval(a, b)
+        if self.t[b - 1] == (b - 1) / self.rate and abs(last * self.rate - 1) <= ON_RATE_TOLERANCE:
+            return float(self.t[a]), b / self.rate  # on the rate: exactly b frames' time, as b / fps always was
+        return float(self.t[a]), float(self.t[b - 1]) + last
 
     def _last_interval(self, a: int, b: int) -> float:
         return float(self.t[b - 1] - self.t[b - 2]) if b - a >= 2 else 1.0 / self.rate
+
+
+def on_rate(seconds: np.ndarray, index: np.ndarray, rate: float) -> np.ndarray:
+    """[F] timestamps (seconds from the first frame) of frames number `index` -> the same, each one within
+    ON_RATE_TOLERANCE of a frame of index / rate replaced by that exact value (the container's rounding undone)."""
+    nominal = np.asarray(index, np.float64) / rate  # [F]
+    return np.where(np.abs(seconds - nominal) <= ON_RATE_TOLERANCE / rate, nominal, seconds)

@@ -38,8 +38,8 @@ from edge_emotion.ray.cluster import RayOptions, Resources, ray_session, task_er
 from edge_emotion.ray.pool_stage import BLOCKS_PER_ACTOR, PoolStage
 from edge_emotion.run.clip_inputs import InputsJob
 from edge_emotion.run.pool import WorkerJob
+from edge_emotion.run.result import FileKey
 from edge_emotion.run.results_file import ResultsFile
-from edge_emotion.run.rows import FileKey
 from edge_emotion.run.score import (
     NoProgress,
     ScoredClip,

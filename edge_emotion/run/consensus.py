@@ -5,8 +5,6 @@ One numpy implementation, used by every backend, by scoring and by evaluation.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-
 import numpy as np
 
 
@@ -21,7 +19,3 @@ def clip_probabilities(segment_probs: np.ndarray) -> np.ndarray:
     """[N, K] -> [K] consensus scores divided by N, so they read as probabilities."""
     return consensus(segment_probs) / segment_probs.shape[0]
 
-
-def clip_label(segment_probs: np.ndarray, labels: Sequence[str]) -> str:
-    """The label with the highest consensus score."""
-    return labels[int(np.argmax(consensus(segment_probs)))]

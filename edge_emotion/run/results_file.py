@@ -1,18 +1,22 @@
-"""The results file of `score`: append-only, one row per clip and person, durable as soon as written, resumable.
+"""The one results file of `score` (clips) and `score --window` (windows): append-only, durable, resumable.
 
-Durability: a file's rows are one `write` of whole lines on a file opened for
-appending, then flushed and fsynced, so a killed run leaves complete rows and at
-worst one partial last line. Opening the file again cuts that partial line off
-and reads the rows already there; their (path, size, mtime) keys tell `score`
-which files it can skip (`ResultsFile.pending`, the resume rule shared by the
-local and the Ray scorer). A file is complete when it has its error row, or a
-row for each person: one with --faces largest, one per person seen (the rows'
-`people`) with --faces all. The rows of a file that changed since (other size or
-mtime) or is incomplete (killed between its rows) are dropped, by an atomic
-rewrite, before it is scored again, so the file never holds a path twice over.
+Durability: rows are one `write` of whole lines on a file opened for appending, then fsynced, so a
+killed run leaves complete rows and at worst one partial last line. Opening the file again cuts that
+line off and reads the rows already there, one at a time, into a small record per video file
+(`FileRecord`: its key, where its rows stand, their counts; never an hour's rows). Their (path, size,
+mtime) keys and the file kind's completeness rule tell `score` which files it can skip (`pending`,
+shared by the local and the Ray scorer). The rows of a file that changed since (other size or mtime)
+or is incomplete (killed between its rows) are dropped, by an atomic rewrite, before it is scored
+again, so the file never holds a window twice.
 
-Which faces the rows are of (--faces) is recorded beside the model: resuming
-with the other choice is refused, never mixed.
+The rule is a parameter (`FileKind.complete`). Today both kinds use `every_window`: a file is complete
+with its error row, or its windows 0 .. n_windows - 1 in order, each with all its rows (one with
+--faces largest, max(1, people) with --faces all); a clip is one window over the whole file.
+
+Which model, faces (--faces) and grid (window, hop) the rows are of is recorded beside them (the
+`.model.json` sidecar): resuming with another is refused, never mixed. One writer at a time: the
+file's lock (atomic.exclusive_lock) is held from open to `close`, so a second run on the same file
+stops at once, naming the process that holds it.
 """
 
 from __future__ import annotations
@@ -21,32 +25,86 @@ import contextlib
 import json
 import os
 import stat
-from collections.abc import Iterable, Sequence
+from collections import Counter
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from edge_emotion.errors import EdgeEmotionError
 from edge_emotion.io.atomic import NEW_FILE_MODE, atomic_open, atomic_write_text, exclusive_lock, fsync_directory
 from edge_emotion.preprocess.people import WhichFaces
-from edge_emotion.run.row_formats import format_for
-from edge_emotion.run.rows import FileKey, Row, row_key
-from edge_emotion.run.summary import count_rows
+from edge_emotion.run.codec import format_for
+from edge_emotion.run.result import FileKey, Kind, Result, error_cause
+
+GRID_KEYS = ("window_s", "hop_s")
+
+
+@dataclass
+class FileRecord:
+    """What the results file holds of one video file: its key, where its rows stand, and their counts."""
+
+    key: FileKey
+    faces: WhichFaces
+    n_windows: int = 0
+    window: int = -1  # the newest window with rows
+    rows: int = 0  # the rows of that window so far
+    people: int = 0  # people seen in that window (its rows' `people`)
+    in_order: bool = True  # windows 0, 1, 2 ... so far, each with all its rows before the next
+    labels: Counter[str] = field(default_factory=Counter)
+    statuses: Counter[str] = field(default_factory=Counter)
+    failures: Counter[str] = field(default_factory=Counter)
+
+    def window_done(self) -> bool:
+        """The newest window has all its rows: one with --faces largest, one per person seen (or one) with all."""
+        return self.rows == (1 if self.faces == "largest" else max(1, self.people))
+
+    def add(self, result: Result) -> None:
+        self.statuses[result.status] += 1
+        if result.status == "error":
+            self.failures[error_cause(result.error)] += 1
+            return
+        window = int(result.window or 0)
+        if window == self.window:
+            self.rows += 1
+        else:
+            self.in_order = self.in_order and window == self.window + 1 and (self.window < 0 or self.window_done())
+            self.window, self.rows, self.people = window, 1, int(result.people or 0)
+        self.n_windows = int(result.n_windows or 0)
+        if result.label:
+            self.labels[result.label] += 1
+
+
+def every_window(record: FileRecord) -> bool:
+    """Complete: an error row, or every window of the grid in order, each with all its rows."""
+    if record.statuses["error"]:
+        return True
+    return record.in_order and record.window == record.n_windows - 1 and record.window_done()
+
+
+@dataclass(frozen=True)
+class FileKind:
+    """What a results file holds: rows of one kind, and when one video file's rows are complete."""
+
+    name: Kind
+    complete: Callable[[FileRecord], bool] = every_window
+
+
+CLIPS = FileKind("clip")
+WINDOWS = FileKind("window")
+_OTHER = {"clip": "its rows are one per clip (score without --window)", "window": "its rows are windows (score --window)"}
 
 
 class ResultsFile:
-    """An append-only results file that survives SIGKILL: complete rows, fsynced one by one.
-
-    One writer at a time: the file's lock (atomic.exclusive_lock) is taken before anything is
-    read or written and held until `close`, so a second run on the same file stops at once,
-    naming the process that holds it, instead of scoring every clip a second time.
-    """
+    """An append-only results file of one kind that survives SIGKILL: complete rows, fsynced write by write."""
 
     def __init__(
-        self, path: str | Path, labels: Sequence[str], model: dict[str, str] | None = None, faces: WhichFaces = "largest"
+        self, path: str | Path, labels: Sequence[str], model: dict[str, str] | None = None, faces: WhichFaces = "largest",
+        kind: FileKind = CLIPS,
     ) -> None:
         self.path = Path(path)
         self.format = format_for(self.path, labels)
-        self.faces = faces
-        self.rows: dict[str, list[Row]] = {}  # path -> its rows already in the file (one per person, or its error row)
+        self.faces, self.kind = faces, kind
+        self.files: dict[str, FileRecord] = {}
         self._lock = contextlib.ExitStack()
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -76,45 +134,52 @@ class ResultsFile:
         return fd
 
     def _load(self, model: dict[str, str] | None) -> None:
-        """Read the rows already there (after cutting a torn last line) and check they are this model's."""
+        """Read the rows already there (after cutting a torn last line) and check they are this kind's and model's."""
         text = self._recover()
         try:
-            self.rows = _by_path(_clip_rows(self.format.read(text)))
-        except (ValueError, KeyError, json.JSONDecodeError) as exc:
+            for result in self._results(text):
+                self._record(result)
+        except (ValueError, KeyError, TypeError, json.JSONDecodeError) as exc:
             raise EdgeEmotionError(f"{self.path}: cannot resume this results file: {exc}; write to a new file") from exc
         if model is not None:
-            self._check_faces(resuming=bool(self.rows))
-            self._check_model({**model, "faces": self.faces}, resuming=bool(self.rows))
+            resuming = bool(self.files) and self.model_path.exists()
+            earlier = json.loads(self.model_path.read_text()) if resuming else {}
+            self._check_sidecar(earlier, {**model, "faces": self.faces})
+            atomic_write_text(self.model_path, json.dumps({**model, "faces": self.faces}, indent=1, sort_keys=True) + "\n")
         if not text:
             self._append(self.format.header())
+
+    def _results(self, text: str) -> Iterator[Result]:
+        for result in self.format.decode(text):
+            if result.kind != self.kind.name:
+                raise ValueError(_OTHER.get(result.kind, f"its rows are {result.kind} results"))
+            yield result
 
     @property
     def model_path(self) -> Path:
         """Sidecar naming the model that wrote the rows, so a resume never mixes two models' scores."""
         return self.path.with_name(self.path.name + ".model.json")
 
-    def _check_faces(self, resuming: bool) -> None:
-        """Refuse to resume rows of the other --faces choice (a sidecar from before the option: largest)."""
-        if not (resuming and self.model_path.exists()):
+    def _check_sidecar(self, earlier: dict[str, str], model: dict[str, str]) -> None:
+        """Refuse to resume rows of another grid, --faces choice or model (a sidecar from before --faces: largest)."""
+        if not earlier:
             return
-        earlier = json.loads(self.model_path.read_text()).get("faces", "largest")
-        if earlier != self.faces:
+        if any(earlier.get(k) != model.get(k) for k in GRID_KEYS):
             raise EdgeEmotionError(
-                f"{self.path}: its rows are of --faces {earlier}, not --faces {self.faces} (rows of one person per file "
-                "and of everyone do not mix in one file); write to a new file or delete it"
+                f"{self.path}: its rows have windows of {earlier.get('window_s')} s every {earlier.get('hop_s')} s, not "
+                f"{model.get('window_s')} s every {model.get('hop_s')} s; write to a new file or delete it"
             )
-
-    def _check_model(self, model: dict[str, str], resuming: bool) -> None:
-        if resuming and self.model_path.exists():
-            earlier = json.loads(self.model_path.read_text())
-            ignored = ("artifact", "faces")  # the same bytes moved elsewhere are the same model; faces: _check_faces
-            same = {k: v for k, v in earlier.items() if k not in ignored} == {k: v for k, v in model.items() if k not in ignored}
-            if not same:  # the same bytes moved elsewhere are the same model
-                raise EdgeEmotionError(
-                    f"{self.path}: its rows were scored by another model ({earlier.get('artifact')}, "
-                    f"sha256 {earlier.get('sha256', '?')[:12]}); write to a new file or delete it"
-                )
-        atomic_write_text(self.model_path, json.dumps(model, indent=1, sort_keys=True) + "\n")
+        if earlier.get("faces", "largest") != model["faces"]:
+            raise EdgeEmotionError(
+                f"{self.path}: its rows are of --faces {earlier.get('faces', 'largest')}, not --faces {model['faces']} (rows "
+                "of one person per file and of everyone do not mix in one file); write to a new file or delete it"
+            )
+        ignored = ("artifact", "faces")  # the same bytes moved elsewhere are the same model
+        if {k: v for k, v in earlier.items() if k not in ignored} != {k: v for k, v in model.items() if k not in ignored}:
+            raise EdgeEmotionError(
+                f"{self.path}: its rows were scored by another model ({earlier.get('artifact')}, "
+                f"sha256 {earlier.get('sha256', '?')[:12]}); write to a new file or delete it"
+            )
 
     def _recover(self) -> str:
         """Cut off a trailing partial line (left by a kill) and return the complete text."""
@@ -128,50 +193,59 @@ class ResultsFile:
             os.fsync(self._fd)
         return data[:keep].decode("utf-8", "surrogateescape")
 
+    def _record(self, result: Result) -> None:
+        key = result.key
+        record = self.files.get(key.path)
+        if record is None or record.key != key:
+            record = self.files[key.path] = FileRecord(key, self.faces)
+        record.add(result)
+
     def done(self, key: FileKey) -> bool:
         """Whether this version of the file already has all its rows."""
-        rows = self.rows.get(key.path, [])
-        return bool(rows) and row_key(rows[0]) == key and self._complete(rows)
-
-    def _complete(self, rows: Sequence[Row]) -> bool:
-        """A file's rows: its error row, or one per person (one with --faces largest, one per person seen with all)."""
-        if any(row["status"] == "error" for row in rows):
-            return True
-        expected = 1 if self.faces == "largest" else max(1, int(rows[0]["people"]))
-        return len(rows) == len({row["person"] for row in rows}) == expected
+        record = self.files.get(key.path)
+        return record is not None and record.key == key and self.kind.complete(record)
 
     def pending(self, keys: Sequence[FileKey]) -> list[FileKey]:
         """The keys still to score, in order; rows of files changed since (other size or mtime) or incomplete are
         dropped first."""
-        self.drop(k.path for k in keys if k.path in self.rows and not self.done(k))
+        self.drop(k.path for k in keys if k.path in self.files and not self.done(k))
         return [k for k in keys if not self.done(k)]
 
     def drop(self, paths: Iterable[str]) -> None:
-        """Remove the rows of these paths (stale versions) by rewriting the file atomically."""
-        stale = set(paths) & self.rows.keys()
+        """Remove every row of these paths by rewriting the file atomically, row by row."""
+        stale = set(paths) & self.files.keys()
         if not stale:
             return
-        kept = [row for p, rows in self.rows.items() if p not in stale for row in rows]
+        text = self._recover()
         with atomic_open(self.path) as f:
-            f.write(self.format.header() + "".join(self.format.encode(row) for row in kept))
+            f.write(self.format.header())
+            for result in self.format.decode(text):
+                if result.path not in stale:
+                    f.write(self.format.encode(result))
         os.close(self._fd)
         self._fd = os.open(self.path, os.O_RDWR)
-        self.rows = _by_path(kept)
+        for path in stale:
+            del self.files[path]
 
-    def write_rows(self, rows: Sequence[Row]) -> None:
-        """Append rows (one file's: all its people) as a single write, then flush them to disk."""
-        self._append("".join(self.format.encode(row) for row in rows))
-        for row in rows:
-            self.rows.setdefault(row["path"], []).append(row)
+    def write_rows(self, results: Sequence[Result]) -> None:
+        """Append results (one file's, or a group of its windows) as a single write, then flush it to disk."""
+        self._append("".join(self.format.encode(result) for result in results))
+        for result in results:
+            self._record(result)
 
-    def write(self, row: Row) -> None:
-        """Append one row as a single write, then flush it to disk."""
-        self.write_rows([row])
+    def write(self, result: Result) -> None:
+        self.write_rows([result])
 
     def counts(self) -> tuple[int, dict[str, int], dict[str, int], dict[str, int]]:
         """(rows, per label, per status, failures per cause) over the whole file."""
-        rows = [row for file_rows in self.rows.values() for row in file_rows]
-        return (len(rows), *count_rows(rows))
+        labels: Counter[str] = Counter()
+        statuses: Counter[str] = Counter()
+        failures: Counter[str] = Counter()
+        for record in self.files.values():
+            labels += record.labels
+            statuses += record.statuses
+            failures += record.failures
+        return sum(statuses.values()), dict(labels.most_common()), dict(statuses), dict(failures.most_common())
 
     def _append(self, line: str) -> None:
         if not line:
@@ -201,21 +275,3 @@ class ResultsFile:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
-
-
-def _clip_rows(rows: list[Row]) -> list[Row]:
-    """The rows, if they are rows of `score` per clip and person (not windows, not from before --faces)."""
-    for row in rows:
-        if "window" in row:
-            raise ValueError("its rows are windows (score --window)")
-        if "people" not in row:
-            raise ValueError("its rows have no person field: written by an older edge-emotion, one row per clip")
-    return rows
-
-
-def _by_path(rows: Iterable[Row]) -> dict[str, list[Row]]:
-    """Rows grouped by their file's path, in file order."""
-    out: dict[str, list[Row]] = {}
-    for row in rows:
-        out.setdefault(row["path"], []).append(row)
-    return out

@@ -30,8 +30,9 @@ from edge_emotion.preprocess.people import WhichFaces
 from edge_emotion.preprocess.segments import model_faces
 from edge_emotion.run.clip_inputs import ClipInputs, FaceSetup, load_clip_inputs, open_loader
 from edge_emotion.run.pool import DEFAULT_TIMEOUT_S
+from edge_emotion.run.result import FileKey, Result, file_key
 from edge_emotion.run.results_file import ResultsFile
-from edge_emotion.run.rows import FileKey, Row, build_rows, file_key
+from edge_emotion.run.rows import build_rows
 from edge_emotion.run.summary import Summary
 from edge_emotion.run.threads import backend_threads, one_blas_thread, usable_cores
 
@@ -66,7 +67,7 @@ class ScoreProgress(Protocol):
 
     def start(self, total: int, skipped: int) -> None: ...  # files to score, files already done
 
-    def advance(self, row: Row) -> None: ...  # one file done: its first row (an error row, or its first person's)
+    def advance(self, row: Result) -> None: ...  # one file done: its first row (an error row, or its first person's)
 
 
 class BackendFacts(Protocol):
@@ -84,7 +85,7 @@ class NoProgress:
     def start(self, total: int, skipped: int) -> None:
         pass
 
-    def advance(self, row: Row) -> None:
+    def advance(self, row: Result) -> None:
         pass
 
 
@@ -264,7 +265,7 @@ def score_folder(
 
 def clip_rows(
     scored: Iterable[ScoredClip], keys: Sequence[FileKey], labels: Sequence[str], summary: Summary
-) -> Iterator[tuple[int, list[Row]]]:
+) -> Iterator[tuple[int, list[Result]]]:
     """Build each clip's rows, one per person (consensus), and add its times to the summary."""
     for item in scored:
         start = time.perf_counter()
@@ -279,7 +280,7 @@ def clip_rows(
 
 def predict_people(
     video: str | Path, backend: Backend, detector: FaceDetector | None = None, faces: WhichFaces = "largest"
-) -> list[Row]:
+) -> list[Result]:
     """One clip through the same path as `score` (load_clip_inputs, backend, build_rows): the same rows, one per person."""
     config = backend.contract.preprocess
     detector = detector or FaceDetector(config.face)
@@ -290,6 +291,6 @@ def predict_people(
     return build_rows(scored.clip, scored.probs, backend.contract.labels, key)
 
 
-def predict_clip(video: str | Path, backend: Backend, detector: FaceDetector | None = None) -> Row:
+def predict_clip(video: str | Path, backend: Backend, detector: FaceDetector | None = None) -> Result:
     """The clip's row for its largest person: `score`'s row for it."""
     return predict_people(video, backend, detector, "largest")[0]

@@ -6,12 +6,8 @@ way, and counting needs nothing but rows.
 
 from __future__ import annotations
 
-from collections import Counter
-from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
-
-from edge_emotion.run.rows import Row, error_cause
 
 
 @dataclass
@@ -50,16 +46,3 @@ class Summary:
             "stages_s": {k: round(v, 3) for k, v in self.stages.items()},
         }
 
-
-def count_rows(rows: Iterable[Row]) -> tuple[dict[str, int], dict[str, int], dict[str, int]]:
-    """(per label, per status, failures per cause) over result rows."""
-    labels: Counter[str] = Counter()
-    statuses: Counter[str] = Counter()
-    failures: Counter[str] = Counter()
-    for row in rows:
-        statuses[row["status"]] += 1
-        if row["status"] == "error":
-            failures[error_cause(row["error"])] += 1
-        elif row["label"]:
-            labels[row["label"]] += 1
-    return dict(labels.most_common()), dict(statuses), dict(failures.most_common())

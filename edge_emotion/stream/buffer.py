@@ -185,7 +185,7 @@ class LiveBuffer:
                 video_from = max(video_from, self.video[-1].time - self.span_s)
             if self.audio:
                 audio_from = max(audio_from, self.audio[-1].end - round(self.span_s * self.sample_rate))
-        while self.video and self.video[0].time < video_from:
+        while len(self.video) > 1 and self.video[1].time <= video_from:  # keep the frame on screen at video_from
             self.video.popleft()
         while len(self.video) > cap:
             if self.lossless:

@@ -1,12 +1,6 @@
-"""One window of a stream -> its events: whose window it is, the crops no earlier window scored through the backend
-in one call, and the consensus of its N segments' probabilities (run/consensus.py), as `score --window` sums a
-file's segments. With one person in view a window scores hop / L new crops.
-
-People follow `score --window`'s rules through the epoch's track store (preprocess/tracks.py): everyone seen on one
-of the window's segments (`--faces all`; a window without anyone once, on centre crops, person null) or its main
-person (`--faces largest`, tracks.MainPerson); a segment without the person's own face borrows by the one borrowing
-rule with the window's last segment as the newest it may borrow from (a file may borrow from a nearer sighting after
-that window; a stream cannot wait for one, and a crop once scored is never scored again)."""
+"""One window of a stream -> its events: whose window it is (people.py), the crops no earlier window scored through
+the backend in one call, and its results (run/result.py: the consensus of its N segments' probabilities), as `score
+--window` builds a file's. With one person in view a window scores hop / L new crops."""
 
 from __future__ import annotations
 
@@ -19,14 +13,11 @@ import numpy as np
 from edge_emotion.backends.base import Backend
 from edge_emotion.preprocess.faces import Box, FaceDetector, crop_face, normalise_faces
 from edge_emotion.preprocess.people import WhichFaces
-from edge_emotion.preprocess.tracks import MainPerson
-from edge_emotion.run.consensus import clip_probabilities
-from edge_emotion.run.rows import PROB_DECIMALS
+from edge_emotion.run.result import Live, window_result
 from edge_emotion.stream.events import Event, wall_time
+from edge_emotion.stream.people import MainPerson, face_areas, nearest_sighting, people_in
 from edge_emotion.stream.segments import Scored, SegmentRecord, SegmentStore
 from edge_emotion.stream.window import EpochGrid
-
-TIME_DECIMALS = 4
 
 
 def warm_up(backend: Backend, detector: FaceDetector) -> None:
@@ -48,6 +39,7 @@ class WindowContext:
     timings: dict[str, float] = field(default_factory=dict)  # seconds per stage, added up over the run
     backend_rows: int = 0
     last_wall: float = 0.0  # the last event's window end on the wall clock: events never go back
+    source: str = ""  # the events' path: the source's URL or file
 
 
 def evaluate_window(
@@ -56,38 +48,27 @@ def evaluate_window(
     """Window k's events, one per person reported (`dropped_frames`: the stream's count so far)."""
     segments = grid.segments(k)
     records = store.window(segments)
+    sightings = [r.faces for r in records]
     if ctx.faces == "all":
-        people: list[int | None] = list(store.tracks.people_in(segments)) or [None]
+        people: list[int | None] = list(people_in(sightings)) or [None]
     else:
-        people = [main.choose(store.tracks.areas(segments))]
+        people = [main.choose(face_areas(sightings))]
     _score_missing(records, people, store, segments.stop - 1, ctx)
-    start = time.perf_counter()
-    labels = ctx.backend.contract.labels
     t_start, t_end = grid.window_times(k)
     ctx.last_wall = max(ctx.last_wall, ctx.wall(t_end))
-    silent = sum(r.silent for r in records)
-    events: list[Event] = []
+    latency_ms = round((time.monotonic() - max(r.arrival for r in records)) * 1000, 1)
+    live = Live(epoch, wall_time(ctx.last_wall), latency_ms, dropped_frames)
+    start = time.perf_counter()
+    events = []
     for person in people:
         scored = [r.scored[person] for r in records]
-        probs = clip_probabilities(np.stack([s.probs for s in scored]))  # [N, K] -> [K]
-        events.append({
-            "t_start": round(t_start, TIME_DECIMALS),
-            "t_end": round(t_end, TIME_DECIMALS),
-            "t_wall_end": wall_time(ctx.last_wall),
-            "epoch": epoch,
-            "window": k,
-            "person": person,
-            "label": labels[int(np.argmax(probs))],
-            "probabilities": {label: round(float(p), PROB_DECIMALS) for label, p in zip(labels, probs)},
-            "latency_ms": 0.0,
-            "dropped_frames": dropped_frames,
-            "faceless": sum(not s.own for s in scored),
-            "silent": silent,
-        })
+        events.append(window_result(
+            "stream", None, ctx.source, person=person, people=len(people_in(sightings)), window=k, n_windows=None,
+            t_start=t_start, t_end=t_end, segment_probs=np.stack([s.probs for s in scored]),  # [N, K]
+            detected=[s.own for s in scored], silent=sum(r.silent for r in records), labels=ctx.backend.contract.labels,
+            live=live,
+        ))
     _add(ctx.timings, "consensus", time.perf_counter() - start)
-    latency_ms = round((time.monotonic() - max(r.arrival for r in records)) * 1000, 1)
-    for event in events:
-        event["latency_ms"] = latency_ms
     return events
 
 
@@ -101,9 +82,10 @@ def _score_missing(records: list[SegmentRecord], people: list[int | None], store
                 continue
             if person is None:
                 todo.append((r, None, None, False))
+            elif person in r.faces:
+                todo.append((r, person, r.faces[person], True))
             else:
-                crop = store.tracks.crop(person, r.j, store.n - 1, newest=last)
-                todo.append((r, person, crop.box, crop.own))
+                todo.append((r, person, nearest_sighting(store.sightings, person, r.j, last, store.n), False))
     if not todo:
         return
     params = ctx.backend.contract.preprocess.face

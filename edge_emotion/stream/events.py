@@ -1,18 +1,20 @@
 """Stream events (one JSON line per window and person), the files they go to, and the run's summary.
 
-An event:
-- t_start, t_end: the window in stream seconds (0 at the run's first frame; they go on across reconnects);
+An event is run/result.py's `Result` of kind "stream", written by its codec (run/codec.py), so its
+fields are a `score --window` row's: path (the source), person (the stream's number for the face,
+stream/people.py; null for a window where nobody was seen), people, window (k on its epoch's grid),
+n_windows (null: a live source has no end), t_start and t_end (stream seconds: 0 at the run's first
+frame, going on across reconnects), label, probabilities (the consensus of the window's N segments,
+divided by N), n_segments, faceless, silent, status, error; size_bytes, mtime_ns and duration_s null;
+segments empty. Then its live fields (`Live`):
+- epoch: 0, then +1 after each reconnect or gap in the video (a window never spans two epochs);
 - t_wall_end: the wall-clock time of the window's end, ISO-8601 in UTC with milliseconds
   ("2025-06-01T12:00:03.250+00:00"): source.StreamClock.wall(t_end). For a live source that is when the
   window's last instant arrived by the least-delayed path seen so far; for a file read without --realtime,
   the run's start plus t_end (when it would have arrived at its own pace). It never decreases;
-- epoch: 0, then +1 after each reconnect or gap in the video (a window never spans two epochs);
-- window: k, the window's number on its epoch's grid (it starts at segment k x hop / L);
-- person: the stream's number for the face (stream/people.py); null for a window where nobody was seen;
-- label, probabilities (one per label: the consensus of the window's N segments, divided by N);
 - latency_ms: wall time from the arrival of the window's last input (its last segment's frame or the end of
   that segment's audio window, d/2 after the frame) to the event being written;
-- dropped_frames (cumulative), faceless (segments without this person's own face), silent.
+- dropped_frames (cumulative).
 With --faces all a window has one event per person.
 
 Each line is one write() of a whole line, then fsync (0.2 ms here), so a killed
@@ -36,12 +38,11 @@ from typing import Any, Protocol, TextIO
 import numpy as np
 
 from edge_emotion.errors import EdgeEmotionError
+from edge_emotion.run.codec import FIELDS, LIVE_FIELDS, json_line
+from edge_emotion.run.result import Result
 
-Event = dict[str, Any]
-EVENT_FIELDS = (
-    "t_start", "t_end", "t_wall_end", "epoch", "window", "person", "label", "probabilities", "latency_ms", "dropped_frames", "faceless",
-    "silent",
-)
+Event = Result
+EVENT_FIELDS = (*FIELDS, *LIVE_FIELDS)  # an event line's keys, in order
 
 
 def wall_time(seconds: float) -> str:
@@ -50,7 +51,7 @@ def wall_time(seconds: float) -> str:
 
 
 def encode(event: Event) -> bytes:
-    return (json.dumps(event, ensure_ascii=False) + "\n").encode("utf-8")
+    return json_line(event).encode("utf-8")
 
 
 class EventWriter(Protocol):
@@ -108,8 +109,9 @@ class LineWriter:
         self.stream.flush()
 
 
-def read_events(path: str | Path) -> list[Event]:
-    """The whole lines of an events file, parsed (a torn last line, if any, is left out)."""
+def read_events(path: str | Path) -> list[dict[str, Any]]:
+    """The whole lines of an events file as JSON objects (codec.from_record makes them Results; a torn last line,
+    if any, is left out)."""
     text = Path(path).read_text(encoding="utf-8")
     lines = text.split("\n")
     return [json.loads(line) for line in lines[:-1] if line.strip()]  # after the last "\n": empty or torn

@@ -21,11 +21,11 @@ from dataclasses import dataclass, field
 from edge_emotion.backends.base import Backend
 from edge_emotion.detector.tracker import FaceTracker
 from edge_emotion.preprocess.faces import FaceDetector
-from edge_emotion.preprocess.tracks import MainPerson, PersonNumbers
 from edge_emotion.stream.buffer import LiveBuffer
 from edge_emotion.stream.evaluate import WindowContext, evaluate_window, warm_up
 from edge_emotion.stream.events import Event, EventWriter, StreamSummary
 from edge_emotion.stream.options import StreamOptions, check_options, resolve_hop
+from edge_emotion.stream.people import MainPerson, PersonNumbers
 from edge_emotion.stream.scheduler import Due, WindowScheduler
 from edge_emotion.stream.segments import SegmentStore, compute_segment
 from edge_emotion.stream.source import Decoder, SourceSpec, StreamClock, open_source, video_fps
@@ -87,7 +87,7 @@ def run_stream(
     try:
         for decoder in decoders:
             decoder.start()
-        _loop(scheduler, detector, WindowContext(backend, options.faces, clock.wall), live, writers, on_event, summary)
+        _loop(scheduler, detector, WindowContext(backend, options.faces, clock.wall, source=source.url), live, writers, on_event, summary)
     finally:
         halt.set()
         with buffer.cond:
@@ -142,7 +142,7 @@ def _loop(
                 writer.write(event)
         summary.processing_s += time.perf_counter() - begin
         summary.events += len(events)
-        summary.latencies_ms.extend(event["latency_ms"] for event in events)
+        summary.latencies_ms.extend(event.live.latency_ms for event in events if event.live)
         if events and live:  # how long after the window's end (on the wall clock) its events were out
             summary.end_lags_ms.append(round((time.time() - ctx.last_wall) * 1000, 1))
         if on_event is not None:

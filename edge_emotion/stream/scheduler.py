@@ -29,13 +29,14 @@ from typing import Any
 
 import numpy as np
 
+from edge_emotion import defaults
 from edge_emotion.stream.buffer import Demand, LiveBuffer, VideoItem
 from edge_emotion.stream.events import StreamSummary
 from edge_emotion.stream.options import StreamOptions
 from edge_emotion.stream.window import EpochGrid, pick_slot
 
 WATCHDOG_GRACE_S = 2.0  # the loop's own stall check, should the decoder's read timeout never fire
-MAX_AV_SKEW_S = 2.0  # video this far past a segment's audio window: stop waiting for its sound (zeros, counted silent)
+MAX_AV_SKEW_S = defaults.MAX_AV_SKEW_S  # video this far past a segment's audio window: stop waiting for its sound
 NO_WINDOW = 1 << 62  # "no limit" for the last window
 
 
@@ -142,14 +143,14 @@ class WindowScheduler:
         if window is not None:
             self._count_drops(g, window, skipped=window > self.k_next)
             self.k_next = window + 1
-        self._demand(g, g.slot(self.j_next) - g.gap_s - g.tolerance)
+        self._demand(g, g.slot(self.j_next))
         return Due(self.epoch, g, works, window)
 
     def _demand(self, g: EpochGrid, keep_from: float) -> None:
         """Tell the buffer what segment j_next needs: kept from `keep_from`; complete at its last frame and its sound's end
         (exactly _ready_segment's test, so a lossless decoder never waits for a loop that waits for it)."""
-        a, b = g.audio_span(self.j_next)
-        self.buffer.set_demand(Demand(keep_from, a, g.last_frame(self.j_next) - g.tolerance, b))
+        a, b = g.audio_span(self.j_next)  # centred at the slot; the frame on screen may be up to a gap older
+        self.buffer.set_demand(Demand(keep_from, a - g.sample(g.gap_s), g.last_frame(self.j_next) - g.tolerance, b))
 
     def _ready_segment(self, g: EpochGrid) -> int:
         """The newest segment whose frame and audio window have arrived (-1 if none). The sound is not waited for once
@@ -183,11 +184,11 @@ class WindowScheduler:
         b = self.buffer
         times = np.array([v.time for v in b.video])  # [M]
         slot, last = g.slot(j), g.last_frame(j)
-        i, i_last = pick_slot(times, slot, g.tolerance), pick_slot(times, last, g.tolerance)
+        i, i_last = g.frame_index(times, j), pick_slot(times, last, g.tolerance)
         if i < 0 or times[i] < slot - g.gap_s or times[i_last] < last - g.gap_s:
             return None
         item = b.video[i]
-        a, end = g.audio_span(j)
+        a, end = g.audio_at(item.time)  # face and voice of one instant: the frame's timestamp
         audio, arrival = b.take_audio(a, end, floor=g.sample(g.t0))  # [window_samples]: no sound from before the epoch
         return SegmentWork(j, item.frame, audio, max(item.arrival, arrival or item.arrival))
 

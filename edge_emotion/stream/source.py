@@ -35,6 +35,7 @@ import numpy as np
 
 from edge_emotion.errors import EdgeEmotionError
 from edge_emotion.io.decode import DECODE_ERRORS, frame_rate, reason
+from edge_emotion.io.frame_times import on_rate
 from edge_emotion.stream.buffer import LiveBuffer
 
 RECONNECT_PAUSE_S = 1.0
@@ -195,6 +196,7 @@ class _Anchor:
         self.base: dict[str, float] = {}  # role -> own time that stream time `shift` stands for
         self.shift: float | None = None
         self.last: dict[str, float] = {}  # role -> last stream time
+        self.frames = 0  # video frames since the video's base was set (a file's frame index)
 
     def time(self, own: float | None, role: str, start_after: float) -> float | None:
         """The frame's stream time; None for a frame that cannot be placed: no timestamp, none before it in its stream,
@@ -210,11 +212,15 @@ class _Anchor:
             self.shift = self.clock.anchor(self.live, start_after)
         if role not in self.base:  # a file's stream starts at its first frame; a live one keeps the container's sync
             self.base[role] = own if self.file or not self.base else next(iter(self.base.values()))
+            self.frames = 0 if role == "video" else self.frames
         t = own - self.base[role] + self.shift
         if role in self.last and t < self.last[role] - BACKWARD_JUMP_S:  # the source's clock jumped back
             self.shift = self.clock.anchor(self.live, max(self.last.values()) + 1 / self.fps)
-            self.base = {role: own}
+            self.base, self.frames = {role: own}, 0
             t = self.shift
+        elif role == "video" and self.file:  # a file's frame times as score reads them (io/frame_times.on_rate)
+            t = float(on_rate(np.array([own - self.base[role]]), np.array([self.frames]), self.fps)[0]) + self.shift
+        self.frames += role == "video"
         self.last[role] = max(t, self.last.get(role, t))
         return t
 

@@ -1,14 +1,13 @@
 """The segment grid on the stream clock: timeline/grid.py's SegmentGrid, anchored at an epoch's first frame.
 
 An epoch (the run's start, a reconnect, a gap in the video) starts at its first video frame, t0. Its
-segments are timeline/grid.py's grid of L = W / N: segment j's frame slot is t0 + f_j / fps with f_j
-the middle frame (grid.frames(j)), its audio centre that same instant, and window k is segments
-k x hop .. k x hop + N - 1 over [t0 + k x hop x L, t0 + (k x hop + N) x L). A slot takes the newest
-decoded frame at or before it (half a frame of tolerance), so frames lost in transit or timestamps
-that jitter never shift the grid. A segment is complete once the video has reached its last frame
-and the sound the end of its audio window (d/2 after its frame). On a file read from its first frame
-slot j is frame f_j and the segments are the file's: the frames and audio centres `score --window W
---hop H` plans for that file.
+segments are timeline/grid.py's grid of L = W / N in time: segment j's slot is its middle instant
+t0 + (j + 1/2) L, its frame the one on screen then (the newest decoded frame at or before the slot), its
+audio window centred on that frame's timestamp; window k is segments k x hop .. k x hop + N - 1 over
+[t0 + k x hop x L, t0 + (k x hop + N) x L). No frame within defaults.VIDEO_GAP_S before a slot is a gap:
+a new epoch. A segment is complete once the video has reached its last frame and the sound the end of
+its audio window. On a file read from its first frame the segments are the file's: the frames and audio
+centres `score --window W --hop H` plans for that file (the same timestamps, io/frame_times.py).
 """
 
 from __future__ import annotations
@@ -19,10 +18,12 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from edge_emotion import defaults
 from edge_emotion.config import SpectrogramParams
-from edge_emotion.timeline.grid import SNAP, SegmentGrid, default_window
+from edge_emotion.io.frame_times import SNAP_S
+from edge_emotion.timeline.grid import SNAP, SegmentGrid
 
-__all__ = ["EpochGrid", "default_window", "pick_slot"]
+__all__ = ["EpochGrid", "pick_slot"]
 
 
 @dataclass(frozen=True)
@@ -39,12 +40,16 @@ class EpochGrid:
 
     @property
     def gap_s(self) -> float:
-        """No frame for this long before a segment's last frame: the video has a gap there (not a few lost frames)."""
-        return max(self.grid.segment_s, 2 / self.grid.fps)
+        """No frame for this long before a segment's slot or last frame: the video has a gap there (every driver's)."""
+        return defaults.VIDEO_GAP_S
 
     def slot(self, j: int) -> float:
-        """Segment j's frame time, which is also its audio centre."""
-        return self.t0 + int(self.grid.frames(np.array([j]))[0]) / self.grid.fps
+        """Segment j's middle instant: its frame is the one on screen then."""
+        return self.t0 + float(self.grid.instant(j))
+
+    def frame_index(self, times: np.ndarray, j: int) -> int:
+        """[M] sorted frame times -> the frame on screen at segment j's slot (-1 when none is held)."""
+        return pick_slot(times, self.slot(j), SNAP_S)
 
     def last_frame(self, j: int) -> float:
         """The time of segment j's last frame: a file holds segment j once it holds that frame (SegmentGrid.segment_count)."""
@@ -54,10 +59,14 @@ class EpochGrid:
         """The sound's sample index of stream time t (samples count from stream time 0)."""
         return round(t * self.audio.sample_rate)
 
-    def audio_span(self, j: int) -> tuple[int, int]:
-        """Samples [a, b) of segment j's audio window: [c - d/2, c + d/2) as preprocess.audio.audio_windows cuts it."""
-        a = self.sample(self.slot(j)) - self.audio.window_samples // 2
+    def audio_at(self, centre: float) -> tuple[int, int]:
+        """Samples [a, b) of the audio window centred at stream time `centre`, as preprocess.audio.audio_windows cuts it."""
+        a = self.sample(centre) - self.audio.window_samples // 2
         return a, a + self.audio.window_samples
+
+    def audio_span(self, j: int) -> tuple[int, int]:
+        """Samples [a, b) that segment j's audio window may need: centred at its slot, the latest its frame can be."""
+        return self.audio_at(self.slot(j))
 
     def last_slot_at(self, t: float) -> int:
         """The last segment whose slot is at or before t (-1 when none)."""

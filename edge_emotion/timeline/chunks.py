@@ -45,7 +45,7 @@ from edge_emotion.config import PreprocessConfig
 from edge_emotion.errors import VideoError
 from edge_emotion.preprocess.tracks import TrackStore, match_people
 from edge_emotion.timeline.grid import SegmentGrid, Timeline, plan_timeline
-from edge_emotion.timeline.probe import Cut, header_duration, probe
+from edge_emotion.timeline.probe import Cut, VideoFacts, header_duration, probe
 
 AUDIO_PREROLL_S = 1.0  # a chunk decodes from a keyframe at least this long before the first audio it needs
 
@@ -108,9 +108,7 @@ class RecordingTask:
     file: int  # the file's place in the work list (rows are written in this order)
     path: Path
     chunk: Chunk | None = None  # None: the whole recording, probed by the worker
-    fps: float = 0.0
-    frame_count: int = 0
-    audio_origin: float | None = None  # seconds: the first decoded audio sample's time (a chunk places its audio by it)
+    facts: VideoFacts | None = None  # the parent's probe of a chunked recording (its frames' times, audio origin)
 
 
 def recording_tasks(
@@ -129,10 +127,10 @@ def recording_tasks(
         except VideoError:
             yield RecordingTask(file, path)
             continue
-        timeline = plan_timeline(grid_for(facts.fps), facts.frame_count)
-        count = chunking.count(facts.frame_count / facts.fps, workers) if cuts and not timeline.whole_file else 1
+        timeline = plan_timeline(grid_for(facts.fps), facts.times)
+        count = chunking.count(facts.times.duration, workers) if cuts and not timeline.whole_file else 1
         for chunk in plan_chunks(timeline, cuts, count, config):
-            yield RecordingTask(file, path, chunk, facts.fps, facts.frame_count, facts.audio_origin)
+            yield RecordingTask(file, path, chunk, facts)
 
 
 def stitch(chunks: Sequence[TrackStore]) -> list[dict[int, int]]:

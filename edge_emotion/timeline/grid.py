@@ -1,17 +1,20 @@
 """One segment grid over a whole recording: each segment scored once, windows as sums of N consecutive segments.
 
 The paper's clip score is the sum of its N segments' probabilities (run/consensus.py). Put segments of
-one length L = W / N on a single grid from the recording's first frame: a window of W seconds that
-starts at grid segment s is segments s .. s+N-1, and windows every hop H (a multiple of L) share their
-segments, so each segment goes through faces, spectrogram and the backend once, whatever the hop.
+one length L = W / N on a single grid from the first frame of each epoch (a stretch of video without a
+hole longer than defaults.VIDEO_GAP_S, io/frame_times.py): a window of W seconds that starts at grid
+segment s is segments s .. s+N-1, and windows every hop H (a multiple of L) share their segments, so
+each segment goes through faces, spectrogram and the backend once, whatever the hop. Windows never
+reach across a hole in the video; a hole's seconds have no windows.
 
-The conventions are test mode's in preprocess/plan.py: segment j covers frames [j l, (j+1) l) with
-l = L x fps, its frame is the middle one, floor((j + 1/2) l), and its audio centre is c = frame / fps.
-When l is a whole number of frames, window k holds exactly the frames and audio centres (shifted by
-the cut's start) that `predict` plans for a file cut to frames [s l, (s+N) l).
+Time is the timestamp (preprocess/plan.py's rule): segment j of an epoch starting at t0 is the instant
+t0 + (j + 1/2) L; its frame is the frame on screen then, and its audio window is centred on that frame's
+timestamp. On a constant-rate file that is frame floor((j + 1/2) l) with l = L x fps and c = frame / fps:
+when l is a whole number of frames, window k holds exactly the frames and audio centres (shifted by the
+cut's start) that `predict` plans for a file cut to frames [s l, (s+N) l).
 
 A recording too short for one window gets one window over all of it, planned as `score` plans a clip
-(plan_segments over the whole file), so short clips keep today's numbers.
+(plan_segments over the whole file), so short clips keep their numbers.
 """
 
 from __future__ import annotations
@@ -21,18 +24,11 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from edge_emotion import defaults
-from edge_emotion.config import PreprocessConfig
-from edge_emotion.preprocess.plan import Segment, plan_segments
+from edge_emotion.io.frame_times import FrameTimes
+from edge_emotion.preprocess.plan import Segment, plan_segments, segments_at
+from edge_emotion.timeline.window_options import segments_per_hop
 
-SECONDS_PER_SEGMENT = defaults.STREAM_SECONDS_PER_SEGMENT
-SNAP = 1e-6  # a segment length within this many frames of a whole number is that whole number
-HOP_TOLERANCE = 1e-4  # a hop within this fraction of a segment of a multiple of L is that multiple
-
-
-def default_window(config: PreprocessConfig) -> float:
-    """Seconds per window when none is given: 0.25 s per segment, at least one audio window (as `stream`)."""
-    return round(max(config.n_segments * SECONDS_PER_SEGMENT, config.audio.window_s), 3)
+SNAP = 1e-6  # a segment length within this many frames (or segments) of a whole number is that whole number
 
 
 @dataclass(frozen=True)
@@ -48,53 +44,23 @@ class SegmentGrid:
     def segment_s(self) -> float:
         return self.segment_frames / self.fps
 
-    def frames(self, j: np.ndarray) -> np.ndarray:
-        """[S] grid indices -> [S] frame of each segment: the middle one, as plan.py's test mode takes it."""
-        return np.floor((np.asarray(j, np.int64) + 0.5) * self.segment_frames + SNAP).astype(np.int64)
+    def instant(self, j: np.ndarray | int) -> np.ndarray:
+        """[S] grid indices -> [S] seconds from the epoch's start of each segment's middle: where its frame is taken."""
+        return (np.asarray(j, np.float64) + 0.5) * self.segment_s
 
-    def segment(self, j: int) -> Segment:
-        """Grid segment j: its frame and its audio centre c = frame / fps (seconds from the recording's start)."""
-        frame = int(self.frames(np.array([j]))[0])
-        return Segment(frame, frame / self.fps)
+    def segment_count(self, duration: float) -> int:
+        """Whole grid segments in `duration` seconds of video."""
+        return int(math.floor(duration / self.segment_s + SNAP))
 
-    def segment_count(self, frame_count: int) -> int:
-        """Whole grid segments in a recording of `frame_count` frames."""
-        return int(math.floor(frame_count / self.segment_frames + SNAP))
-
-    def window_count(self, frame_count: int) -> int:
-        """Windows that lie wholly inside the recording (0 when it is shorter than one window)."""
-        segments = self.segment_count(frame_count)
+    def window_count(self, duration: float) -> int:
+        """Windows that lie wholly inside `duration` seconds of video (0 when shorter than one window)."""
+        segments = self.segment_count(duration)
         return 0 if segments < self.n else (segments - self.n) // self.hop + 1
 
     def window_times(self, k: int) -> tuple[float, float]:
         """Window k's start and end, seconds from the recording's first frame."""
         first = k * self.hop
         return first * self.segment_s, (first + self.n) * self.segment_s
-
-
-def default_hop(segment_s: float) -> float:
-    """Seconds between windows when none is given: the multiple of the segment length nearest to `stream`'s hop."""
-    return max(1, round(defaults.STREAM_HOP_S / segment_s)) * segment_s
-
-
-class GridError(ValueError):
-    """A window and hop that make no grid (the CLI reports it as a bad option)."""
-
-
-def segments_per_hop(n: int, window_s: float, hop_s: float) -> int:
-    """Segments from one window's start to the next one's; GridError when the hop is not a multiple of W / N."""
-    if n < 1:
-        raise GridError(f"need at least one segment per window, got n={n}")
-    if window_s <= 0 or hop_s <= 0:
-        raise GridError(f"window and hop must be positive, got window {window_s:g} s and hop {hop_s:g} s")
-    segment_s = window_s / n
-    ratio = hop_s / segment_s
-    if round(ratio) < 1 or abs(ratio - round(ratio)) > HOP_TOLERANCE:
-        raise GridError(
-            f"hop {hop_s:g} s is not a multiple of the segment length {segment_s:g} s (window {window_s:g} s / "
-            f"N = {n}): use {segment_s:g} s or a multiple of it"
-        )
-    return int(round(ratio))
 
 
 def make_grid(n: int, window_s: float, hop_s: float, fps: float) -> SegmentGrid:
@@ -112,10 +78,11 @@ def make_grid(n: int, window_s: float, hop_s: float, fps: float) -> SegmentGrid:
 class WindowSpan:
     """One window of a timeline: its number, where its N segments start in Timeline.segments, its time span."""
 
-    index: int  # k: the window's place on the grid (0, 1, 2, ...)
+    index: int  # k: the window's place in the recording (0, 1, 2, ... over every epoch)
     first: int  # its segments are Timeline.segments[first : first + n]
     t_start: float  # seconds from the recording's first frame
     t_end: float
+    epoch: int = 0  # the stretch of video it lies in (a hole in the video starts the next)
 
 
 @dataclass(frozen=True)
@@ -140,24 +107,36 @@ class Timeline:
         return np.array([w.first for w in self.windows], np.int64)
 
 
-def plan_timeline(grid: SegmentGrid, frame_count: int) -> Timeline:
-    """The segments and windows of a recording of `frame_count` frames (test mode, deterministic).
+def plan_timeline(grid: SegmentGrid, times: FrameTimes) -> Timeline:
+    """The segments and windows of a recording whose frames are shown at `times` (test mode, deterministic).
 
-    Only segments inside some window are planned: with a hop longer than the window the gaps cost nothing.
+    Each epoch gets its own grid from its first frame; only segments inside some window are planned (with
+    a hop longer than the window the gaps cost nothing). A recording of one epoch shorter than one window
+    is one window over all of it, planned as `score` plans a clip; a shorter epoch among others has none.
     """
-    if frame_count < 1:
-        raise ValueError(f"need frames, got frame_count={frame_count}")
-    count = grid.window_count(frame_count)
-    if count == 0:  # shorter than one window: one window over the whole recording, as `score` plans a clip
-        segments = plan_segments(grid.n, frame_count, grid.fps, "test")
-        return Timeline(grid.n, grid.fps, segments, list(range(grid.n)), [WindowSpan(0, 0, 0.0, frame_count / grid.fps)], True)
-    starts = np.arange(count) * grid.hop  # [W] grid index of each window's first segment
-    needed = np.unique((starts[:, None] + np.arange(grid.n)).ravel())  # [S] sorted grid indices
-    frames = grid.frames(needed)  # [S]
-    segments = [Segment(int(f), float(f) / grid.fps) for f in frames]
-    firsts = np.searchsorted(needed, starts)  # [W] positions in `needed`
-    windows = [WindowSpan(k, int(p), *grid.window_times(k)) for k, p in enumerate(firsts)]
-    return Timeline(grid.n, grid.fps, segments, needed.tolist(), windows)
+    if times.count < 1:
+        raise ValueError("need frames, got none")
+    epochs = times.epochs()
+    if len(epochs) == 1 and grid.window_count(times.duration) == 0:
+        segments = plan_segments(grid.n, times, "test")
+        return Timeline(grid.n, grid.fps, segments, list(range(grid.n)), [WindowSpan(0, 0, 0.0, times.duration)], True)
+    segments: list[Segment] = []
+    grid_index: list[int] = []
+    epoch_of: list[int] = []
+    windows: list[WindowSpan] = []
+    for e, frames in enumerate(epochs):
+        t0, t1 = times.span(frames)
+        count = grid.window_count(t1 - t0)
+        starts = np.arange(count) * grid.hop  # [W] grid index of each window's first segment
+        needed = np.unique((starts[:, None] + np.arange(grid.n)).ravel())  # [S] sorted grid indices
+        firsts = len(segments) + np.searchsorted(needed, starts)  # [W] positions in the timeline
+        for k, (j, p) in enumerate(zip(starts, firsts)):
+            start, end = grid.window_times(k)
+            windows.append(WindowSpan(len(windows), int(p), t0 + start, t0 + end, e))
+        segments += segments_at(times, t0 + grid.instant(needed))
+        grid_index += needed.tolist()
+        epoch_of += [e] * len(needed)
+    return Timeline(grid.n, grid.fps, segments, grid_index, windows, epochs=epoch_of)
 
 
 def window_sums(values: np.ndarray, firsts: np.ndarray, n: int) -> np.ndarray:

@@ -3,8 +3,9 @@
 A user looks at an hour instead of reading 7,000 rows: each panel shows every class's probability over
 time (one line per class, at each window's middle), the winning label as a colour band under it, and
 shades the windows that had segments without a face (darker: more of them). Error rows have no scores
-and are left out; a file that is not results (clip rows of `score` without --window included) is
-refused with one line naming it.
+and are left out. The file is read by the results codec (run/codec.py) and its rows' declared kind
+decides: clip rows of `score` without --window, or a file that is not results, are refused with one
+line naming it.
 """
 
 from __future__ import annotations
@@ -21,8 +22,8 @@ import numpy as np
 from edge_emotion.deps import require
 from edge_emotion.errors import EdgeEmotionError
 from edge_emotion.io.atomic import atomic_path
-from edge_emotion.run.row_formats import csv_columns
-from edge_emotion.timeline.rows import WindowCsvFormat, csv_labels
+from edge_emotion.run.codec import CsvFormat, csv_labels, from_record
+from edge_emotion.run.result import Result
 
 PANEL_WIDTH_IN = 12.0
 PANEL_HEIGHT_IN = 2.4
@@ -57,71 +58,67 @@ class Series:
 def load_series(path: str | Path) -> list[Series]:
     """Window rows (CSV or JSONL) or stream events (JSONL) -> one Series per (file, person), in order of appearance.
 
-    Raises EdgeEmotionError naming the file when it holds no windows to plot.
+    The rows are read by the results codec and their declared kind decides: windows and stream events are
+    plotted, clip rows refused. Raises EdgeEmotionError naming the file when it holds no windows to plot.
     """
     path = Path(path)
     try:
         text = path.read_text(encoding="utf-8")
     except UnicodeDecodeError as exc:
         raise EdgeEmotionError(f"{path}: not results (not UTF-8 text)") from exc
-    rows = _csv_rows(path, text) if path.suffix.lower() == ".csv" else _json_rows(path, text)
-    scored = [r for r in rows if r.get("probabilities")]
+    results = _csv_results(path, text) if path.suffix.lower() == ".csv" else _json_results(path, text)
+    if any(r.kind == "clip" for r in results):
+        raise EdgeEmotionError(f"{path}: {NO_WINDOWS}")
+    scored = [r for r in results if r.probabilities]
     if not scored:
-        raise EdgeEmotionError(f"{path}: no windows to plot ({len(rows)} rows, none with scores)")
-    groups: dict[tuple[str, int | None], list[dict[str, Any]]] = {}
-    for row in scored:
-        person = row.get("person", 0)  # stream events from before people were tracked have no person: one person
-        groups.setdefault((str(row.get("path") or path.name), None if person is None else int(person)), []).append(row)
+        raise EdgeEmotionError(f"{path}: no windows to plot ({len(results)} rows, none with scores)")
+    groups: dict[tuple[str, int | None], list[Result]] = {}
+    for result in scored:
+        groups.setdefault((result.path or path.name, result.person), []).append(result)
     return [_series(name, person, group) for (name, person), group in groups.items()]
 
 
-def _csv_rows(path: Path, text: str) -> list[dict[str, Any]]:
-    header = next(csv.reader(io.StringIO(text)), None) or []
-    labels = csv_labels(header)
+def _csv_results(path: Path, text: str) -> list[Result]:
+    labels = csv_labels(next(csv.reader(io.StringIO(text)), None) or [])
     if labels is None:
-        named = "label" in header and "n_segments" in header
-        clip_rows = named and header == csv_columns(header[header.index("label") + 1 : header.index("n_segments")])
-        raise EdgeEmotionError(f"{path}: {NO_WINDOWS if clip_rows else 'not window rows of `score --window` (unknown CSV columns)'}")
+        raise EdgeEmotionError(f"{path}: not results (unknown CSV columns)")
     try:
-        return WindowCsvFormat(labels).read(text)
-    except (ValueError, KeyError) as exc:
-        raise EdgeEmotionError(f"{path}: damaged window rows ({exc})") from exc
+        return list(CsvFormat(labels).decode(text))
+    except (ValueError, KeyError, TypeError) as exc:
+        raise EdgeEmotionError(f"{path}: damaged results ({exc})") from exc
 
 
-def _json_rows(path: Path, text: str) -> list[dict[str, Any]]:
+def _json_results(path: Path, text: str) -> list[Result]:
     """JSON lines of window rows or stream events; a torn last line (a killed writer) is left out."""
     lines = text.split("\n")
-    rows = []
+    results = []
     for number, line in enumerate(lines, 1):
         if not line.strip():
             continue
         try:
-            row = json.loads(line)
+            record = json.loads(line)
         except json.JSONDecodeError as exc:
             if number == len(lines):  # no newline after it: torn
                 continue
             raise EdgeEmotionError(f"{path}: not results (line {number} is not JSON: {exc.msg})") from exc
-        if not isinstance(row, dict) or "probabilities" not in row:
-            raise EdgeEmotionError(f"{path}: not results (line {number} is not a window row or a stream event)")
-        if "t_start" not in row or "t_end" not in row:
-            raise EdgeEmotionError(f"{path}: {NO_WINDOWS}")
-        rows.append(row)
-    return rows
+        try:
+            results.append(from_record(record))
+        except (ValueError, KeyError, TypeError, AttributeError) as exc:
+            raise EdgeEmotionError(f"{path}: not results (line {number}: {exc})") from exc
+    return results
 
 
-def _series(name: str, person: int | None, rows: list[dict[str, Any]]) -> Series:
-    rows = sorted(rows, key=lambda r: float(r["t_start"]))
-    labels = list(rows[0]["probabilities"])
-    n = np.array([r.get("n_segments") or 0 for r in rows], float)  # stream events carry no N: any faceless counts whole
-    faceless = np.array([r.get("faceless") or 0 for r in rows], float)
+def _series(name: str, person: int | None, results: list[Result]) -> Series:
+    results = sorted(results, key=lambda r: r.t_start or 0.0)
+    labels = list(results[0].probabilities or {})
     return Series(
         name=name,
         person=person,
         labels=labels,
-        t_start=np.array([float(r["t_start"]) for r in rows]),
-        t_end=np.array([float(r["t_end"]) for r in rows]),
-        probs=np.array([[float(r["probabilities"].get(k, 0.0)) for k in labels] for r in rows]),
-        faceless=np.where(n > 0, faceless / np.maximum(n, 1), (faceless > 0).astype(float)),
+        t_start=np.array([r.t_start or 0.0 for r in results]),
+        t_end=np.array([r.t_end or 0.0 for r in results]),
+        probs=np.array([[(r.probabilities or {}).get(k, 0.0) for k in labels] for r in results]),  # [W, K]
+        faceless=np.array([r.faceless / max(r.n_segments, 1) for r in results]),
     )
 
 

@@ -15,7 +15,8 @@ from pathlib import Path
 import av
 
 from edge_emotion.errors import VideoError
-from edge_emotion.io.decode import DECODE_ERRORS, _open_container, _reason, checked_streams
+from edge_emotion.io.decode import DECODE_ERRORS, checked_streams, declared_duration, missing_parts, open_container, reason
+from edge_emotion.io.frame_times import FrameTimes
 
 
 @dataclass(frozen=True)
@@ -31,24 +32,32 @@ class Cut:
 class VideoFacts:
     """A recording's facts for planning its timeline (and its chunks)."""
 
-    fps: float
-    frame_count: int
+    times: FrameTimes  # when each frame is shown (io/frame_times.py)
     width: int
     height: int
     audio_origin: float | None = None  # seconds: the timestamp of the first decoded audio sample (None: not read)
+    problems: tuple[str, ...] = ()  # what the file lacks (decode.missing_parts): its rows say it
+
+    @property
+    def fps(self) -> float:
+        return self.times.rate
+
+    @property
+    def frame_count(self) -> int:
+        return self.times.count
 
 
 def probe(path: str | Path, keyframes: bool = False) -> tuple[VideoFacts, list[Cut]]:
-    """Frame rate and frame count (video packets, demuxed only), the same checks and causes as open_clip; with
+    """The frames' times (video packets, demuxed only), the same checks and causes as open_clip; with
     `keyframes`, also the first audio sample's time and the clean keyframes (`find_cuts`) to chunk the file on."""
     path = Path(path)
-    container = _open_container(path)
+    container = open_container(path)
     try:
         video, audio, fps = checked_streams(container, path)
         pts: list[int | None] = []
         key: list[bool] = []
         origin: float | None = None
-        for packet in container.demux(video, audio) if keyframes else container.demux(video):
+        for packet in container.demux(video, audio) if keyframes and audio is not None else container.demux(video):
             if not packet.size:
                 continue
             if packet.stream is video:
@@ -58,10 +67,11 @@ def probe(path: str | Path, keyframes: bool = False) -> tuple[VideoFacts, list[C
                 origin = _first_time(packet)
         width, height = video.codec_context.width, video.codec_context.height
         time_base = float(video.time_base) if video.time_base else 0.0
+        declared = declared_duration(container, video)
     except VideoError:
         raise
     except DECODE_ERRORS as exc:
-        raise VideoError(path, f"corrupt or truncated stream ({_reason(exc)})") from exc
+        raise VideoError(path, f"corrupt or truncated stream ({reason(exc)})") from exc
     finally:
         container.close()
     if not pts:
@@ -69,7 +79,8 @@ def probe(path: str | Path, keyframes: bool = False) -> tuple[VideoFacts, list[C
     if width <= 0 or height <= 0:
         raise VideoError(path, f"invalid frame size {width}x{height}")
     cuts = find_cuts(pts, key, time_base) if keyframes and origin is not None else []
-    return VideoFacts(fps, len(pts), width, height, origin), cuts
+    times = FrameTimes.from_pts(pts, time_base, fps)
+    return VideoFacts(times, width, height, origin, missing_parts(times, declared, audio is not None)), cuts
 
 
 def _first_time(packet: av.Packet) -> float | None:
@@ -100,7 +111,7 @@ def find_cuts(frame_pts: Sequence[int | None], keyframe: Sequence[bool], time_ba
 def header_duration(path: Path) -> float | None:
     """Seconds by the container's header (no packet read); None where it does not say or the file does not open."""
     try:
-        container = _open_container(path)
+        container = open_container(path)
     except VideoError:
         return None
     try:

@@ -36,9 +36,10 @@ from typing import Any
 import av
 import numpy as np
 
+from edge_emotion import defaults
 from edge_emotion.config import PreprocessConfig, SpectrogramParams
 from edge_emotion.errors import VideoError
-from edge_emotion.io.decode import DECODE_ERRORS, _open_container, _reason, _upright
+from edge_emotion.io.decode import DECODE_ERRORS, open_container, reason, upright
 from edge_emotion.preprocess.audio import audio_windows, is_silent, spectrograms
 from edge_emotion.preprocess.faces import FaceDetector, crop_face
 from edge_emotion.preprocess.segments import SegmentInputs
@@ -47,10 +48,11 @@ from edge_emotion.run.pool import DEFAULT_TIMEOUT_S, WorkerPool
 from edge_emotion.timeline.chunks import Chunk, RecordingTask, whole
 from edge_emotion.timeline.grid import Timeline, make_grid, plan_timeline
 from edge_emotion.timeline.people import Crop, Sightings, part_crops
-from edge_emotion.timeline.probe import Cut, probe
+from edge_emotion.io.frame_times import FrameTimes
+from edge_emotion.timeline.probe import Cut, VideoFacts, probe
 
 PART_SEGMENTS = 16  # scored segments per part: with N - 1 more tracked, 25 full frames held at N = 10 (69 MB at 720p)
-MAX_AV_SKEW_S = 5.0  # video this far past a part's audio: the audio has ended early (the rest of the part is silent)
+MAX_AV_SKEW_S = defaults.MAX_AV_SKEW_S  # video this far past a part's audio: the audio ended early (the rest is silent)
 RESAMPLER_WARMUP = 64  # a chunk's first resampled samples that its resampler's silent history reaches (it is ~30)
 
 
@@ -63,7 +65,7 @@ class RecordingPart(ClipInputs):
     person: int | None = None  # the chunk tracker's person; None: centre crops for windows without anyone
     positions: np.ndarray | None = None  # [M] timeline positions of people[0]'s segments
     silent_flags: np.ndarray | None = None  # [M] bool: the segment's audio window is silent
-    frame_count: int = 0  # the recording's video frames (packets, as open_clip counts them)
+    facts: VideoFacts | None = None  # on the chunk's last piece: the recording's frame times (the parent plans by them)
     sightings: Sightings | None = None  # on the chunk's last piece: everyone its tracker saw, by position
     last: bool = True  # the chunk's last piece
 
@@ -147,11 +149,12 @@ class _AudioFeed:
 class _GridPass:
     """One pass over a recording (from its first packet or a cut): the planned frames of `positions`, in order."""
 
-    def __init__(self, path: Path, fps: float, timeline: Timeline, positions: range, audio: SpectrogramParams,
+    def __init__(self, path: Path, times: FrameTimes, timeline: Timeline, positions: range, audio: SpectrogramParams,
                  start: Cut | None, origin: float | None, audio_until: int) -> None:
         """`audio_until`: the sample after the last one the scored segments need; the pass stops there once the
         frames are in too (a chunk early in a long file never reads the rest of it)."""
-        self.path, self.fps, self.start, self.audio_until = path, fps, start, audio_until
+        self.path, self.times, self.start, self.audio_until = path, times, start, audio_until
+        self.has_audio = True  # False once the file shows it has no audio stream: its segments are silent
         self.segments = timeline.segments
         self.positions = positions
         self.rate = audio.sample_rate
@@ -167,14 +170,16 @@ class _GridPass:
 
     def frames(self) -> Iterator[tuple[int, np.ndarray]]:
         """(position, [H, W, 3] uint8 RGB frame) for every position, in order; VideoError where open_clip raises."""
-        container = _open_container(self.path)
+        container = open_container(self.path)
         try:
-            video, audio = container.streams.video[0], container.streams.audio[0]
+            video = container.streams.video[0]
+            audio = container.streams.audio[0] if container.streams.audio else None
+            self.has_audio = audio is not None
             if self.start is not None:
                 container.seek(self.start.pts, stream=video, backward=True, any_frame=False)
             target = None if self.start is None else self.start.pts  # skip the packets before this one
             video_ok = True
-            for packet in container.demux(video, audio):
+            for packet in container.demux(*[s for s in (video, audio) if s is not None]):
                 if packet.stream is video:
                     if target is not None:
                         if packet.pts is not None and packet.pts > target:
@@ -198,7 +203,7 @@ class _GridPass:
         except (VideoError, _SeekMissed):
             raise
         except DECODE_ERRORS as exc:
-            raise VideoError(self.path, f"corrupt or truncated stream ({_reason(exc)})") from exc
+            raise VideoError(self.path, f"corrupt or truncated stream ({reason(exc)})") from exc
         finally:
             container.close()
         self.ended = True
@@ -215,7 +220,7 @@ class _GridPass:
         try:
             for frame in packet.decode():
                 if self.decoded in self.wanted or self.first_frame is None:
-                    image = _upright(frame)
+                    image = upright(frame)
                     self.first_frame = image if self.first_frame is None else self.first_frame
                     if self.decoded in self.wanted:
                         self.newest = image
@@ -223,22 +228,23 @@ class _GridPass:
                 self.decoded += 1
         except DECODE_ERRORS as exc:
             if self.first_frame is None:
-                raise VideoError(self.path, f"video frames do not decode ({_reason(exc)})") from exc
+                raise VideoError(self.path, f"video frames do not decode ({reason(exc)})") from exc
             return False, out
         return True, out
 
     def _has_all(self) -> bool:
         """Every wanted frame is out, and the audio the scored segments need (the resampler's flush is not needed)."""
-        return self.decoded > self.last_frame and not self.audio.waiting and self.audio.buffer.end >= self.audio_until
+        audio_in = not self.has_audio or (not self.audio.waiting and self.audio.buffer.end >= self.audio_until)
+        return self.decoded > self.last_frame and audio_in
 
     def audio_ready(self, position: int, window: int) -> bool:
         """Whether the audio window of `position` has arrived (or never will: the audio ended or lags far behind)."""
-        if self.ended:
+        if self.ended or not self.has_audio:
             return True
         if self.audio.waiting:  # a chunk's audio is not placed yet
             return False
         needed = round(self.segments[position].centre * self.rate) - window // 2 + window
-        lag = self.decoded / self.fps - self.audio.buffer.end / self.rate
+        lag = float(self.times.t[min(self.decoded, self.times.count) - 1]) - self.audio.buffer.end / self.rate
         return self.audio.buffer.end >= needed or lag > MAX_AV_SKEW_S
 
 
@@ -252,7 +258,7 @@ class _Chunk:
     config: PreprocessConfig
     detector: FaceDetector
     part_size: int
-    frame_count: int
+    facts: VideoFacts
     held: dict[int, np.ndarray] = field(default_factory=dict)  # position -> frame, scored positions only
     sightings: Sightings = field(default_factory=Sightings)
     timings: dict[str, float] = field(default_factory=dict)
@@ -293,7 +299,8 @@ class _Chunk:
         half, length = params.window_samples // 2, params.window_samples
         centres = np.array([self.timeline.segments[p].centre for p in part])  # [C] seconds into the recording
         first = max(0, round(centres[0] * params.sample_rate) - half)
-        waveform = grid_pass.audio.buffer.take(first, round(centres[-1] * params.sample_rate) - half + length)
+        end = round(centres[-1] * params.sample_rate) - half + length
+        waveform = grid_pass.audio.buffer.take(first, end) if grid_pass.has_audio else np.zeros(0, np.float32)
         windows = audio_windows(waveform, params.sample_rate, centres - first / params.sample_rate, params.window_s)
         specs, silent = spectrograms(windows, params), is_silent(windows)  # [C, 1, F, T], [C]
         self.timings["spectrogram"] = time.perf_counter() - start
@@ -303,7 +310,7 @@ class _Chunk:
         self.timings["faces"] = self.timings.get("faces", 0.0) + time.perf_counter() - start
         pieces[0].timings, self.timings = self.timings, {}
         if part.stop == self.chunk.score[1]:
-            pieces[-1].last, pieces[-1].sightings = True, self.sightings
+            pieces[-1].last, pieces[-1].sightings, pieces[-1].facts = True, self.sightings, self.facts
         for p in [p for p in self.held if p < part.stop]:
             del self.held[p]
         return pieces
@@ -316,10 +323,9 @@ class _Chunk:
             faces, specs[rows], [self.timeline.segments[c.position] for c in used], [c.box for c in used], own,
             own.count(False), int(silent[rows].sum()), person or 0, 0 if person is None else 1,
         )
-        fps = self.task.fps
         return RecordingPart(
-            self.task.file, str(self.task.path), [inputs], fps, self.frame_count / fps, chunk=self.chunk, person=person,
-            positions=np.array([c.position for c in used]), silent_flags=silent[rows], frame_count=self.frame_count, last=False,
+            self.task.file, str(self.task.path), [inputs], self.facts.fps, self.facts.times.duration, chunk=self.chunk,
+            person=person, positions=np.array([c.position for c in used]), silent_flags=silent[rows], last=False,
         )
 
 
@@ -330,22 +336,20 @@ def recording_parts(
     """The task's pieces, in time order. Never raises for a bad file: an error piece ends the task instead."""
     try:
         started = time.perf_counter()
-        if task.chunk is None:
-            facts, _ = probe(task.path)
-            task = RecordingTask(task.file, task.path, None, facts.fps, facts.frame_count)
-        timeline = plan_timeline(make_grid(config.n_segments, window_s, hop_s, task.fps), task.frame_count)
+        facts = task.facts or probe(task.path)[0]
+        timeline = plan_timeline(make_grid(config.n_segments, window_s, hop_s, facts.fps), facts.times)
         chunk = task.chunk or whole(timeline)
-        scorer = _Chunk(task, chunk, timeline, config, detector, part_size, task.frame_count)
+        scorer = _Chunk(task, chunk, timeline, config, detector, part_size, facts)
         scorer.timings["decode"] = time.perf_counter() - started
         positions = range(*chunk.track)
         last = timeline.segments[chunk.score[1] - 1].centre * config.audio.sample_rate
         audio_until = round(last) - config.audio.window_samples // 2 + config.audio.window_samples
         try:
-            grid_pass = _GridPass(task.path, task.fps, timeline, positions, config.audio, chunk.start, task.audio_origin, audio_until)
+            grid_pass = _GridPass(task.path, facts.times, timeline, positions, config.audio, chunk.start, facts.audio_origin, audio_until)
             yield from scorer.pieces(grid_pass)
         except _SeekMissed:  # raised before the first piece (it waits for the audio and the frames checked)
-            scorer = _Chunk(task, chunk, timeline, config, detector, part_size, task.frame_count)
-            yield from scorer.pieces(_GridPass(task.path, task.fps, timeline, positions, config.audio, None, None, audio_until))
+            scorer = _Chunk(task, chunk, timeline, config, detector, part_size, facts)
+            yield from scorer.pieces(_GridPass(task.path, facts.times, timeline, positions, config.audio, None, None, audio_until))
     except VideoError as exc:
         yield RecordingPart(task.file, str(task.path), error=exc.cause)
     except Exception as exc:  # noqa: BLE001 - one broken file must not stop the folder; the row names the cause

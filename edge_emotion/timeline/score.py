@@ -4,7 +4,7 @@
     pieces: one person's crops on some segments --score_clips: segments of many pieces, one backend
     call per batch--> [M, K] per piece --per file, once all its chunks are in: people matched across
     chunks, each window's people (timeline/people.py)--> window rows, window after window
-    --files in scan order--> WindowResultsFile
+    --files in scan order--> ResultsFile (WINDOWS)
 
 A file's rows are written once its last piece is scored, ROW_GROUP windows per write, window after
 window, files in the order of the sorted file list, so a killed and resumed run writes the rows an
@@ -21,10 +21,10 @@ from pathlib import Path
 
 import numpy as np
 
-from edge_emotion.config import PreprocessConfig
 from edge_emotion.preprocess.faces import Box
 from edge_emotion.preprocess.people import WhichFaces
-from edge_emotion.run.rows import FileKey, Row
+from edge_emotion.run.result import FileKey, Result, error_result
+from edge_emotion.run.results_file import WINDOWS, ResultsFile
 from edge_emotion.run.score import (
     NoProgress,
     ScoredClip,
@@ -39,29 +39,14 @@ from edge_emotion.run.score import (
 from edge_emotion.run.summary import Summary
 from edge_emotion.run.threads import one_blas_thread
 from edge_emotion.timeline.chunks import Chunk, Chunking, recording_tasks, stitch
-from edge_emotion.timeline.grid import (
-    SegmentGrid,
-    Timeline,
-    default_hop,
-    default_window,
-    make_grid,
-    plan_timeline,
-    segments_per_hop,
-)
+from edge_emotion.timeline.grid import SegmentGrid, Timeline, make_grid, plan_timeline
 from edge_emotion.timeline.people import Sightings, WindowPerson, main_people
+from edge_emotion.timeline.probe import VideoFacts
 from edge_emotion.timeline.recording import RecordingPart, TimelineJob, open_recordings
-from edge_emotion.timeline.results_file import WindowResultsFile
-from edge_emotion.timeline.rows import build_window_rows, window_error_row
+from edge_emotion.timeline.rows import build_window_rows
+from edge_emotion.timeline.window_options import resolve_windowing
 
 ROW_GROUP = 256  # windows per write (one fsync): an hour at hop 0.5 s is 29 writes
-
-
-def resolve_grid(config: PreprocessConfig, window: float | None, hop: float | None) -> tuple[float, float]:
-    """(window, hop) in seconds: defaults as `stream` (0.25 s per segment, hop ~0.5 s); GridError for a bad hop."""
-    window = default_window(config) if window is None else window
-    hop = default_hop(window / config.n_segments) if hop is None else hop
-    segments_per_hop(config.n_segments, window, hop)
-    return window, hop
 
 
 @dataclass
@@ -97,14 +82,16 @@ class FileTimeline:
     chunks: list[_ChunkScores] = field(default_factory=list)
     error: str | None = None
     duration: float = 0.0
+    problems: tuple[str, ...] = ()  # what the file lacks (no audio stream, cut short): its rows are degraded and say so
 
 
 class _Assembly:
     """A file's pieces, filled chunk by chunk (pieces of one chunk arrive in order, its last one last)."""
 
-    def __init__(self, index: int, timeline: Timeline, count: int) -> None:
-        self.index, self.timeline = index, timeline
+    def __init__(self, index: int, count: int) -> None:
+        self.index = index
         self.chunks: list[_ChunkScores | None] = [None] * count
+        self.facts: VideoFacts | None = None  # the recording's frame times, on each chunk's last piece
         self.done = 0
 
     def add(self, part: RecordingPart, probs: np.ndarray) -> bool:
@@ -112,12 +99,16 @@ class _Assembly:
         assert part.chunk is not None
         chunk = self.chunks[part.chunk.number] = self.chunks[part.chunk.number] or _ChunkScores(part.chunk)
         chunk.add(part, probs)
+        self.facts = part.facts or self.facts
         self.done += part.last
         return self.done == len(self.chunks)
 
-    def result(self, duration: float) -> FileTimeline:
+    def result(self, grid_for: Callable[[float], SegmentGrid]) -> FileTimeline:
+        """The file's timeline, planned as its workers planned it (from the frame times they read)."""
+        assert self.facts is not None  # every chunk's last piece carries them
         chunks = [c for c in self.chunks if c is not None]
-        return FileTimeline(self.index, self.timeline, chunks, duration=duration)
+        timeline = plan_timeline(grid_for(self.facts.fps), self.facts.times)
+        return FileTimeline(self.index, timeline, chunks, duration=self.facts.times.duration, problems=self.facts.problems)
 
 
 def assemble(
@@ -142,11 +133,10 @@ def assemble(
             yield part.index, FileTimeline(part.index, error=part.error or "no model inputs")
             continue
         if part.index not in building:
-            timeline = plan_timeline(grid_for(part.fps), part.frame_count)
-            building[part.index] = _Assembly(part.index, timeline, part.chunk.count)
+            building[part.index] = _Assembly(part.index, part.chunk.count)
         if building[part.index].add(part, item.probs[0]):  # [M, K]: the piece's one person
             finished.add(part.index)
-            yield part.index, building.pop(part.index).result(part.duration or 0.0)
+            yield part.index, building.pop(part.index).result(grid_for)
 
 
 def window_people(file: FileTimeline) -> Iterator[tuple[int, list[WindowPerson], np.ndarray, int]]:
@@ -168,17 +158,18 @@ def window_people(file: FileTimeline) -> Iterator[tuple[int, list[WindowPerson],
             yield k, people, np.array([chunk.silent[p] for p in positions]), len(seen)
 
 
-def file_rows(key: FileKey, file: FileTimeline, labels: Sequence[str], faces: WhichFaces) -> Iterator[list[Row]]:
+def file_rows(key: FileKey, file: FileTimeline, labels: Sequence[str], faces: WhichFaces) -> Iterator[list[Result]]:
     """A file's rows, ROW_GROUP windows at a time: everyone in each window, or its main person (--faces)."""
     if file.timeline is None:
-        yield [window_error_row(key, file.error or "no model inputs")]
+        yield [error_result("window", key, file.error or "no model inputs")]
         return
     timeline = file.timeline
     windows = list(window_people(file))
     chosen = main_people(people for _, people, _, _ in windows) if faces == "largest" else None
-    rows: list[Row] = []
+    rows: list[Result] = []
     for w, (k, people, silent, seen) in enumerate(windows):
-        rows += build_window_rows(key, timeline, timeline.windows[k], [chosen[w]] if chosen else people, silent, seen, labels)
+        rows += build_window_rows(key, timeline, timeline.windows[k], [chosen[w]] if chosen else people, silent, seen, labels,
+                                  file.duration)
         if (w + 1) % ROW_GROUP == 0:
             yield rows
             rows = []
@@ -186,9 +177,9 @@ def file_rows(key: FileKey, file: FileTimeline, labels: Sequence[str], faces: Wh
         yield rows
 
 
-def write_file(results: WindowResultsFile, key: FileKey, file: FileTimeline, labels: Sequence[str], faces: WhichFaces) -> Row:
+def write_file(results: ResultsFile, key: FileKey, file: FileTimeline, labels: Sequence[str], faces: WhichFaces) -> Result:
     """Write one file's rows (an error row, or its windows in groups); return its first row (for progress)."""
-    first: Row | None = None
+    first: Result | None = None
     for rows in file_rows(key, file, labels, faces):
         results.write_rows(rows)
         first = first or rows[0]
@@ -212,9 +203,10 @@ def score_timelines(
     keys = plan_folder(root, options)
     with open_scoring_backend(artifact, options) as backend, one_blas_thread():
         config, labels = backend.contract.preprocess, backend.contract.labels
-        window, hop = resolve_grid(config, options.window, options.hop)
+        windowing = resolve_windowing(config, options.window, options.hop)
+        window, hop = windowing.window, windowing.hop
         model = {**model_identity(artifact, backend), "window_s": f"{window:g}", "hop_s": f"{hop:g}"}
-        with WindowResultsFile(output, labels, model, options.faces) as results:
+        with ResultsFile(output, labels, model, options.faces, WINDOWS) as results:
             todo = results.pending(keys)
             summary = Summary(skipped=len(keys) - len(todo))
             progress.start(len(todo), summary.skipped)

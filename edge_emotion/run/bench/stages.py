@@ -15,7 +15,8 @@ from edge_emotion.preprocess.segments import model_faces
 from edge_emotion.run.bench.report import STAGES, StageTimes
 from edge_emotion.run.bench.targets import Target, availability
 from edge_emotion.run.clip_inputs import FaceSetup, InlineLoader
-from edge_emotion.run.rows import build_rows, file_key
+from edge_emotion.run.result import file_key
+from edge_emotion.run.rows import build_rows
 
 
 def stage_breakdown(
