@@ -124,7 +124,7 @@ class CsvFormat:
         header = next(reader, None)
         if header is None:
             return
-        if "person" not in header:
+        if "person" not in header and {"path", "label", "status"} <= set(header):
             raise ValueError("it has no person column: it was written by an older edge-emotion, one row per clip")
         if header != self.columns:
             raise ValueError(f"its columns {header} are not this model's {self.columns}")

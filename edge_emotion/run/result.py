@@ -6,7 +6,7 @@ source's epoch plus its live-only fields (`Live`). All three are `Result`s built
 (consensus: the mean of the window's N segment probabilities) or `error_result`, and written by one
 codec (run/codec.py) with one set of field names:
 
-kind (clip | window | stream), path (the video, or the stream's source), person (the face track: 0, 1,
+path (the video, or the stream's source), kind (clip | window | stream), person (the face track: 0, 1,
 2 ... in order of first sighting; null when nobody was seen and the window was scored on centre
 crops), people (people seen in the window; 0: nobody), window, n_windows (windows on the file's grid;
 null on a live source), t_start and t_end (seconds from the first frame), label, probabilities (one per
@@ -85,8 +85,8 @@ class Live:
 class Result:
     """One window of one person (module docstring for the fields). A later row-level `videoless` count goes here."""
 
-    kind: Kind
     path: str
+    kind: Kind
     person: int | None
     people: int | None
     window: int | None
