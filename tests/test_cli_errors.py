@@ -109,6 +109,11 @@ CASES: list[tuple[str, list[str], list[str]]] = [
     ("synth: --actors 0", ["synth", "-o", "{out}/s", "--actors", "0"], ["--actors"]),
     ("demo: --actors 1", ["demo", "-o", "{out}/d", "--actors", "1"], ["--actors"]),
     ("preview: -n 0", ["preview", "{video}", "-n", "0"], ["--segments"]),
+    # window and hop: one resolution (timeline/window_options.py), the same refusal from both drivers
+    ("score: --hop longer than --window", ["score", "{fixtures}", "-m", "{ckpt}", "-o", "{out}/r.csv", "--window", "1", "--hop", "2", "-q"], ["--hop", "at most the window (1 s), got 2"]),
+    ("stream: --hop longer than --window", ["stream", "{video}", "-m", "{ckpt}", "--window", "1", "--hop", "2", "-q"], ["--hop", "at most the window (1 s), got 2"]),
+    ("score: --hop off the default grid", ["score", "{fixtures}", "-m", "{ckpt}", "-o", "{out}/r.csv", "--hop", "0.5", "-q"], ["--hop", "not a multiple of the segment length 0.32 s (window 1.28 s / N = 4)"]),
+    ("stream: --hop off the default grid", ["stream", "{video}", "-m", "{ckpt}", "--hop", "0.5", "-q"], ["--hop", "not a multiple of the segment length 0.32 s (window 1.28 s / N = 4)"]),
     # the command line itself
     ("unknown command", ["scroe", "{fixtures}"], ["No such command 'scroe'"]),
     ("unknown option", ["score", "{fixtures}", "-m", "{ckpt}", "--bogus"], ["No such option", "--bogus"]),
@@ -177,7 +182,7 @@ def test_mistake_ends_in_one_line(case, template, expected, workspace, tmp_path,
 
 def test_table_covers_the_commands():
     walked = {template[0] for _, template, _ in CASES}
-    assert {"score", "predict", "bench", "export", "check", "prepare", "train", "cv", "synth", "preview", "demo"} <= walked
+    assert {"score", "predict", "stream", "bench", "export", "check", "prepare", "train", "cv", "synth", "preview", "demo"} <= walked
     assert len(CASES) >= 13
     assert INPUT_ERRORS <= {case for case, _, _ in CASES}  # no stale names
 

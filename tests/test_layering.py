@@ -33,15 +33,16 @@ BUILD_COMMANDS = ("train_cmds", "export_cmds", "synth_cmds", "demo_cmds")
 MAX_LINES = 500
 
 
-def _module_name(path: Path) -> str:
-    return ".".join(("edge_emotion", *path.relative_to(PACKAGE).with_suffix("").parts))
+def _module_name(path: Path, root: Path = PACKAGE) -> str:
+    return ".".join((root.name, *path.relative_to(root).with_suffix("").parts))
 
 
-def _imports(path: Path) -> list[str]:
+def _imports(path: Path, root: Path = PACKAGE) -> list[str]:
     """Every name an import statement in the file names (absolute and relative, at any depth).
 
     `from pkg import mod` names `pkg` and `pkg.mod`; `_graph` keeps the longest that is a module."""
-    package = _module_name(path).rsplit(".", 1)[0] if path.name != "__init__.py" else _module_name(path)[: -len(".__init__")]
+    module = _module_name(path, root)
+    package = module.rsplit(".", 1)[0] if path.name != "__init__.py" else module[: -len(".__init__")]
     names = []
     for node in ast.walk(ast.parse(path.read_text())):
         if isinstance(node, ast.Import):
@@ -56,8 +57,8 @@ def _imports(path: Path) -> list[str]:
     return names
 
 
-def _sources() -> list[Path]:
-    return sorted(PACKAGE.rglob("*.py"))
+def _sources(root: Path = PACKAGE) -> list[Path]:
+    return sorted(root.rglob("*.py"))
 
 
 def _is_build(module: str) -> bool:
@@ -94,14 +95,14 @@ def test_torch_is_imported_in_the_build_wing_and_the_torch_backend_alone():
     assert not found, "\n".join(found)
 
 
-def _graph() -> dict[str, set[str]]:
+def _graph(root: Path = PACKAGE) -> dict[str, set[str]]:
     """module -> package modules it imports (a name `pkg.mod.attr` resolves to the longest module prefix)."""
-    modules = {_module_name(p).removesuffix(".__init__") for p in _sources()}
+    modules = {_module_name(p, root).removesuffix(".__init__") for p in _sources(root)}
     graph: dict[str, set[str]] = {}
-    for path in _sources():
-        module = _module_name(path).removesuffix(".__init__")
+    for path in _sources(root):
+        module = _module_name(path, root).removesuffix(".__init__")
         edges = set()
-        for name in _imports(path):
+        for name in _imports(path, root):
             parts = name.split(".")
             for end in range(len(parts), 0, -1):
                 target = ".".join(parts[:end])
@@ -156,6 +157,47 @@ def test_no_import_cycle_in_the_package():
 
 def test_the_cycle_finder_finds_a_cycle():
     assert _cycles({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}) == [["a", "b", "c"]]
+
+
+def test_the_cycle_finder_finds_a_cycle_planted_in_a_package(tmp_path):
+    """Positive control of the package scan: a cycle closed by a relative import inside a function is found."""
+    root = tmp_path / "planted"
+    (root / "sub").mkdir(parents=True)
+    (root / "__init__.py").write_text("")
+    (root / "sub" / "__init__.py").write_text("from planted.sub import low\n")  # a package importing its own module
+    (root / "top.py").write_text("from planted.sub.low import helper\n")
+    (root / "sub" / "low.py").write_text("def helper():\n    from ..top import helper as back  # closes the cycle\n")
+    (root / "leaf.py").write_text("import planted.top\n")
+    graph = _graph(root)
+    assert graph["planted.leaf"] == {"planted.top"} and graph["planted.sub"] == {"planted.sub.low"}
+    assert _cycles(graph) == [["planted.sub.low", "planted.top"]]
+    (root / "sub" / "low.py").write_text("def helper():\n    pass\n")
+    assert _cycles(_graph(root)) == []
+
+
+def _path_of(module: str) -> Path:
+    return PACKAGE.joinpath(*module.split(".")[1:]).with_suffix(".py")
+
+
+def test_the_scanner_sees_a_known_edge_and_every_allowed_door():
+    """Positive control of the wing checks: the scan that finds nothing to complain about does see the imports it
+    lets through. A door or build command that no longer imports the toolchain is stale: drop it from the lists."""
+    assert "edge_emotion.defaults" in _imports(_path_of("edge_emotion.config"))  # a module-level edge
+    assert "edge_emotion.defaults" in _graph()["edge_emotion.config"]
+    for importer, imported in DOORS:  # each door is an import the scan finds (the backends' is inside a function)
+        assert any(name == imported or name.startswith(imported + ".") for name in _imports(_path_of(importer))), (importer, imported)
+    for command in BUILD_COMMANDS:  # each build command's body imports the toolchain wing, and only there
+        path = _path_of(f"edge_emotion.cli.{command}")
+        tree = ast.parse(path.read_text())
+        inside = [n for f in ast.walk(tree) if isinstance(f, ast.FunctionDef) for n in ast.walk(f) if isinstance(n, ast.ImportFrom)]
+        assert any(_is_build(n.module or "") for n in inside), command
+        assert not any(_is_build(name) for name in _imports_at_module_level(tree)), command
+
+
+def _imports_at_module_level(tree: ast.Module) -> list[str]:
+    return [n.module or "" for n in tree.body if isinstance(n, ast.ImportFrom)] + [
+        a.name for n in tree.body if isinstance(n, ast.Import) for a in n.names
+    ]
 
 
 def test_config_is_a_leaf():

@@ -24,14 +24,18 @@ from stream_helpers import (
     REPO,
     Collect,
     L,
+    MPEG2_ATOL,
     N,
+    RTSP_ATOL,
     SlowBackend,
     best_fit,
     check_close,
     check_margin,
     cli,
+    one_segment_off,
     stream,
     windows_of,
+    worst_difference,
 )
 from typer.testing import CliRunner
 
@@ -58,7 +62,7 @@ def test_udp_stream_cli_against_the_test_sender(recording, sharp_onnx, reference
     assert len(events) + summary["skipped_windows"] in (windows_of(117, 2 * L), windows_of(116, 2 * L))
     assert all(b["window"] > a["window"] and b["t_start"] > a["t_start"] for a, b in itertools.pairwise(events))
     # probabilities over each window equal the lossless file's, within the codecs' loss (mpeg2video + mp2)
-    check_close(events, best_fit(events, recording, "two", references, 2 * L), atol=0.02)
+    check_close(events, best_fit(events, recording, "two", references, 2 * L), atol=MPEG2_ATOL)
 
 
 def test_a_source_that_stops_mid_stream_ends_after_the_timeout(recording, backend, face_detector):
@@ -103,10 +107,10 @@ def test_reconnect_starts_a_new_grid_and_never_mixes_the_two_sides(hap_clip_path
     after = [written - wall for written, wall, e in zip(sink.wall, walls, events) if e["t_end"] + 0.48 <= ends[e["epoch"]]]
     assert len(after) >= 2 and 0.3 < min(after) and max(after) < 3.0, after
     assert {e["person"] for e in events} == {0}  # the same face in the same place keeps its number
-    # after the reconnect the windows are those of the second clip alone (a window with the first clip's segments
-    # or sound would be off by far more than the codecs' loss)
-    check_close(second, best_fit(second, neu, "neu", references, L), atol=0.02)
-    check_close(first, best_fit(first, hap, "hap", references, L), atol=0.02)
+    # each side's windows are its clip's, within the codecs' loss. The sides themselves are kept apart by the t_start
+    # check above: under this model the two clips' first windows differ by about the codecs' loss (0.006 seen)
+    check_close(second, best_fit(second, neu, "neu", references, L), atol=MPEG2_ATOL)
+    check_close(first, best_fit(first, hap, "hap", references, L), atol=MPEG2_ATOL)
 
 
 def test_a_network_stream_that_ends_ends_the_run(recording, backend, face_detector, tmp_path):
@@ -151,7 +155,33 @@ def test_rtsp_from_a_real_gstreamer_server(recording, backend, face_detector, re
     # the same numbers as the lossless file, within the loss of H.264 (crf 12) + AAC and of the sound's last frame, which
     # RTP leaves out (0.021 seen). The camera's first frame may come before its clock is known: it is left out, and the
     # grid starts a frame later.
-    check_close(events, best_fit(events, recording, "two", references, L), atol=0.03)
+    check_close(events, best_fit(events, recording, "two", references, L), atol=RTSP_ATOL)
+
+
+@pytest.mark.parametrize(
+    ("clips", "atol"),
+    [
+        (("hap", "neu"), MPEG2_ATOL),
+        (("hap",), MPEG2_ATOL),
+        (("neu",), MPEG2_ATOL),
+        pytest.param(("hap", "neu"), RTSP_ATOL, marks=pytest.mark.xfail(strict=True, reason=(
+            "RTSP's 0.03 is above the largest one-segment-off difference (0.029): it needs measuring on a machine "
+            "with GStreamer's RTSP server before it can be tightened"))),
+    ],
+    ids=["two-udp", "hap-udp", "neu-udp", "two-rtsp"],
+)
+def test_the_live_tolerance_fails_a_run_one_segment_off(clips, atol, hap_clip_path, neu_clip_path, references):
+    """Negative control of the live comparisons: the same check, on the lossless file's windows read one segment late
+    (each window with one wrong segment), fails, and by the tolerance alone (labels and people agree). Neighbouring
+    segments look alike under this model, so it is a run off by a segment that fails, not every window of it."""
+    paths = {"hap": hap_clip_path, "neu": neu_clip_path}
+    name = "two" if len(clips) == 2 else clips[0]
+    reference = references.windows(ls.load([paths[c] for c in clips]), name, L)
+    late = one_segment_off(reference)
+    assert all(e["label"] == reference[e["window"]]["label"] and e["person"] == reference[e["window"]]["person"] for e in late)
+    assert worst_difference(late, reference) > atol
+    with pytest.raises(AssertionError):
+        check_close(late, reference, atol)
 
 
 @pytest.fixture(scope="module")
@@ -225,7 +255,7 @@ def test_bad_sources_and_options_end_in_one_line(sharp_onnx, clip_file):
     quiet = runner.invoke(app, ["stream", f"udp://127.0.0.1:{silent_port}", "-m", str(sharp_onnx), "--timeout", "0.5"])
     assert isinstance(quiet.exception, SourceError) and "no data within 0.5 s" in str(quiet.exception)
     for args, message in (
-        (["--hop", "5"], "--hop must be positive and at most the window"),
+        (["--hop", "5"], "--hop must be at most the window (1.28 s), got 5"),
         (["--hop", "0.5"], "hop 0.5 s is not a multiple of the segment length 0.32 s (window 1.28 s / N = 4)"),
         (["--window", "2", "--hop", "0.3"], "hop 0.3 s is not a multiple of the segment length 0.5 s"),
         (["-O", "novalue"], "expected KEY=VALUE"),

@@ -147,12 +147,12 @@ def score(
     paths.artifact(model, "--model")
     paths.output_file(output, "--output")
     progress = None if quiet else _CliProgress(Console(stderr=True))
-    from edge_emotion.timeline.grid import GridError
+    from edge_emotion.timeline.window_options import GridError
 
     try:
         summary = run(folder, model, output, options, progress)
-    except GridError as exc:  # the hop is checked against the model's N once the model is open
-        raise typer.BadParameter(str(exc), param_hint="--hop") from exc
+    except GridError as exc:  # W and H are checked against the model's N once the model is open
+        raise typer.BadParameter(str(exc), param_hint=exc.option) from exc
     except KeyboardInterrupt:
         typer.secho(f"\ninterrupted: the rows in {output} are complete; run the same command again to resume", err=True)
         raise typer.Exit(130) from None

@@ -133,10 +133,10 @@ def stream(
     from edge_emotion.preprocess.faces import FaceDetector
     from edge_emotion.run.codec import to_record
     from edge_emotion.run.result import Result
-    from edge_emotion.stream import EventsFile, LineWriter, SourceSpec, StreamOptions, default_window, run_stream
+    from edge_emotion.stream import EventsFile, LineWriter, SourceSpec, StreamOptions, run_stream
     from edge_emotion.stream.events import EventWriter
     from edge_emotion.stream.options import check_options
-    from edge_emotion.timeline.grid import GridError
+    from edge_emotion.timeline.window_options import GridError, resolve_windowing
 
     spec = SourceSpec(source, input_format, _key_values(option, "--option"))
     audio_spec = None if audio is None else SourceSpec(audio, audio_format, _key_values(audio_option, "--audio-option"))
@@ -161,10 +161,11 @@ def stream(
     stop = threading.Event()
     with open_backend(model, backend, device) as runner:
         config = runner.contract.preprocess
-        try:
-            check_options(options, window or default_window(config), config.n_segments, spec.is_file or bool(audio_spec and audio_spec.is_file))
-        except GridError as exc:  # the hop is checked against the model's N once the model is open, as `score` does
-            raise typer.BadParameter(str(exc), param_hint="--hop") from exc
+        try:  # W and H are checked against the model's N once the model is open, as `score` does
+            resolve_windowing(config, window, hop)
+            check_options(options, spec.is_file or bool(audio_spec and audio_spec.is_file))
+        except GridError as exc:
+            raise typer.BadParameter(str(exc), param_hint=exc.option) from exc
         except ValueError as exc:
             raise typer.BadParameter(str(exc)) from exc
         found = FaceDetector(config.face, nets=nets)

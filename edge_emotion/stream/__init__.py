@@ -17,9 +17,8 @@ from edge_emotion.stream.events import EventsFile, LineWriter, StreamSummary, re
 from edge_emotion.stream.options import StreamOptions
 from edge_emotion.stream.run import run_stream
 from edge_emotion.stream.source import SourceError, SourceSpec
-from edge_emotion.stream.window import default_window
 
 __all__ = [
-    "EventsFile", "LineWriter", "SourceError", "SourceSpec", "StreamOptions", "StreamSummary", "default_window",
+    "EventsFile", "LineWriter", "SourceError", "SourceSpec", "StreamOptions", "StreamSummary",
     "read_events", "run_stream",
 ]

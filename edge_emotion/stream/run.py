@@ -24,13 +24,14 @@ from edge_emotion.preprocess.faces import FaceDetector
 from edge_emotion.stream.buffer import LiveBuffer
 from edge_emotion.stream.evaluate import WindowContext, evaluate_window, warm_up
 from edge_emotion.stream.events import Event, EventWriter, StreamSummary
-from edge_emotion.stream.options import StreamOptions, check_options, resolve_hop
+from edge_emotion.stream.options import StreamOptions, check_options
 from edge_emotion.stream.people import MainPerson, PersonNumbers
 from edge_emotion.stream.scheduler import Due, WindowScheduler
 from edge_emotion.stream.segments import SegmentStore, compute_segment
 from edge_emotion.stream.source import Decoder, SourceSpec, StreamClock, open_source, video_fps
-from edge_emotion.stream.window import EpochGrid, default_window
+from edge_emotion.stream.window import EpochGrid
 from edge_emotion.timeline.grid import make_grid
+from edge_emotion.timeline.window_options import resolve_windowing
 
 SPAN_MARGIN_S = 0.25  # the buffer holds window + hop + the audio window + this
 JOIN_S = 1.0  # how long the end of a run waits for a decode thread (one stuck in a read is left: a daemon)
@@ -51,13 +52,13 @@ def run_stream(
 
     `audio`: a second source for the sound (a separate microphone); without it the sound is the source's own.
     Raises SourceError when a source cannot be opened, ValueError for options that cannot work (GridError for a
-    hop that is not a multiple of W / N).
+    window and hop that make no grid: timeline/window_options.py).
     """
     config = backend.contract.preprocess
-    window_s = options.window or default_window(config)
-    hop_s = resolve_hop(options, window_s, config.n_segments)
+    windowing = resolve_windowing(config, options.window, options.hop)
+    window_s, hop_s = windowing.window, windowing.hop
     is_file = source.is_file and (audio is None or audio.is_file)
-    check_options(options, window_s, config.n_segments, source.is_file or (audio is not None and audio.is_file))
+    check_options(options, source.is_file or (audio is not None and audio.is_file))
     live = options.realtime or not is_file
     log = log or (lambda message: None)
     warm_up(backend, detector)
