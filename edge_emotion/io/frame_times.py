@@ -61,7 +61,7 @@ class FrameTimes:
 
     def interval(self, k: int) -> float:
         """How long frame k is on screen: to the next frame's time; the last one for the interval before it."""
-        return float(self.t[k + 1] - self.t[k]) if k + 1 < len(self.t) else self._last_interval(0, len(self.t))
+        return float(self.t[k + 1] - self.t[k]) if k + 1 < len(self.t) else 1.0 / self.rate
 
     @property
     def duration(self) -> float:
@@ -80,16 +80,12 @@ class FrameTimes:
         return [(a, b) for a, b in zip(bounds[:-1], bounds[1:]) if b > a]
 
     def span(self, frames: tuple[int, int]) -> tuple[float, float]:
-        """Seconds [start, end) that frames [a, b) cover: the last one is shown as long as the one before it
-        (not through the gap that may follow it)."""
+        """Seconds [start, end) that frames [a, b) cover: the last one is shown for one frame at the nominal rate
+        (not through the hole that may follow it; a stream ends an epoch at the same instant, stream/window.py)."""
         a, b = frames
-        last = self._last_interval(a, b)
-        if self.t[b - 1] == (b - 1) / self.rate and abs(last * self.rate - 1) <= ON_RATE_TOLERANCE:
+        if self.t[b - 1] == (b - 1) / self.rate:
             return float(self.t[a]), b / self.rate  # on the rate: exactly b frames' time, as b / fps always was
-        return float(self.t[a]), float(self.t[b - 1]) + last
-
-    def _last_interval(self, a: int, b: int) -> float:
-        return float(self.t[b - 1] - self.t[b - 2]) if b - a >= 2 else 1.0 / self.rate
+        return float(self.t[a]), float(self.t[b - 1]) + 1.0 / self.rate
 
 
 def on_rate(seconds: np.ndarray, index: np.ndarray, rate: float) -> np.ndarray:

@@ -48,6 +48,8 @@ class SegmentWork:
     frame: Any  # av.VideoFrame: the newest frame at or before the segment's slot
     audio: np.ndarray  # [window_samples] float32: [c - d/2, c + d/2) of the sound, zeros where none arrived
     arrival: float  # time.monotonic() when the last of these arrived
+    time: float = 0.0  # the frame's stream time: the audio window's centre c
+    seq: int = 0  # the frame's number in the run (a file's frame index while nothing is lost)
 
 
 @dataclass(frozen=True)
@@ -185,12 +187,12 @@ class WindowScheduler:
         times = np.array([v.time for v in b.video])  # [M]
         slot, last = g.slot(j), g.last_frame(j)
         i, i_last = g.frame_index(times, j), pick_slot(times, last, g.tolerance)
-        if i < 0 or times[i] < slot - g.gap_s or times[i_last] < last - g.gap_s:
+        if i < 0 or times[i] < slot - g.gap_s or times[i_last] < last - g.gap_s or g.ends_in_hole(times, j):
             return None
         item = b.video[i]
         a, end = g.audio_at(item.time)  # face and voice of one instant: the frame's timestamp
         audio, arrival = b.take_audio(a, end, floor=g.sample(g.t0))  # [window_samples]: no sound from before the epoch
-        return SegmentWork(j, item.frame, audio, max(item.arrival, arrival or item.arrival))
+        return SegmentWork(j, item.frame, audio, max(item.arrival, arrival or item.arrival), item.time, item.seq)
 
     def _gap(self, g: EpochGrid, j: int) -> None:
         """A gap in the video before segment j's last frame: the epoch ends; the next starts with the first frame after it."""

@@ -47,6 +47,13 @@ class EpochGrid:
         """Segment j's middle instant: its frame is the one on screen then."""
         return self.t0 + float(self.grid.instant(j))
 
+    def ends_in_hole(self, times: np.ndarray, j: int) -> bool:
+        """[M] sorted frame times -> whether segment j ends after the frame before a hole (a gap over gap_s) stops being
+        shown (one frame interval after it): io/frame_times.py's epochs end there, so a file's grid does too."""
+        end = self.t0 + (j + 1) * self.grid.segment_s
+        k = pick_slot(times, end, -SNAP_S)  # the frame on screen just before the segment's end
+        return 0 <= k < len(times) - 1 and times[k + 1] - times[k] > self.gap_s and end > times[k] + 1 / self.grid.fps + SNAP_S
+
     def frame_index(self, times: np.ndarray, j: int) -> int:
         """[M] sorted frame times -> the frame on screen at segment j's slot (-1 when none is held)."""
         return pick_slot(times, self.slot(j), SNAP_S)
