@@ -87,6 +87,7 @@ def test_one_row_per_clip_errors_name_the_cause(reference_rows, video_folder):
             assert seg["detected"] is True and 0 <= x1 < x2 <= 480 and 0 <= y1 < y2 <= 360 and 70 < x2 - x1 < 150
     blank = by_name["blank_silent.mp4"]
     assert blank["status"] == "degraded" and blank["faceless"] == N and blank["silent"] == N
+    assert (blank["person"], blank["people"]) == (None, 0)  # nobody seen: no person, as in window rows and stream events
     assert all(seg["box"] is None and seg["detected"] is False for seg in blank["segments"])  # centre crops
     assert by_name["face_tone.mp4"]["duration_s"] == pytest.approx(1.0, abs=0.01)
 
