@@ -26,7 +26,7 @@ def build_rows(clip: ClipInputs, probs: np.ndarray | None, labels: Sequence[str]
 def _person(clip: ClipInputs, inputs: SegmentInputs, segment_probs: np.ndarray, labels: Sequence[str], key: FileKey) -> Result:
     """One person's result. segment_probs: [N, K]."""
     segments = [
-        segment_result(k, seg.frame, seg.frame / clip.fps if clip.fps else None, seg.centre, box, inputs.detected[k], segment_probs[k], labels)
+        segment_result(k, seg.frame, seg.centre, seg.centre, box, inputs.detected[k], segment_probs[k], labels)
         for k, (seg, box) in enumerate(zip(inputs.segments, inputs.boxes))
     ]
     return window_result(

@@ -1,6 +1,12 @@
-"""One window of a stream -> its events: whose window it is (people.py), the crops no earlier window scored through
-the backend in one call, and its results (run/result.py: the consensus of its N segments' probabilities), as `score
---window` builds a file's. With one person in view a window scores hop / L new crops."""
+"""One window of a stream -> its events: whose window it is, the crops no earlier window scored through the backend
+in one call, and its results (run/result.py: the consensus of its N segments' probabilities), as `score --window`
+builds a file's. With one person in view a window scores hop / L new crops.
+
+People follow `score --window`'s rules through the epoch's track store (preprocess/tracks.py): everyone seen on one
+of the window's segments (`--faces all`; a window without anyone once, on centre crops, person null) or its main
+person (`--faces largest`, tracks.MainPerson); a segment without the person's own face borrows by the one borrowing
+rule with the window's last segment as the newest it may borrow from (a file may borrow from a nearer sighting after
+that window; a stream cannot wait for one, and a crop once scored is never scored again)."""
 
 from __future__ import annotations
 
@@ -13,9 +19,9 @@ import numpy as np
 from edge_emotion.backends.base import Backend
 from edge_emotion.preprocess.faces import Box, FaceDetector, crop_face, normalise_faces
 from edge_emotion.preprocess.people import WhichFaces
-from edge_emotion.run.result import Live, window_result
+from edge_emotion.preprocess.tracks import MainPerson
+from edge_emotion.run.result import Live, segment_result, window_result
 from edge_emotion.stream.events import Event, wall_time
-from edge_emotion.stream.people import MainPerson, face_areas, nearest_sighting, people_in
 from edge_emotion.stream.segments import Scored, SegmentRecord, SegmentStore
 from edge_emotion.stream.window import EpochGrid
 
@@ -48,11 +54,11 @@ def evaluate_window(
     """Window k's events, one per person reported (`dropped_frames`: the stream's count so far)."""
     segments = grid.segments(k)
     records = store.window(segments)
-    sightings = [r.faces for r in records]
+    seen = list(store.tracks.people_in(segments))
     if ctx.faces == "all":
-        people: list[int | None] = list(people_in(sightings)) or [None]
+        people: list[int | None] = list(seen) or [None]
     else:
-        people = [main.choose(face_areas(sightings))]
+        people = [main.choose(store.tracks.areas(segments))]
     _score_missing(records, people, store, segments.stop - 1, ctx)
     t_start, t_end = grid.window_times(k)
     ctx.last_wall = max(ctx.last_wall, ctx.wall(t_end))
@@ -63,10 +69,13 @@ def evaluate_window(
     for person in people:
         scored = [r.scored[person] for r in records]
         events.append(window_result(
-            "stream", None, ctx.source, person=person, people=len(people_in(sightings)), window=k, n_windows=None,
+            "stream", None, ctx.source, person=person, people=len(store.tracks.people_in(segments)), window=k, n_windows=None,
             t_start=t_start, t_end=t_end, segment_probs=np.stack([s.probs for s in scored]),  # [N, K]
             detected=[s.own for s in scored], silent=sum(r.silent for r in records), labels=ctx.backend.contract.labels,
-            live=live,
+            live=live, segments=[
+                segment_result(r.j, r.seq, r.time, r.time, s.box, s.own, s.probs, ctx.backend.contract.labels)
+                for r, s in zip(records, scored)
+            ],
         ))
     _add(ctx.timings, "consensus", time.perf_counter() - start)
     return events
@@ -82,10 +91,9 @@ def _score_missing(records: list[SegmentRecord], people: list[int | None], store
                 continue
             if person is None:
                 todo.append((r, None, None, False))
-            elif person in r.faces:
-                todo.append((r, person, r.faces[person], True))
             else:
-                todo.append((r, person, nearest_sighting(store.sightings, person, r.j, last, store.n), False))
+                crop = store.tracks.crop(person, r.j, store.n - 1, newest=last)
+                todo.append((r, person, crop.box, crop.own))
     if not todo:
         return
     params = ctx.backend.contract.preprocess.face

@@ -21,11 +21,11 @@ from dataclasses import dataclass, field
 from edge_emotion.backends.base import Backend
 from edge_emotion.detector.tracker import FaceTracker
 from edge_emotion.preprocess.faces import FaceDetector
+from edge_emotion.preprocess.tracks import MainPerson, PersonNumbers
 from edge_emotion.stream.buffer import LiveBuffer
 from edge_emotion.stream.evaluate import WindowContext, evaluate_window, warm_up
 from edge_emotion.stream.events import Event, EventWriter, StreamSummary
 from edge_emotion.stream.options import StreamOptions, check_options
-from edge_emotion.stream.people import MainPerson, PersonNumbers
 from edge_emotion.stream.scheduler import Due, WindowScheduler
 from edge_emotion.stream.segments import SegmentStore, compute_segment
 from edge_emotion.stream.source import Decoder, SourceSpec, StreamClock, open_source, video_fps

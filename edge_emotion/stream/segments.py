@@ -16,7 +16,7 @@ import numpy as np
 
 from edge_emotion.config import SpectrogramParams
 from edge_emotion.detector.tracker import FaceTracker
-from edge_emotion.io.decode import _upright
+from edge_emotion.io.decode import upright
 from edge_emotion.preprocess.audio import is_silent, spectrograms
 from edge_emotion.preprocess.faces import Box, FaceDetector
 from edge_emotion.preprocess.tracks import PersonNumbers, TrackStore
@@ -40,6 +40,8 @@ class SegmentRecord:
     spectrogram: np.ndarray  # [1, F, T] float32
     silent: bool
     arrival: float  # time.monotonic() when the last of its inputs arrived
+    time: float = 0.0  # its frame's stream time (its audio window's centre)
+    seq: int = 0  # its frame's number in the run
     scored: dict[int | None, Scored] = field(default_factory=dict)  # person (None: centre crop) -> probabilities
 
 
@@ -49,7 +51,7 @@ def compute_segment(
 ) -> SegmentRecord:
     """The segment's frame as RGB, its faces (the tracker's next frame), its spectrogram; seconds per stage in `timings`."""
     start = time.perf_counter()
-    frame = _upright(work.frame)  # [H, W, 3] uint8
+    frame = upright(work.frame)  # [H, W, 3] uint8
     tick = time.perf_counter()
     faces = numbers.number(detector.track([frame], tracker)[0])
     tock = time.perf_counter()
@@ -58,7 +60,7 @@ def compute_segment(
     end = time.perf_counter()
     for stage, seconds in (("frames", tick - start), ("faces", tock - tick), ("spectrogram", end - tock)):
         timings[stage] = timings.get(stage, 0.0) + seconds
-    return SegmentRecord(work.j, frame, faces, spectrogram, silent, work.arrival)
+    return SegmentRecord(work.j, frame, faces, spectrogram, silent, work.arrival, work.time, work.seq)
 
 
 class SegmentStore:

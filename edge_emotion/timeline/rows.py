@@ -36,4 +36,4 @@ def build_window_rows(
 
 def _segment(timeline: Timeline, who: WindowPerson, p: int, k: int, labels: Sequence[str]) -> SegmentResult:
     seg = timeline.segments[p]
-    return segment_result(timeline.grid_index[p], seg.frame, seg.frame / timeline.fps, seg.centre, who.boxes[k], who.detected[k], who.probs[k], labels)
+    return segment_result(timeline.grid_index[p], seg.frame, seg.centre, seg.centre, who.boxes[k], who.detected[k], who.probs[k], labels)
