@@ -25,7 +25,7 @@ from edge_emotion.toolchain.model import clip_loss
 from edge_emotion.toolchain.train.crema import ClipItem, index_corpus
 from edge_emotion.toolchain.train.dataset import CachedClips
 from edge_emotion.toolchain.train.loop import build_model, recipe_config
-from edge_emotion.toolchain.train.prepare import DEFAULT_DETECT_EVERY, prepare_corpus
+from edge_emotion.toolchain.train.prepare import prepare_corpus
 from edge_emotion.config import PreprocessConfig
 from edge_emotion.io.decode import open_clip
 from edge_emotion.preprocess.faces import FaceDetector
@@ -91,14 +91,13 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=4)
     parser.add_argument("--steps", type=int, default=6)
     parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--detect-every", type=int, default=DEFAULT_DETECT_EVERY)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     config = PreprocessConfig(n_segments=args.n_segments)
     with tempfile.TemporaryDirectory() as tmp:
         data = make_corpus(Path(tmp), args.clips)
         t0 = time.perf_counter()
-        prepare_corpus(data, Path(tmp) / "cache", config.face, every=args.detect_every)
+        prepare_corpus(data, Path(tmp) / "cache", config.face, n_segments=args.n_segments)
         prepare_s = (time.perf_counter() - t0) / args.clips
         items = index_corpus(data)[0]
         cached = CachedClips(items, str(Path(tmp) / "cache"), config, "train")
@@ -111,7 +110,7 @@ def main() -> None:
         f"N = {args.n_segments}, batch {args.batch_size}, {args.steps} timed steps, {args.threads} torch threads, "
         f"{args.clips} CREMA-D clips (480x360)"
     )
-    print(f"prepare: {prepare_s:.2f} s per clip (MTCNN on every {args.detect_every}. frame, once before training)\n")
+    print(f"prepare: {prepare_s:.2f} s per clip (faces tracked on the N planned frames, once before training)\n")
     print("| inputs from | training segments/s | share of time making inputs |")
     print("|---|---|---|")
     for name, rate, share in rows:

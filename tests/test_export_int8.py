@@ -223,10 +223,9 @@ def test_prepare_cache_source_uses_cached_boxes(tmp_path):
     inputs, config = detected()
     for path, seg in zip(CLIPS, inputs):
         clip = open_clip(path, config.audio.sample_rate)
-        frames = [s.frame for s in seg.segments]
-        boxes = box_cache.interpolate_boxes(clip.frame_count, frames, seg.boxes)  # [F, 4]
-        detected_mask = np.isin(np.arange(clip.frame_count), frames)
-        box_cache.write_cached(box_cache.cache_file(tmp_path, path.stem), clip, boxes, detected_mask)
+        frames = np.array([s.frame for s in seg.segments])  # [N]
+        boxes = np.array(seg.boxes, np.float32)  # [N, 4]: the scorer's box on each planned frame
+        box_cache.write_cached(box_cache.cache_file(tmp_path, path.stem), clip, frames, boxes, np.ones(len(frames), bool))
     assert [c.name for c in cached_clips(CLIPS[0].parent, tmp_path)] == [p.stem for p in CLIPS]
     source = video_folder_source(CLIPS[0].parent, config, detector=None, segments=8, per_clip=4, cache_dir=tmp_path)
     batch = next(source.batches())

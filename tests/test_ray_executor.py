@@ -225,9 +225,9 @@ def test_prepare_executor_ray_writes_the_local_cache(ray_cluster, hap_clip_path,
     shutil.copy(hap_clip_path, videos / "1001_DFA_HAP_XX.flv")
     shutil.copy(neu_clip_path, videos / "1002_DFA_NEU_XX.flv")
     (videos / "1003_DFA_ANG_XX.flv").write_bytes(b"FLV not really")
-    local = prepare_corpus(tmp_path / "corpus", tmp_path / "local", every=5)
+    local = prepare_corpus(tmp_path / "corpus", tmp_path / "local", n_segments=5)
     result = CliRunner().invoke(
-        app, ["prepare", str(tmp_path / "corpus"), "-o", str(tmp_path / "ray"), "--detect-every", "5",
+        app, ["prepare", str(tmp_path / "corpus"), "-o", str(tmp_path / "ray"), "--n-segments", "5",
               "--engine", "ray", "--address", ray_cluster.address],  # --executor's old name: still runs on Ray
     )
     assert result.exit_code == 0, result.output

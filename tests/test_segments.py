@@ -111,17 +111,17 @@ def test_a_small_face_in_hd_is_found_in_every_segment(tmp_path, hap_clip_path, f
 
 
 def test_prepare_caches_the_boxes_scoring_tracks(tmp_path, hap_clip_path, neu_clip_path, face_detector):
-    """One face implementation: the prepare cache's boxes (detect_clip, every frame here) are the tracked boxes of the
-    person largest over the clip that scoring crops; a larger face on the first frames only never takes over."""
-    from edge_emotion.toolchain.train.box_cache import detect_clip
+    """One face implementation: the prepare cache's boxes (track_clip, every frame planned here) are the tracked boxes
+    of the person largest over the clip that scoring crops; a larger face on the first frames only never takes over."""
+    from edge_emotion.toolchain.train.box_cache import track_clip
 
     steady, glimpse = Placement(planned_frames(hap_clip_path), 90, 150, 20), Placement(planned_frames(neu_clip_path), 120, 200, 660)
     frames = compose([steady], 10, 1280, 720)
     frames[:3] = compose([steady, glimpse], 3, 1280, 720)
     clip = open_clip(write_video(tmp_path / "glimpse.mp4", frames, fps=10, audio=tone(1.0)))
-    boxes, detected = detect_clip(clip, face_detector, every=1)  # [F, 4], [F]
+    planned, boxes, detected = track_clip(clip, face_detector, clip.frame_count)  # [F], [F, 4], [F]
     config = PreprocessConfig(n_segments=clip.frame_count)
     scored = extract_people(clip, plan_clip(clip, config), config, face_detector, "largest")[0]
-    assert detected.all() and [s.frame for s in scored.segments] == list(range(clip.frame_count))
-    np.testing.assert_allclose(boxes, np.array(scored.boxes), atol=1e-4)
+    assert detected.all() and planned.tolist() == [s.frame for s in scored.segments] == list(range(clip.frame_count))
+    np.testing.assert_array_equal(boxes, np.array(scored.boxes, np.float32))
     assert all(inside(b, steady.rect()) for b in boxes)

@@ -12,30 +12,28 @@ import torch
 from conftest import tone, write_video
 from typer.testing import CliRunner
 
-from edge_emotion.toolchain.train.box_cache import detection_frames, interpolate_boxes, load_cached
-from edge_emotion.toolchain.train.crema import index_corpus
-from edge_emotion.toolchain.train.dataset import CachedClips
-from edge_emotion.toolchain.train.prepare import prepare_corpus
 from edge_emotion.cli import app
 from edge_emotion.config import FaceParams, PreprocessConfig
 from edge_emotion.io.decode import open_clip
 from edge_emotion.preprocess.faces import FaceDetector
 from edge_emotion.preprocess.segments import extract, plan_clip
+from edge_emotion.run.clip_inputs import load_clip_inputs
+from edge_emotion.toolchain.train.box_cache import CachedClip, OldCacheError, cache_file, load_cached
+from edge_emotion.toolchain.train.crema import index_corpus
+from edge_emotion.toolchain.train.dataset import CachedClips
+from edge_emotion.toolchain.train.prepare import prepare_corpus
+
+FIXTURES = Path(__file__).parent / "fixtures"
 
 
-def test_interpolate_boxes_linear_between_nearest_beyond() -> None:
-    boxes = interpolate_boxes(7, [1, 3, 5], [(0, 0, 10, 10), None, (4, 4, 14, 14)])
-    assert boxes.shape == (7, 4)
-    np.testing.assert_allclose(boxes[0], [0, 0, 10, 10])  # before the first detection: nearest
-    np.testing.assert_allclose(boxes[3], [2, 2, 12, 12])  # a miss is bridged by its neighbours
-    np.testing.assert_allclose(boxes[6], [4, 4, 14, 14])
-    assert np.isnan(interpolate_boxes(3, [0, 2], [None, None])).all()  # no face anywhere: NaN (centre crop)
-
-
-def test_detection_frames_always_include_the_last() -> None:
-    assert detection_frames(10, 3) == [0, 3, 6, 9]
-    assert detection_frames(11, 3) == [0, 3, 6, 9, 10]
-    assert detection_frames(1, 5) == [0]
+def test_a_frame_takes_its_nearest_planned_frames_box_by_the_one_borrowing_rule() -> None:
+    a, b = (0.0, 0.0, 10.0, 10.0), (4.0, 4.0, 14.0, 14.0)
+    boxes = np.array([a, [np.nan] * 4, b], np.float32)  # [N, 4]: nobody seen on the middle planned frame
+    cached = CachedClip(None, np.array([5, 15, 25]), boxes, np.array([True, False, True]))  # type: ignore[arg-type]
+    assert cached.boxes_for([5, 15, 25]) == [a, a, b]  # planned frames: scoring's boxes (15 borrows, earlier on a tie)
+    assert cached.boxes_for([0, 10, 11, 20, 21, 40]) == [a, a, a, a, b, b]  # 10: a tie of 5 and 15, the earlier
+    nobody = CachedClip(None, np.array([5, 15]), np.full((2, 4), np.nan, np.float32), np.zeros(2, bool))  # type: ignore[arg-type]
+    assert nobody.boxes_for([0, 9]) == [None, None]  # no face anywhere: centre crops
 
 
 @pytest.fixture(scope="module")
@@ -54,7 +52,7 @@ def small_corpus(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="module")
 def prepared(small_corpus: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, object]:
     cache = tmp_path_factory.mktemp("cache")
-    return cache, prepare_corpus(small_corpus, cache, every=1)
+    return cache, prepare_corpus(small_corpus, cache, n_segments=3)
 
 
 def test_prepare_caches_good_clips_and_logs_damaged_ones(small_corpus: Path, prepared: tuple[Path, object]) -> None:
@@ -66,27 +64,62 @@ def test_prepare_caches_good_clips_and_logs_damaged_ones(small_corpus: Path, pre
     assert errors[0]["clip"] == "1003_DFA_ANG_XX" and "not a readable video" in errors[0]["error"]
     items = {i.name: i for i in index_corpus(small_corpus)[0]}
     real = load_cached(cache, items["1001_DFA_HAP_XX"])
-    assert real.boxes.shape == (real.clip.frame_count, 4) and real.detected.all()
+    assert real.boxes.shape == (3, 4) and real.detected.all() and real.frames.tolist() == [9, 28, 46]  # N = 3 of 56 frames
     faceless = load_cached(cache, items["1002_DFA_SAD_XX"])
     assert np.isnan(faceless.boxes).all() and faceless.boxes_for([0, 3]) == [None, None]
+    assert json.loads((cache / "cache.json").read_text())["n_segments"] == 3
     assert not list(cache.glob("*.tmp")) and not list(cache.glob(".*.tmp"))
 
 
-def test_prepare_resumes_and_refuses_other_face_parameters(small_corpus: Path, prepared: tuple[Path, object]) -> None:
+def test_prepare_resumes_and_refuses_other_face_parameters_and_old_caches(
+    small_corpus: Path, prepared: tuple[Path, object], tmp_path: Path
+) -> None:
     cache, _ = prepared
-    again = prepare_corpus(small_corpus, cache, every=1)
+    again = prepare_corpus(small_corpus, cache, n_segments=3)
     assert again.done == [] and sorted(again.reused) == ["1001_DFA_HAP_XX", "1002_DFA_SAD_XX"]
     assert len(again.failed) == 1  # a damaged clip is tried again, and reported again
     with pytest.raises(ValueError, match="was prepared with"):
-        prepare_corpus(small_corpus, cache, FaceParams(min_face_size=20), every=1)
+        prepare_corpus(small_corpus, cache, FaceParams(min_face_size=20), n_segments=3)
+    with pytest.raises(ValueError, match="was prepared with"):
+        prepare_corpus(small_corpus, cache, n_segments=4)  # another N: other planned frames
+    old = tmp_path / "old"
+    shutil.copytree(cache, old)
+    meta = json.loads((old / "cache.json").read_text())
+    (old / "cache.json").write_text(json.dumps({**meta, "format": "edge-emotion-prepare/1"}))
+    with pytest.raises(OldCacheError, match="re-run `edge-emotion prepare`"):
+        prepare_corpus(small_corpus, old, n_segments=3)
+    result = CliRunner().invoke(app, ["train", str(small_corpus), "-c", str(old), "-o", str(tmp_path / "run")])
+    assert result.exit_code == 2 and "re-run `edge-emotion prepare` into a new cache folder" in " ".join(
+        result.output.replace("│", " ").split()
+    )
+    with np.load(cache_file(cache, "1001_DFA_HAP_XX")) as data:  # a clip file of format 1: interpolated boxes, no frames
+        np.savez(cache_file(old, "1001_DFA_HAP_XX"), **{k: data[k] for k in data.files if k != "frames"})
+    with pytest.raises(OldCacheError, match="re-run"):
+        load_cached(old, [i for i in index_corpus(small_corpus)[0] if i.name == "1001_DFA_HAP_XX"][0])
+
+
+@pytest.mark.parametrize("name", ["1001_DFA_HAP_XX", "1001_DFA_NEU_XX"])
+def test_prepares_boxes_are_scores_boxes_with_the_default_follower(name: str, tmp_path: Path) -> None:
+    """The cache is the track store `score` makes: on every planned frame of a fixture clip, prepare's box (own or
+    borrowed) is the box `score` crops (run/clip_inputs.load_clip_inputs, its per-file path), bit for bit, with the
+    default ONet follower (before: every 3rd frame tracked and interpolated, IoU ~0.93)."""
+    source = FIXTURES / f"{name}.flv"
+    (tmp_path / "data").mkdir()
+    shutil.copy(source, tmp_path / "data" / source.name)
+    face, config = FaceParams(), PreprocessConfig(n_segments=10)
+    assert face.follow == "onet"
+    prepare_corpus(tmp_path / "data", tmp_path / "cache", face, n_segments=10)
+    cached = load_cached(tmp_path / "cache", index_corpus(tmp_path / "data")[0][0])
+    scored = load_clip_inputs(tmp_path / "data" / source.name, config, FaceDetector(face)).people[0]
+    frames = [s.frame for s in scored.segments]
+    assert cached.frames.tolist() == frames
+    assert cached.boxes_for(frames) == scored.boxes and cached.detected.tolist() == scored.detected
 
 
 def test_test_mode_item_equals_the_scoring_path(small_corpus: Path, tmp_path: Path) -> None:
-    """With the exact follower (MTCNN's own box on every frame, whichever frames are tracked), training's inputs from
-    a cache tracked on every frame are exactly what scoring computes on the planned frames. (The default ONet
-    follower's boxes depend on which frames it followed through: cache and scoring then agree to its IoU ~0.93.)"""
-    face = FaceParams(follow="cascade")
-    prepare_corpus(small_corpus, tmp_path / "cache", face, every=1)
+    """Training's test-mode inputs from the cache are exactly what scoring computes, default follower included."""
+    face = FaceParams()
+    prepare_corpus(small_corpus, tmp_path / "cache", face, n_segments=3)
     config = PreprocessConfig(n_segments=3, face=face)
     items = [i for i in index_corpus(small_corpus)[0] if i.name == "1001_DFA_HAP_XX"]
     faces, specs, label = CachedClips(items, str(tmp_path / "cache"), config, "test")[0]

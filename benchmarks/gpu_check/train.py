@@ -150,7 +150,7 @@ def step_train(check: Check) -> dict[str, Any]:
     result["corpus"] = {"clips": len(paths), "seconds": time.perf_counter() - start}
     start = time.perf_counter()
     try:
-        report = prepare_corpus(corpus, cache, every=s.detect_every)
+        report = prepare_corpus(corpus, cache, n_segments=s.train_segments)
         result["prepare"] = {"summary": report.summary(), "seconds": time.perf_counter() - start}
         prepared = not report.failed
     except ImportError as exc:  # MissingDependencyError: no face detector here

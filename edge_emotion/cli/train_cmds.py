@@ -17,7 +17,7 @@ from edge_emotion import defaults
 from edge_emotion.cli import paths
 from edge_emotion.cli.executor import EngineAlias, ray_options
 from edge_emotion.cli.recipe import RecipeOptions, one_of, recipe_options
-from edge_emotion.config import FOLLOWERS
+from edge_emotion.config import FOLLOWERS, PreprocessConfig
 
 DataDir = Annotated[
     Path, typer.Argument(help="CREMA-D folder (VideoFlash/AAAA_SSS_EEE_LL.flv) or a flat folder of such videos.")
@@ -42,6 +42,13 @@ def _check_run_paths(data_dir: Path, output: Path, cache: Path | None = None, fi
             f"{cache}: not a prepare cache ({why}): run `edge-emotion prepare {data_dir} -o {cache}` first",
             param_hint="--cache",
         )
+    if cache is not None:
+        from edge_emotion.toolchain.train.box_cache import OldCacheError, cache_meta
+
+        try:
+            cache_meta(cache)
+        except OldCacheError as exc:
+            raise typer.BadParameter(str(exc), param_hint="--cache") from exc
     for option, path in (files or {}).items():
         if path is not None:
             paths.existing_file(path, option)
@@ -68,9 +75,14 @@ def prepare(
     output: Annotated[
         Path, typer.Option("--output", "-o", help="Cache folder to write (resumable: done clips are skipped).")
     ],
-    detect_every: Annotated[
-        int, typer.Option(min=1, help="Track faces on every k-th frame of each clip, interpolate the boxes between.")
-    ] = defaults.DETECT_EVERY,
+    n_segments: Annotated[
+        int,
+        typer.Option(
+            "--n-segments", "-n", min=1,
+            help="The model's N: faces are tracked on each clip's N planned frames, as `score` tracks them "
+            "(train with the same N to train on scoring's boxes).",
+        ),
+    ] = PreprocessConfig().n_segments,
     workers: Annotated[
         int | None,
         typer.Option(
@@ -115,7 +127,7 @@ def prepare(
     ] = None,
     engine: EngineAlias = None,
 ) -> None:
-    """Decode every clip and detect its faces once, so that training never runs MTCNN."""
+    """Decode every clip and track its faces once, as `score` does, so that training never runs MTCNN."""
     from rich.progress import Progress
 
     from edge_emotion.toolchain.train.prepare import default_workers, prepare_corpus
@@ -136,7 +148,7 @@ def prepare(
             data_dir,
             output,
             face,
-            every=detect_every,
+            n_segments=n_segments,
             workers=default_workers() if workers is None else workers,
             progress=progress,
             ray_options=ray,

@@ -23,7 +23,7 @@ from edge_emotion.config import FaceParams, PreprocessConfig
 from edge_emotion.io.decode import Clip, read_frames
 from edge_emotion.preprocess.audio import audio_windows, is_silent, spectrograms
 from edge_emotion.preprocess.faces import Box, FaceDetector, crop_face, normalise_faces
-from edge_emotion.preprocess.people import WhichFaces, chosen_people
+from edge_emotion.preprocess.people import Person, WhichFaces, chosen_people
 from edge_emotion.preprocess.plan import Mode, Segment, plan_segments
 from edge_emotion.preprocess.tracks import borrow_boxes
 
@@ -88,6 +88,24 @@ def _audio_inputs(clip: Clip, segments: Sequence[Segment], config: PreprocessCon
     return spectrograms(windows, config.audio), int(is_silent(windows).sum())
 
 
+def track_planned(
+    clip: Clip,
+    segments: Sequence[Segment],
+    detector: FaceDetector,
+    faces: WhichFaces = "largest",
+    decoded: Mapping[int, np.ndarray] | None = None,
+    timings: dict[str, float] | None = None,
+) -> tuple[list[np.ndarray], list[Person], int]:
+    """Decode the planned frames and track their faces with one fresh tracker: (frames, the chosen people, how many
+    people were seen). Scoring and the prepare cache both track through here, so they see the same boxes."""
+    with _timed(timings, "frames"):
+        frames = _planned_frames(clip, segments, decoded)
+    with _timed(timings, "faces"):
+        tracked = detector.track(frames)
+        people = chosen_people(tracked, faces)
+    return frames, people, len({face.person for faces_on_frame in tracked for face in faces_on_frame})
+
+
 def extract_people(
     clip: Clip,
     segments: Sequence[Segment],
@@ -108,12 +126,8 @@ def extract_people(
     "faces", "spectrogram"), so scoring and benchmarks can show where time goes without a second code path.
     `normalise=False`: `faces` holds the uint8 crops (see `model_faces`).
     """
-    with _timed(timings, "frames"):
-        frames = _planned_frames(clip, segments, decoded)
+    frames, people, seen = track_planned(clip, segments, detector, faces, decoded, timings)
     with _timed(timings, "faces"):
-        tracked = detector.track(frames)
-        seen = len({face.person for faces_on_frame in tracked for face in faces_on_frame})
-        people = chosen_people(tracked, faces)
         per_person = [(p.person, _face_inputs(frames, segments, p.boxes, config, normalise)) for p in people] or [
             (0, _face_inputs(frames, segments, [None] * len(segments), config, normalise))
         ]
@@ -135,7 +149,7 @@ def extract(
     decoded: Mapping[int, np.ndarray] | None = None,
 ) -> SegmentInputs:
     """One clip's inputs: the largest person's (faces tracked by `detector`), or with the given per-segment `boxes`
-    (training from the prepare cache; None entries borrow the nearest given box). Stages and arguments as in
+    (training from the prepare cache; None entries borrow by the one borrowing rule). Stages and arguments as in
     `extract_people`."""
     if (detector is None) == (boxes is None):
         raise ValueError("pass exactly one of detector (scoring) or boxes (training from the cache)")

@@ -1,7 +1,8 @@
 """The one-command demo: every stage of the toolkit, end to end, on the embedded synthetic corpus.
 
-    synth -> prepare (MTCNN once per clip) -> train (one actor held out) -> export FP32 + INT8 ONNX
-    -> score the held-out actor with each artifact -> bench the backends -> figures (PNG)
+    synth -> prepare (faces tracked once per clip, as `score` tracks them) -> train (one actor held out)
+    -> export FP32 + INT8 ONNX -> score the held-out actor with the checkpoint (torch) and each artifact,
+    through the one scorer -> bench the backends -> figures (PNG)
 
 Each stage calls the same library function as its CLI command, and each is
 resumable (files already made are kept), so a rerun after a kill picks up.
@@ -67,13 +68,13 @@ def _prepare(corpus: Path, config: DemoConfig) -> Path:
     from edge_emotion.toolchain.train.prepare import default_workers, prepare_corpus
 
     cache = config.out_dir / "cache"
-    report = prepare_corpus(corpus, cache, workers=default_workers())
+    report = prepare_corpus(corpus, cache, n_segments=config.n_segments, workers=default_workers())
     if report.failed:
         raise RuntimeError(f"prepare failed on {len(report.failed)} synthetic clips: {report.failed[:3]}")
     return cache
 
 
-def _train(corpus: Path, cache: Path, config: DemoConfig) -> tuple[Path, int, float]:
+def _train(corpus: Path, cache: Path, config: DemoConfig) -> tuple[Path, int]:
     """Fold 0 of one-actor folds: the held-out actor is never seen in training."""
     from edge_emotion.toolchain.train.loop import recipe_config, train
 
@@ -89,13 +90,10 @@ def _train(corpus: Path, cache: Path, config: DemoConfig) -> tuple[Path, int, fl
         eval_each_epoch=True,  # the held-out curve of the training figure (12 clips: a second per epoch)
     )
     finished = (run_dir / "eval.json").exists()
-    result = None if finished else train(corpus, cache, run_dir, train_config, resume=(run_dir / "checkpoint.pt").exists())
+    if not finished:
+        train(corpus, cache, run_dir, train_config, resume=(run_dir / "checkpoint.pt").exists())
     held_out = json.loads((run_dir / "folds.json").read_text())["folds"][0][0]
-    if result is not None and result.accuracy is not None:
-        accuracy = result.accuracy
-    else:  # trained by an earlier run of the demo
-        accuracy = json.loads((run_dir / "eval.json").read_text())["accuracy"]
-    return run_dir / "checkpoint.pt", int(held_out), float(accuracy)
+    return run_dir / "checkpoint.pt", int(held_out)
 
 
 def _held_out_folder(corpus: Path, actor: int, out_dir: Path) -> Path:
@@ -136,12 +134,13 @@ def _export(checkpoint: Path, corpus: Path, held_out: Path, config: DemoConfig) 
     return artifacts, notes
 
 
-def _score_accuracy(folder: Path, artifact: Path, output: Path) -> float:
-    """Score the folder with the artifact; accuracy against the emotion in each CREMA-D file name."""
-    from edge_emotion.toolchain.train.crema import parse_name
+def _score_accuracy(folder: Path, artifact: Path, output: Path, backend: str) -> float:
+    """Score the folder with the artifact on `backend` through the one scorer (`score`'s path); accuracy against the
+    emotion in each CREMA-D file name. The rows of all artifacts then differ only by what export changed."""
     from edge_emotion.run.score import ScoreOptions, score_folder
+    from edge_emotion.toolchain.train.crema import parse_name
 
-    score_folder(folder, artifact, output, ScoreOptions(workers=1))
+    score_folder(folder, artifact, output, ScoreOptions(backend=backend, workers=1))
     rows = [json.loads(line) for line in output.read_text().splitlines()]
     items = [parse_name(Path(r["path"]).stem) for r in rows]  # the demo's own corpus: CREMA-D names only
     correct = [not isinstance(item, str) and r["label"] == item.emotion for r, item in zip(rows, items)]
@@ -207,19 +206,21 @@ def run_demo(config: DemoConfig = DemoConfig(), say: Callable[[str], None] = pri
     config.out_dir.mkdir(parents=True, exist_ok=True)
     say(f"1/7 synth: {config.actors} actors x {len(LABELS)} emotions x {config.clips_per_class} clips")
     corpus = _make_corpus(config)
-    say("2/7 prepare: decode + MTCNN once per clip")
+    say(f"2/7 prepare: decode + faces tracked once per clip on its N={config.n_segments} planned frames")
     cache = _prepare(corpus, config)
     say(f"3/7 train: N={config.n_segments}, {config.epochs} epochs, one actor held out")
-    checkpoint, actor, torch_accuracy = _train(corpus, cache, config)
+    checkpoint, actor = _train(corpus, cache, config)
     held_out = _held_out_folder(corpus, actor, config.out_dir)
     say(f"4/7 export: FP32 and INT8 ONNX, each checked against torch on actor {actor}'s clips")
     artifacts, notes = _export(checkpoint, corpus, held_out, config)
     for note in notes:
         say(f"    {note}")
-    say(f"5/7 score: actor {actor}'s {len(list(held_out.iterdir()))} clips with each artifact")
-    accuracy = {"torch (checkpoint)": torch_accuracy}
+    say(f"5/7 score: actor {actor}'s {len(list(held_out.iterdir()))} clips with the checkpoint and each artifact")
+    accuracy = {"torch (checkpoint)": _score_accuracy(held_out, checkpoint, config.out_dir / "scores.torch.jsonl", "torch")}
     for precision, artifact in artifacts.items():
-        accuracy[f"onnxruntime {precision}"] = _score_accuracy(held_out, artifact, config.out_dir / f"scores.{precision}.jsonl")
+        accuracy[f"onnxruntime {precision}"] = _score_accuracy(
+            held_out, artifact, config.out_dir / f"scores.{precision}.jsonl", "onnxruntime"
+        )
     say("6/7 bench: latency per backend and precision")
     bench = _bench(checkpoint, artifacts, held_out, config)
     say("7/7 figures: training curves, held-out confusion matrix, bench latency (PNG)")

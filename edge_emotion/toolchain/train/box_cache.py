@@ -1,6 +1,9 @@
-"""The training box cache's format and its per-clip job: decode a clip, track faces over every k-th frame (the
-tracker scoring uses), interpolate the largest person's boxes, write one `.npz` atomically; read it back for
-training and calibration.
+"""The training box cache's format and its per-clip job: the clip's track store written to disk, one `.npz`
+atomically per clip; read back for training and calibration.
+
+prepare tracks the N planned test-mode frames exactly as `score` does (the same plan, detector settings, tracker
+and largest-person rule), so training's test-mode boxes are scoring's; a frame that is not planned (train mode
+samples random ones) takes its nearest planned frame's box by the one borrowing rule (preprocess/tracks.py).
 
 Kept apart from the corpus run (edge_emotion.toolchain.train.prepare) so the Ray runner
 (edge_emotion.toolchain.ray_prepare) can run the same CacheJob without importing the local runner back.
@@ -13,80 +16,68 @@ import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
-from edge_emotion import defaults
-from edge_emotion.toolchain.train.crema import ClipItem
-from edge_emotion.config import FaceParams
+from edge_emotion.config import FaceParams, PreprocessConfig
 from edge_emotion.errors import MissingDependencyError
 from edge_emotion.io.atomic import atomic_path
-from edge_emotion.io.decode import Clip, open_clip, read_frames
+from edge_emotion.io.decode import Clip, open_clip
 from edge_emotion.preprocess.faces import Box, FaceDetector
-from edge_emotion.preprocess.people import chosen_people
+from edge_emotion.preprocess.segments import plan_clip, track_planned
+from edge_emotion.preprocess.tracks import borrow_boxes
 from edge_emotion.run.pool import FileFn, FileResult
+from edge_emotion.toolchain.train.crema import ClipItem
 
-CACHE_FORMAT = "edge-emotion-prepare/1"
-DEFAULT_DETECT_EVERY = defaults.DETECT_EVERY
+CACHE_FORMAT = "edge-emotion-prepare/2"  # /1: every k-th frame tracked, boxes interpolated (not scoring's boxes)
+
+
+class OldCacheError(ValueError):
+    """A cache written by another format: its boxes are not scoring's. The CLI says so in one line."""
 
 
 @dataclass(frozen=True)
 class CachedClip:
-    """One clip from the cache: a Clip (waveform included, frames decoded on demand) and per-frame boxes."""
+    """One clip from the cache: a Clip (waveform included, frames decoded on demand) and its track store.
+
+    The store is what `score` tracks on the clip: the largest person's own box on each of the N planned test-mode
+    frames. Any frame's box is its nearest planned frame's (the earlier on a tie), by the one borrowing rule.
+    """
 
     clip: Clip
-    boxes: np.ndarray  # [F, 4] float32 x1 y1 x2 y2, NaN where the clip has no face at all
-    detected: np.ndarray  # [F] bool: MTCNN ran on this frame and found a face
+    frames: np.ndarray  # [N] the planned test-mode frames, in time order
+    boxes: np.ndarray  # [N, 4] float32 x1 y1 x2 y2: the largest person's own box on each, NaN where not seen
+    detected: np.ndarray  # [N] bool: their own face was found on the planned frame
 
     def boxes_for(self, frames: Sequence[int]) -> list[Box | None]:
-        """Boxes of the given frame indices (None where the clip has no face anywhere)."""
-        return [None if np.isnan(self.boxes[f, 0]) else tuple(float(v) for v in self.boxes[f]) for f in frames]
+        """Boxes of the given frame indices (None where the clip has no face anywhere): scoring's box on a planned
+        frame, the nearest planned frame's on any other."""
+        own = [tuple(float(v) for v in b) if seen else None for b, seen in zip(self.boxes, self.detected)]
+        filled, _ = borrow_boxes(own)
+        nearest = np.abs(np.asarray(frames)[:, None] - self.frames[None, :]).argmin(axis=1)  # [F] first on a tie
+        return [filled[int(k)] for k in nearest]
 
 
 def cache_file(cache_dir: str | Path, name: str) -> Path:
     return Path(cache_dir) / f"{name}.npz"
 
 
-def interpolate_boxes(frame_count: int, indices: Sequence[int], boxes: Sequence[Box | None]) -> np.ndarray:
-    """Boxes at detected frames -> [F, 4] boxes for every frame: linear in between, nearest beyond the ends.
-
-    Frames where MTCNN found nothing are treated like frames it did not look at;
-    a clip without any face gets NaN everywhere (the crop falls back to the centre).
-    """
-    found = [(i, b) for i, b in zip(indices, boxes) if b is not None]
-    out = np.full((frame_count, 4), np.nan, dtype=np.float32)  # [F, 4]
-    if not found:
-        return out
-    xs = np.array([i for i, _ in found], dtype=np.float64)  # [D]
-    ys = np.array([b for _, b in found], dtype=np.float64)  # [D, 4]
-    every = np.arange(frame_count, dtype=np.float64)
-    for c in range(4):
-        out[:, c] = np.interp(every, xs, ys[:, c])
-    return out
+def track_clip(clip: Clip, detector: FaceDetector, n_segments: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The clip's N planned test-mode frames and the largest person's own ([N, 4] boxes, NaN where unseen; [N] seen),
+    tracked as `score` tracks them (segments.track_planned: the same frames, tracker and largest-person rule)."""
+    segments = plan_clip(clip, PreprocessConfig(n_segments=n_segments, face=detector.params))
+    _, people, _ = track_planned(clip, segments, detector, "largest")
+    own: list[Box | None] = people[0].boxes if people else [None] * len(segments)
+    boxes = np.array([b if b is not None else (np.nan,) * 4 for b in own], np.float32).reshape(-1, 4)  # [N, 4]
+    return np.array([s.frame for s in segments], np.int64), boxes, np.array([b is not None for b in own])
 
 
-def detection_frames(frame_count: int, every: int) -> list[int]:
-    """Every k-th frame, and always the last one, so interpolation never extrapolates inside the clip."""
-    frames = list(range(0, frame_count, max(1, every)))
-    return frames if frames[-1] == frame_count - 1 else frames + [frame_count - 1]
-
-
-def detect_clip(clip: Clip, detector: FaceDetector, every: int) -> tuple[np.ndarray, np.ndarray]:
-    """Track faces over every k-th frame of the clip (the tracker scoring uses) -> the largest person's
-    ([F, 4] interpolated boxes, [F] mask of the frames where their own face was found)."""
-    wanted = detection_frames(clip.frame_count, every)
-    decoded = read_frames(clip, wanted)
-    people = chosen_people(detector.track([decoded[i] for i in wanted]), "largest")
-    found: list[Box | None] = people[0].boxes if people else [None] * len(wanted)
-    detected = np.zeros(clip.frame_count, dtype=bool)
-    detected[[i for i, b in zip(wanted, found) if b is not None]] = True
-    return interpolate_boxes(clip.frame_count, wanted, found), detected
-
-
-def write_cached(path: Path, clip: Clip, boxes: np.ndarray, detected: np.ndarray) -> None:
+def write_cached(path: Path, clip: Clip, frames: np.ndarray, boxes: np.ndarray, detected: np.ndarray) -> None:
     with atomic_path(path) as tmp, open(tmp, "wb") as f:
         np.savez(
             f,
+            frames=frames,
             boxes=boxes,
             detected=detected,
             waveform=clip.waveform,
@@ -99,9 +90,11 @@ def write_cached(path: Path, clip: Clip, boxes: np.ndarray, detected: np.ndarray
 def load_cached(cache_dir: str | Path, item: ClipItem) -> CachedClip:
     """Read one clip's cache entry; the video itself stays where the index found it (frames decode on demand)."""
     with np.load(cache_file(cache_dir, item.name), allow_pickle=False) as data:
+        if "frames" not in data:
+            raise OldCacheError(_old_cache(cache_dir, "an older format"))
         fps, frame_count, width, height, sample_rate = data["facts"].tolist()
         clip = Clip(Path(item.path), fps, int(frame_count), int(width), int(height), data["waveform"], int(sample_rate))
-        return CachedClip(clip, data["boxes"], data["detected"])
+        return CachedClip(clip, data["frames"], data["boxes"], data["detected"])
 
 
 @dataclass(frozen=True)
@@ -116,7 +109,7 @@ class CacheJob:
     cache_dir: str
     face: FaceParams
     sample_rate: int = 16_000
-    every: int = DEFAULT_DETECT_EVERY
+    n_segments: int = PreprocessConfig().n_segments  # the model's N: the planned frames tracked, as `score` plans them
 
     def setup(self, threads: int) -> FileFn[FileResult]:
         """Build the face detector; threads > 0 caps its threads (a pool spreads the cores over its workers),
@@ -132,8 +125,8 @@ class CacheJob:
         result = FileResult(index, str(path))
         try:
             clip = open_clip(path, self.sample_rate)
-            boxes, detected = detect_clip(clip, detector, self.every)
-            write_cached(cache_file(self.cache_dir, Path(path).stem), clip, boxes, detected)
+            frames, boxes, detected = track_clip(clip, detector, self.n_segments)
+            write_cached(cache_file(self.cache_dir, Path(path).stem), clip, frames, boxes, detected)
         except MissingDependencyError:
             raise  # not the clip's fault: stop and say what to install
         except Exception as exc:  # noqa: BLE001 - one damaged clip must never stop the corpus; the cause is logged
@@ -141,11 +134,28 @@ class CacheJob:
         return result
 
 
-def cache_face_params(cache_dir: str | Path) -> FaceParams:
-    """The face parameters the cache's boxes were made with: they go into the checkpoint, so scoring crops alike."""
+def cache_meta(cache_dir: str | Path) -> dict[str, Any]:
+    """cache.json: the format, face parameters (the follower among them), sample rate and N the cache was made with.
+
+    FileNotFoundError without one; OldCacheError for another format (its boxes are not scoring's)."""
     meta = Path(cache_dir) / "cache.json"
     if not meta.exists():
         raise FileNotFoundError(f"{cache_dir}: not a prepare cache (no cache.json); run `edge-emotion prepare` first")
-    return FaceParams.from_dict(json.loads(meta.read_text())["face"])
+    data: dict[str, Any] = json.loads(meta.read_text())
+    if data.get("format") != CACHE_FORMAT:
+        raise OldCacheError(_old_cache(cache_dir, f"format {data.get('format')!r}"))
+    return data
+
+
+def _old_cache(cache_dir: str | Path, what: str) -> str:
+    return (
+        f"{cache_dir}: a prepare cache of {what}, not {CACHE_FORMAT} (boxes tracked on the planned frames as `score` "
+        f"tracks them); re-run `edge-emotion prepare` into a new cache folder"
+    )
+
+
+def cache_face_params(cache_dir: str | Path) -> FaceParams:
+    """The face parameters the cache's boxes were made with: they go into the checkpoint, so scoring crops alike."""
+    return FaceParams.from_dict(cache_meta(cache_dir)["face"])
 
 

@@ -1,7 +1,9 @@
 """A torch Dataset of clips from the prepare cache: [N, 3, 224, 224] faces, [N, 1, 192, 120] spectrograms, label.
 
 Every step after the face box is the scorer's own code (`segments.plan_clip` and
-`segments.extract`); only the boxes come from the cache instead of MTCNN.
+`segments.extract`); only the boxes come from the cache instead of MTCNN, and they are
+scoring's boxes: test mode's planned frames are the ones prepare tracked (for the cache's
+N), any other frame takes its nearest tracked frame's box (box_cache.CachedClip.boxes_for).
 Train mode plans a random frame per segment (and the audio jitter b) with an rng
 seeded by (seed, epoch, clip), so an epoch's samples are the same whatever the
 worker, the process count or a resume: that is what makes resumed training exact.

@@ -1,24 +1,24 @@
-"""The prepare cache: decode and run MTCNN once per clip, so that training epochs never run MTCNN.
+"""The prepare cache: decode and track faces once per clip, so that training epochs never run MTCNN.
 
-What is cached, and why (measured on the two CREMA-D fixture clips, 2 CPU cores):
-- MTCNN costs 37-44 ms per 480x360 frame; a 2 s clip has ~60 frames, so detecting
-  every frame of all 7,442 clips takes ~5 h on one core. Detecting every k-th
-  frame and interpolating the boxes linearly in between is k times cheaper; the
-  interpolated corners are off by 1.0 px (k=2), 1.6 px (k=3), 2.2-2.6 px (k=5) on
-  average against per-frame detection, on a ~94 px face (MTCNN's own
-  frame-to-frame jitter is about 1 px). Default k = 3.
+What is cached, and why:
+- the clip's track store (preprocess/tracks.py) as `score` makes it: the N planned test-mode frames tracked with
+  the same detector settings, tracker and largest-person rule, so training's test-mode boxes are scoring's box
+  for box (before, every 3rd frame was tracked and the boxes interpolated: with the default ONet follower they
+  agreed with scoring's at IoU ~0.93). Train mode samples random frames; each takes its nearest planned frame's
+  box (the one borrowing rule). N is the model's (`prepare --n-segments`); a cache serves another N through the
+  same rule, but only its own N gets scoring's boxes exactly.
 - Caching 224x224 crops of every frame would cost 5.6-6.0 MB per clip even
   compressed (~43 GB for CREMA-D) against ~1 KB of boxes; cropping on the fly
   costs 0.6-0.7 ms per segment and decoding the few frames wanted ~35-50 ms per
   clip, which DataLoader workers hide behind the training step. So the cache holds
-  per-frame boxes (and the decoded 16 kHz waveform, so epochs skip audio decoding)
+  the boxes (and the decoded 16 kHz waveform, so epochs skip audio decoding)
   and the crops are cut on the fly by the shared `segments.extract`.
 
-Layout of CACHE: `cache.json` (face parameters, k, format), one `<clip>.npz` per
+Layout of CACHE: `cache.json` (format, face parameters with the follower, sample rate, N), one `<clip>.npz` per
 clip (written atomically, so a killed run leaves no half file and a rerun skips
 the clips already done), `errors.jsonl` (one line per clip that failed in the
 latest run, with the cause; damaged clips are skipped, never fatal), and `.lock`
-while a run writes (one run per cache at a time).
+while a run writes (one run per cache at a time). A cache of an older format is refused, saying to re-run prepare.
 
 The cache's format and per-clip job live in box_cache.py. Runs: in this process, or in a WorkerPool (`run_jobs`), which isolates each clip:
 a decoder that segfaults or hangs costs that clip an error line, not the corpus run.
@@ -31,9 +31,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
 
-from edge_emotion.toolchain.train.box_cache import CACHE_FORMAT, DEFAULT_DETECT_EVERY, CacheJob, cache_file
+from edge_emotion.toolchain.train.box_cache import CACHE_FORMAT, CacheJob, OldCacheError, cache_file
 from edge_emotion.toolchain.train.crema import ClipItem, Skipped, index_corpus
-from edge_emotion.config import FaceParams
+from edge_emotion.config import FaceParams, PreprocessConfig
 from edge_emotion.io.atomic import atomic_write_text, exclusive_lock
 from edge_emotion.run.pool import DEFAULT_TIMEOUT_S, WorkerPool
 from edge_emotion.run.threads import usable_cores
@@ -59,10 +59,15 @@ class PrepareReport:
 
 
 def _check_cache_params(cache_dir: Path, params: dict[str, Any]) -> None:
-    """A cache made with other face parameters would silently mix boxes: refuse it."""
+    """A cache made with other face parameters or N would silently mix boxes: refuse it."""
     meta = cache_dir / "cache.json"
     if meta.exists():
         old = json.loads(meta.read_text())
+        if old.get("format") != CACHE_FORMAT:
+            raise OldCacheError(
+                f"{cache_dir} holds a prepare cache of format {old.get('format')!r}, not {CACHE_FORMAT}; "
+                f"re-run `edge-emotion prepare` into a new cache folder"
+            )
         if old != params:
             raise ValueError(f"{cache_dir} was prepared with {old}, not {params}; use another cache folder")
     else:
@@ -100,13 +105,14 @@ def prepare_corpus(
     cache_dir: str | Path,
     face: FaceParams = FaceParams(),
     sample_rate: int = 16_000,
-    every: int = DEFAULT_DETECT_EVERY,
+    n_segments: int = PreprocessConfig().n_segments,
     workers: int = 0,
     progress: Callable[[int, int], None] | None = None,
     timeout: float = DEFAULT_TIMEOUT_S,
     ray_options: RayOptions | None = None,
 ) -> PrepareReport:
-    """Cache boxes and waveforms of every indexed clip of `data_dir`; resumable, parallel over clips.
+    """Cache the track store and waveform of every indexed clip of `data_dir` for the model's N (`n_segments`);
+    resumable, parallel over clips.
 
     One run at a time per cache (a second one is refused at once, naming the first one's pid):
     two would write the same files and log each failure twice. progress(done, total) is called
@@ -116,7 +122,7 @@ def prepare_corpus(
     cache_dir = Path(cache_dir)
     cache_dir.mkdir(parents=True, exist_ok=True)
     params = json.loads(
-        json.dumps({"format": CACHE_FORMAT, "face": face.to_dict(), "sample_rate": sample_rate, "detect_every": every})
+        json.dumps({"format": CACHE_FORMAT, "face": face.to_dict(), "sample_rate": sample_rate, "n_segments": n_segments})
     )
     with exclusive_lock(cache_dir):
         _check_cache_params(cache_dir, params)
@@ -126,7 +132,7 @@ def prepare_corpus(
         report.reused = [i.name for i in items if cache_file(cache_dir, i.name).exists()]
         # errors.jsonl: the failures of this run. Each run retries every failed clip (it has no cache file),
         # so appending would list a clip once per run.
-        job = CacheJob(str(cache_dir), face, sample_rate, every)
+        job = CacheJob(str(cache_dir), face, sample_rate, n_segments)
         if ray_options is None:
             results = run_jobs(todo, job, workers, timeout)
         else:
