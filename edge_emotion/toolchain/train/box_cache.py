@@ -53,10 +53,15 @@ class CachedClip:
     def boxes_for(self, frames: Sequence[int]) -> list[Box | None]:
         """Boxes of the given frame indices (None where the clip has no face anywhere): scoring's box on a planned
         frame, the nearest planned frame's on any other."""
-        own = [tuple(float(v) for v in b) if seen else None for b, seen in zip(self.boxes, self.detected)]
+        own: list[Box | None] = [_box(b) if seen else None for b, seen in zip(self.boxes, self.detected)]
         filled, _ = borrow_boxes(own)
         nearest = np.abs(np.asarray(frames)[:, None] - self.frames[None, :]).argmin(axis=1)  # [F] first on a tie
         return [filled[int(k)] for k in nearest]
+
+
+def _box(row: np.ndarray) -> Box:
+    x1, y1, x2, y2 = (float(v) for v in row)
+    return x1, y1, x2, y2
 
 
 def cache_file(cache_dir: str | Path, name: str) -> Path:
