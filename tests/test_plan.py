@@ -86,7 +86,7 @@ def test_variable_rate_plan_takes_the_frame_on_screen_and_its_time():
 
 
 def test_a_segment_inside_a_hole_in_the_video_is_marked_without_video():
-    t = np.concatenate([np.arange(30) / 30, 11.0 + np.arange(30) / 30])  # 1 s, a 10 s hole, 1 s
-    plan = plan_segments(6, FrameTimes(t, 30.0))  # instants 1, 3, 5, 7, 9, 11 s
-    assert [s.video for s in plan] == [True, False, False, False, False, True]
-    assert [s.frame for s in plan] == [29, 29, 29, 29, 29, 30]  # in the hole: the last frame before it, flagged
+    t = np.concatenate([np.arange(60) / 30, 12.0 + np.arange(60) / 30])  # 0-2 s, a 10 s hole, 12-14 s
+    plan = plan_segments(7, FrameTimes(t, 30.0))  # instants 1, 3, 5, ... 13 s
+    assert [s.video for s in plan] == [True, False, False, False, False, False, True]
+    assert [s.frame for s in plan] == [30, 59, 59, 59, 59, 59, 90]  # in the hole: the last frame before it, flagged

@@ -112,8 +112,12 @@ def test_a_clips_segments_take_the_frame_on_screen_and_say_when_they_lie_in_a_ho
         times = probe(path)[0].times
         span = times.duration / N
         _check_segments(times, 0.0, span, row["segments"])
-        if name == "hole":  # instants 1.25, 3.75, 6.25, 8.75 s: the middle two lie in the hole
+        if name == "hole":  # instants 1.25, 3.75, 6.25, 8.75 s: the middle two lie in the hole, and the row says so
             assert [s["frame"] for s in row["segments"]] == [25, 59, 59, 95]
+            assert [s["video"] for s in row["segments"]] == [True, False, False, True]
+            assert row["videoless"] == 2 and row["status"] == "degraded"
+        else:
+            assert row["videoless"] == 0 and all(s["video"] for s in row["segments"])
 
 
 def test_a_stream_of_the_file_takes_the_frame_on_screen(timed_files, fresh_checkpoint, tmp_path):

@@ -73,6 +73,13 @@ class FrameTimes:
         k = np.searchsorted(self.t, np.asarray(seconds, np.float64) + SNAP_S, side="right") - 1
         return np.clip(k, 0, len(self.t) - 1)
 
+    def in_hole(self, frames: np.ndarray, instants: np.ndarray, limit: float = defaults.VIDEO_GAP_S) -> np.ndarray:
+        """[S] frames on screen at [S] instants -> [S] whether the instant lies in a hole in the video: past the end
+        of the epoch that frame closes (one nominal frame after it, as `span` ends it) and before the next one."""
+        frames = np.asarray(frames)
+        after = np.append(np.diff(self.t), 0.0)[frames]  # [S] time to the next frame (0 after the last one)
+        return (after > limit) & (np.asarray(instants) >= self.t[frames] + 1.0 / self.rate - SNAP_S)
+
     def epochs(self, limit: float = defaults.VIDEO_GAP_S) -> list[tuple[int, int]]:
         """Frames [a, b) of each stretch of video without a gap longer than `limit` seconds, in time order."""
         breaks = (np.flatnonzero(np.diff(self.t) > limit) + 1).tolist()

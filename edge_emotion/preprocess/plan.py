@@ -5,8 +5,8 @@ the clip's duration D is cut into N equal spans; test mode takes each span's mid
 uniform instant in it; the segment's frame is the frame on screen then, and its audio window is centred on
 that frame's timestamp (train mode: plus a jitter uniform in [-b, b]), so face and voice are of one instant
 whatever the frame rate does. On a constant-rate file this is the paper's plan: middle frame j = floor((i +
-1/2) F / N), c = j / fps. A segment whose frame was shown more than VIDEO_GAP_S before its instant lies in a
-hole in the video: it is marked `video=False` (scored, and counted, as without video).
+1/2) F / N), c = j / fps. A segment whose instant lies in a hole in the video (after the last frame before a gap
+over VIDEO_GAP_S stops being shown) is marked `video=False`: scored, and counted, as without video.
 """
 
 from __future__ import annotations
@@ -16,7 +16,6 @@ from typing import Literal
 
 import numpy as np
 
-from edge_emotion import defaults
 from edge_emotion.io.frame_times import FrameTimes
 
 Mode = Literal["train", "test"]
@@ -31,11 +30,12 @@ class Segment:
     video: bool = True  # False: no frame near the segment's instant (a hole in the video); the frame is the last before it
 
 
-def segments_at(times: FrameTimes, instants: np.ndarray, gap_s: float = defaults.VIDEO_GAP_S) -> list[Segment]:
-    """[S] instants (seconds from the first frame) -> the segment of each: the frame on screen, centred on its time."""
+def segments_at(times: FrameTimes, instants: np.ndarray) -> list[Segment]:
+    """[S] instants (seconds from the first frame) -> the segment of each: the frame on screen, centred on its time,
+    marked without video where the instant lies in a hole (FrameTimes.in_hole: where an epoch of the grid ends)."""
     frames = times.shown_at(instants)  # [S]
-    stale = np.asarray(instants) - times.t[frames] > gap_s  # [S] the frame on screen is from before a hole
-    return [Segment(int(f), float(times.t[f]), not s) for f, s in zip(frames, stale)]
+    hole = times.in_hole(frames, instants)  # [S]
+    return [Segment(int(f), float(times.t[f]), not h) for f, h in zip(frames, hole)]
 
 
 def plan_segments(

@@ -49,6 +49,7 @@ class ClipInputs:
     fps: float = 0.0
     duration: float | None = None  # seconds; None when the file did not decode
     error: str | None = None
+    problems: tuple[str, ...] = ()  # what the file lacks (io/decode.missing_parts): its rows say so
     timings: dict[str, float] = field(default_factory=dict)  # seconds per stage: decode, frames, faces, spectrogram
 
     def stage_seconds(self) -> dict[str, float]:
@@ -76,7 +77,7 @@ def load_clip_inputs(
         start = time.perf_counter()
         clip, frames = open_clip_frames(path, lambda c: [s.frame for s in plan_clip(c, config)], config.audio.sample_rate)
         result.timings["decode"] = time.perf_counter() - start
-        result.fps, result.duration = clip.fps, clip.duration
+        result.fps, result.duration, result.problems = clip.fps, clip.duration, clip.problems
         segments = plan_clip(clip, config)
         result.people = extract_people(clip, segments, config, detector, faces, result.timings, frames, normalise=False)
     except VideoError as exc:

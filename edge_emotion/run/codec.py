@@ -21,7 +21,7 @@ from edge_emotion.run.result import KINDS, Live, Result, SegmentResult
 
 FIELDS = tuple(f.name for f in fields(Result) if f.name != "live")  # a JSON line's keys, in order
 LIVE_FIELDS = tuple(f.name for f in fields(Live))  # after them, on a live source's results only
-_INTS = ("person", "people", "window", "n_windows", "n_segments", "faceless", "silent", "size_bytes", "mtime_ns")
+_INTS = ("person", "people", "window", "n_windows", "n_segments", "faceless", "silent", "videoless", "size_bytes", "mtime_ns")
 _FLOATS = ("t_start", "t_end", "duration_s")
 
 

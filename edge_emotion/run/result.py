@@ -11,7 +11,8 @@ path (the video, or the stream's source), kind (clip | window | stream), person 
 crops), people (people seen in the window; 0: nobody), window, n_windows (windows on the file's grid;
 null on a live source), t_start and t_end (seconds from the first frame), label, probabilities (one per
 label), n_segments, faceless (segments without this person's own face), silent (segments whose audio
-window is silent), duration_s (the file's), status (ok | degraded | error), error, size_bytes and
+window is silent), videoless (segments whose instant lies in a hole in the video), duration_s (the file's), status (ok | degraded | error), error (an error row's cause; on a degraded row what the file lacks: no audio
+stream, cut short), size_bytes and
 mtime_ns (the file's version; null on a live source), segments (JSON lines only: per segment its grid
 index, frame, the frame's time, the audio window's centre, the face box (null for a centre crop),
 whether its own frame had the face, and its probabilities). A file that could not be scored has one
@@ -60,7 +61,7 @@ def file_key(path: str | Path) -> FileKey:
 
 @dataclass(frozen=True)
 class SegmentResult:
-    """One of a window's segments for one person. A later per-segment `video` flag goes here, with a default."""
+    """One of a window's segments for one person."""
 
     segment: int  # its index on the file's grid (a clip: 0 .. N-1)
     frame: int | None  # the frame the face came from
@@ -69,6 +70,7 @@ class SegmentResult:
     box: tuple[float, ...] | None  # the face box the crop used, full-frame pixels (None: a centre crop)
     detected: bool  # this person's own face was on its frame (False: a borrowed box or a centre crop)
     probabilities: dict[str, float]
+    video: bool = True  # False: its instant lies in a hole in the video (the frame is the last one before the hole)
 
 
 @dataclass(frozen=True)
@@ -83,7 +85,7 @@ class Live:
 
 @dataclass(frozen=True)
 class Result:
-    """One window of one person (module docstring for the fields). A later row-level `videoless` count goes here."""
+    """One window of one person (module docstring for the fields)."""
 
     path: str
     kind: Kind
@@ -98,6 +100,7 @@ class Result:
     n_segments: int
     faceless: int
     silent: int
+    videoless: int
     duration_s: float | None
     status: str
     error: str
@@ -132,15 +135,22 @@ def window_result(
     kind: Kind, key: FileKey | None, path: str, *, person: int | None, people: int, window: int, n_windows: int | None,
     t_start: float, t_end: float, segment_probs: np.ndarray, detected: Sequence[bool], silent: int, labels: Sequence[str],
     duration_s: float | None = None, segments: Sequence[SegmentResult] = (), live: Live | None = None,
+    problems: Sequence[str] = (),
 ) -> Result:
-    """One window of one person: the consensus of its N segments (segment_probs [N, K]); key None for a live source."""
+    """One window of one person: the consensus of its N segments (segment_probs [N, K]); key None for a live source.
+
+    `problems`: what the file lacks (no audio stream, cut short: io/decode.missing_parts); the result is degraded
+    and its `error` says them, as it is for faceless, silent or videoless segments."""
     probs = clip_probabilities(segment_probs)  # [K]
     faceless = int(len(detected) - np.count_nonzero(np.asarray(detected, bool)))
+    videoless = sum(not s.video for s in segments)
+    degraded = faceless or silent or videoless or problems
     return Result(
         kind=kind, path=path, person=person, people=people, window=window, n_windows=n_windows, t_start=_time(t_start),
         t_end=_time(t_end), label=labels[int(np.argmax(probs))], probabilities=probabilities(probs, labels),
-        n_segments=int(segment_probs.shape[0]), faceless=faceless, silent=int(silent), duration_s=_time(duration_s),
-        status="degraded" if faceless or silent else "ok", error="", size_bytes=None if key is None else key.size,
+        n_segments=int(segment_probs.shape[0]), faceless=faceless, silent=int(silent), videoless=videoless,
+        duration_s=_time(duration_s), status="degraded" if degraded else "ok", error="; ".join(problems),
+        size_bytes=None if key is None else key.size,
         mtime_ns=None if key is None else key.mtime_ns, segments=tuple(segments), live=live,
     )
 
@@ -149,7 +159,7 @@ def error_result(kind: Kind, key: FileKey, error: str, duration_s: float | None 
     """The one result of a file that could not be scored."""
     return Result(
         kind=kind, path=key.path, person=None, people=None, window=None, n_windows=None, t_start=None, t_end=None, label=None,
-        probabilities=None, n_segments=0, faceless=0, silent=0, duration_s=_time(duration_s), status="error",
+        probabilities=None, n_segments=0, faceless=0, silent=0, videoless=0, duration_s=_time(duration_s), status="error",
         error=" ".join(error.split()) or "no model inputs", size_bytes=key.size, mtime_ns=key.mtime_ns,
     )
 

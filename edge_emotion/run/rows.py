@@ -8,6 +8,7 @@ largest`: one per clip); person null for a clip where nobody was seen (centre cr
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import replace
 
 import numpy as np
 
@@ -26,11 +27,11 @@ def build_rows(clip: ClipInputs, probs: np.ndarray | None, labels: Sequence[str]
 def _person(clip: ClipInputs, inputs: SegmentInputs, segment_probs: np.ndarray, labels: Sequence[str], key: FileKey) -> Result:
     """One person's result. segment_probs: [N, K]."""
     segments = [
-        segment_result(k, seg.frame, seg.centre, seg.centre, box, inputs.detected[k], segment_probs[k], labels)
+        replace(segment_result(k, seg.frame, seg.centre, seg.centre, box, inputs.detected[k], segment_probs[k], labels), video=seg.video)
         for k, (seg, box) in enumerate(zip(inputs.segments, inputs.boxes))
     ]
     return window_result(
         "clip", key, key.path, person=inputs.person if inputs.people else None, people=inputs.people, window=0, n_windows=1,
         t_start=0.0, t_end=clip.duration or 0.0, segment_probs=segment_probs, detected=inputs.detected, silent=inputs.silent,
-        labels=labels, duration_s=clip.duration, segments=segments,
+        labels=labels, duration_s=clip.duration, segments=segments, problems=clip.problems,
     )

@@ -9,6 +9,7 @@ their index on the file's grid.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import replace
 
 import numpy as np
 
@@ -19,7 +20,7 @@ from edge_emotion.timeline.people import WindowPerson
 
 def build_window_rows(
     key: FileKey, timeline: Timeline, span: WindowSpan, chosen: Sequence[WindowPerson], silent: np.ndarray, people: int,
-    labels: Sequence[str], duration_s: float | None = None,
+    labels: Sequence[str], duration_s: float | None = None, problems: Sequence[str] = (),
 ) -> list[Result]:
     """One window's results, one per chosen person: consensus over the window's N segments. silent: [N] bool."""
     positions = range(span.first, span.first + timeline.n)
@@ -28,7 +29,7 @@ def build_window_rows(
             "window", key, key.path, person=who.person, people=people, window=span.index, n_windows=len(timeline.windows),
             t_start=span.t_start, t_end=span.t_end, segment_probs=who.probs, detected=who.detected,
             silent=int(np.count_nonzero(silent)), labels=labels, duration_s=duration_s,
-            segments=[_segment(timeline, who, p, k, labels) for k, p in enumerate(positions)],
+            segments=[_segment(timeline, who, p, k, labels) for k, p in enumerate(positions)], problems=problems,
         )
         for who in chosen
     ]
@@ -36,4 +37,5 @@ def build_window_rows(
 
 def _segment(timeline: Timeline, who: WindowPerson, p: int, k: int, labels: Sequence[str]) -> SegmentResult:
     seg = timeline.segments[p]
-    return segment_result(timeline.grid_index[p], seg.frame, seg.centre, seg.centre, who.boxes[k], who.detected[k], who.probs[k], labels)
+    result = segment_result(timeline.grid_index[p], seg.frame, seg.centre, seg.centre, who.boxes[k], who.detected[k], who.probs[k], labels)
+    return result if seg.video else replace(result, video=False)

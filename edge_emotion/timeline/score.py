@@ -169,7 +169,7 @@ def file_rows(key: FileKey, file: FileTimeline, labels: Sequence[str], faces: Wh
     rows: list[Result] = []
     for w, (k, people, silent, seen) in enumerate(windows):
         rows += build_window_rows(key, timeline, timeline.windows[k], [chosen[w]] if chosen else people, silent, seen, labels,
-                                  file.duration)
+                                  file.duration, file.problems)
         if (w + 1) % ROW_GROUP == 0:
             yield rows
             rows = []
