@@ -50,7 +50,7 @@ def model_faces(faces: np.ndarray, params: FaceParams) -> np.ndarray:
 
 def plan_clip(clip: Clip, config: PreprocessConfig, mode: Mode = "test", rng: np.random.Generator | None = None) -> list[Segment]:
     """Plan the clip's N segments with the config's jitter b."""
-    return plan_segments(config.n_segments, clip.frame_count, clip.fps, mode, rng, config.audio.jitter_s)
+    return plan_segments(config.n_segments, clip.frame_times, mode, rng, config.audio.jitter_s)
 
 
 @contextmanager
