@@ -17,9 +17,11 @@ import numpy as np
 import pytest
 
 from edge_emotion import LABELS
-from edge_emotion.io.frame_times import FrameTimes
 from edge_emotion.backends import open_backend
 from edge_emotion.backends.base import Backend
+from edge_emotion.io.frame_times import FrameTimes
+from edge_emotion.run.codec import to_record
+from edge_emotion.run.result import Result
 from edge_emotion.stream import SourceSpec, StreamOptions, run_stream
 from edge_emotion.timeline.grid import make_grid, plan_timeline
 
@@ -38,8 +40,8 @@ class Collect:
         self.written: list[float] = []
         self.wall: list[float] = []
 
-    def write(self, event: dict) -> None:
-        self.events.append(event)
+    def write(self, event: Result) -> None:
+        self.events.append(to_record(event))  # as its JSON line reads
         self.written.append(time.monotonic())
         self.wall.append(time.time())
 
