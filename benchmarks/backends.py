@@ -25,13 +25,13 @@ import torch
 
 from edge_emotion import LABELS
 from edge_emotion.backends import Backend, open_backend
+from edge_emotion.config import PreprocessConfig
+from edge_emotion.contract import ModelContract
 from edge_emotion.toolchain.calibration.int8 import compute_ranges, quantize_qdq
 from edge_emotion.toolchain.checkpoint import load_checkpoint, save_checkpoint
 from edge_emotion.toolchain.export.onnx_export import write_checked
 from edge_emotion.toolchain.export.pipeline import build_onnx, checkpoint_contract
 from edge_emotion.toolchain.model import WIDTHS, SegmentBranch
-from edge_emotion.config import PreprocessConfig
-from edge_emotion.contract import ModelContract
 
 
 def fresh_checkpoint(path: Path) -> Path:

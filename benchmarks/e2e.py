@@ -35,15 +35,15 @@ import torch
 
 from edge_emotion import LABELS
 from edge_emotion.backends import open_backend
-from edge_emotion.toolchain.checkpoint import load_checkpoint, save_checkpoint
-from edge_emotion.toolchain.export.pipeline import build_onnx
-from edge_emotion.toolchain.model import WIDTHS, SegmentBranch
 from edge_emotion.config import PreprocessConfig
 from edge_emotion.run.bench.machine import machine_info
 from edge_emotion.run.bench.stages import stage_breakdown
 from edge_emotion.run.clip_inputs import InputsJob
 from edge_emotion.run.pool import WorkerPool
 from edge_emotion.run.score import score_clips
+from edge_emotion.toolchain.checkpoint import load_checkpoint, save_checkpoint
+from edge_emotion.toolchain.export.pipeline import build_onnx
+from edge_emotion.toolchain.model import WIDTHS, SegmentBranch
 
 FIXTURES = Path(__file__).resolve().parents[1] / "tests" / "fixtures"
 

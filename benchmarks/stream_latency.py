@@ -50,10 +50,10 @@ def build_model(n_segments: int, folder: Path) -> Path:
     import torch
 
     from edge_emotion import LABELS
+    from edge_emotion.config import PreprocessConfig
     from edge_emotion.toolchain.checkpoint import load_checkpoint, save_checkpoint
     from edge_emotion.toolchain.export.pipeline import build_onnx
     from edge_emotion.toolchain.model import WIDTHS, SegmentBranch
-    from edge_emotion.config import PreprocessConfig
 
     torch.manual_seed(0)
     branch = SegmentBranch()

@@ -21,15 +21,15 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from edge_emotion.config import PreprocessConfig
+from edge_emotion.io.decode import open_clip
+from edge_emotion.preprocess.faces import FaceDetector
+from edge_emotion.preprocess.segments import extract, plan_clip
 from edge_emotion.toolchain.model import clip_loss
 from edge_emotion.toolchain.train.crema import ClipItem, index_corpus
 from edge_emotion.toolchain.train.dataset import CachedClips
 from edge_emotion.toolchain.train.loop import build_model, recipe_config
 from edge_emotion.toolchain.train.prepare import prepare_corpus
-from edge_emotion.config import PreprocessConfig
-from edge_emotion.io.decode import open_clip
-from edge_emotion.preprocess.faces import FaceDetector
-from edge_emotion.preprocess.segments import extract, plan_clip
 
 FIXTURES = Path(__file__).resolve().parents[1] / "tests" / "fixtures"
 

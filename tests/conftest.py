@@ -91,9 +91,9 @@ def face_detector():
 def fresh_checkpoint(tmp_path_factory) -> Path:
     """A freshly initialised (untrained) model saved as a real checkpoint: enough for export and scoring plumbing."""
     from edge_emotion import LABELS
+    from edge_emotion.config import PreprocessConfig
     from edge_emotion.toolchain.checkpoint import save_checkpoint
     from edge_emotion.toolchain.model import WIDTHS, SegmentBranch
-    from edge_emotion.config import PreprocessConfig
 
     torch.manual_seed(0)
     branch = SegmentBranch()

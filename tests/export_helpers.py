@@ -13,12 +13,12 @@ from pathlib import Path
 import numpy as np
 
 from edge_emotion import LABELS
-from edge_emotion.toolchain.calibration.data import ClipRef, SegmentBatch, SegmentLoader, SegmentSource, label_of
 from edge_emotion.config import PreprocessConfig
 from edge_emotion.io.decode import open_clip
 from edge_emotion.preprocess.faces import Box, FaceDetector
 from edge_emotion.preprocess.plan import Mode, plan_segments
 from edge_emotion.preprocess.segments import SegmentInputs, extract
+from edge_emotion.toolchain.calibration.data import ClipRef, SegmentBatch, SegmentLoader, SegmentSource, label_of
 
 FIXTURES = Path(__file__).parent / "fixtures"
 CLIPS = (FIXTURES / "1001_DFA_HAP_XX.flv", FIXTURES / "1001_DFA_NEU_XX.flv")

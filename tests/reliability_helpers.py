@@ -14,8 +14,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from edge_emotion import LABELS
-from edge_emotion.toolchain.train.box_cache import CacheJob
 from edge_emotion.run.pool import FileFn, FileResult
+from edge_emotion.toolchain.train.box_cache import CacheJob
 
 _HOLD = """
 import sys

@@ -21,10 +21,10 @@ from edge_emotion.backends.onnxruntime_backend import (
     available_providers,
     wanted_providers,
 )
+from edge_emotion.errors import ArtifactError, MissingDependencyError
 from edge_emotion.toolchain.checkpoint import build_branch, load_checkpoint
 from edge_emotion.toolchain.export.onnx_export import ProbabilityBranch, example_inputs, export_onnx, set_metadata
 from edge_emotion.toolchain.export.pipeline import checkpoint_contract
-from edge_emotion.errors import ArtifactError, MissingDependencyError
 
 
 @pytest.fixture(scope="module")

@@ -8,14 +8,14 @@ import pytest
 import typer
 from export_helpers import FIXTURES, detected, fixture_source
 
+from edge_emotion.cli import app
+from edge_emotion.cli.boundary import run
 from edge_emotion.toolchain.calibration.data import (
     MIN_SEGMENTS,
     CalibrationDataError,
     check_enough_clips,
     shortfall_warning,
 )
-from edge_emotion.cli import app
-from edge_emotion.cli.boundary import run
 
 
 def test_a_small_folder_gives_what_it_has():

@@ -58,8 +58,8 @@ def test_every_given_option_reaches_the_command():
 def test_the_cli_accepts_exactly_the_words_the_build_side_knows():
     """cli/recipe.py checks --recipe/--optimizer/--schedule/--modality while parsing (torch-free); the words must be
     the ones TrainConfig and RECIPES use, or a valid value would be refused (or a bad one reach the build side)."""
-    from edge_emotion.toolchain.train import config as build
     from edge_emotion.cli import recipe
+    from edge_emotion.toolchain.train import config as build
 
     assert set(recipe.RECIPES) == set(build.RECIPES)
     assert set(recipe.OPTIMIZERS) == {r["optimizer"] for r in build.RECIPES.values()}

@@ -8,9 +8,9 @@ import numpy as np
 from PIL import Image
 
 from edge_emotion import LABELS
-from edge_emotion.toolchain.demo import write_figures
 from edge_emotion.run.bench.run import run_bench
 from edge_emotion.run.bench.targets import plan_targets
+from edge_emotion.toolchain.demo import write_figures
 
 
 def _run_folder(path):

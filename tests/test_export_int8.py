@@ -12,13 +12,13 @@ import pytest
 from export_helpers import CLIPS, detected, fixture_source, parity_batch
 
 from edge_emotion.backends import open_backend
+from edge_emotion.errors import ArtifactError
 from edge_emotion.toolchain.calibration.data import ClipRef, SegmentSource, label_of, list_videos, order_clips
 from edge_emotion.toolchain.calibration.int8 import SegmentDataReader, classifier_nodes, graph_digest, load_cache
 from edge_emotion.toolchain.checkpoint import load_checkpoint
 from edge_emotion.toolchain.export.onnx_export import read_contract
 from edge_emotion.toolchain.export.parity import DEFAULT_TOLERANCES, Tolerance, compare
 from edge_emotion.toolchain.export.pipeline import CalibrationOptions, build_onnx, export_onnx_artifact
-from edge_emotion.errors import ArtifactError
 
 
 def _names(n_actors: int) -> list[str]:
@@ -216,9 +216,9 @@ def test_segment_source_rejects_empty():
 
 def test_prepare_cache_source_uses_cached_boxes(tmp_path):
     """Calibration from the prepare cache: boxes come from the cache files, MTCNN never runs."""
+    from edge_emotion.io.decode import open_clip
     from edge_emotion.toolchain.calibration.data import cached_clips, video_folder_source
     from edge_emotion.toolchain.train import box_cache
-    from edge_emotion.io.decode import open_clip
 
     inputs, config = detected()
     for path, seg in zip(CLIPS, inputs):

@@ -8,13 +8,13 @@ import pytest
 from export_helpers import parity_batch
 
 from edge_emotion.backends import open_backend
+from edge_emotion.contract import FACE_INPUT, OUTPUT, SPEC_INPUT, ModelContract
+from edge_emotion.errors import ArtifactError
 from edge_emotion.toolchain.checkpoint import config_hash, load_checkpoint
 from edge_emotion.toolchain.export.fp16 import convert_to_fp16, io_dtypes
 from edge_emotion.toolchain.export.onnx_export import DEFAULT_OPSET, read_contract
 from edge_emotion.toolchain.export.parity import Tolerance, compare
 from edge_emotion.toolchain.export.pipeline import export_onnx_artifact
-from edge_emotion.contract import FACE_INPUT, OUTPUT, SPEC_INPUT, ModelContract
-from edge_emotion.errors import ArtifactError
 
 
 @pytest.fixture(scope="module")

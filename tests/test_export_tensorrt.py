@@ -25,9 +25,9 @@ from edge_emotion.backends.engine_file import (
     read_engine,
 )
 from edge_emotion.backends.tensorrt_backend import batch_range, chunk_bounds, select_profile
-from edge_emotion.toolchain.export.tensorrt_build import ShapeProfile, network_flags, write_engine
 from edge_emotion.contract import ModelContract
 from edge_emotion.errors import ArtifactError, MissingDependencyError
+from edge_emotion.toolchain.export.tensorrt_build import ShapeProfile, network_flags, write_engine
 
 ROOT = Path(__file__).resolve().parents[1]
 H100 = Platform("10.9.0.34", "NVIDIA H100 80GB HBM3", (9, 0))

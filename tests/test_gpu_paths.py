@@ -22,16 +22,16 @@ from conftest import FIXTURES, tone, write_video
 
 from edge_emotion import LABELS
 from edge_emotion.backends import open_backend
-from edge_emotion.toolchain.checkpoint import load_checkpoint
-from edge_emotion.toolchain.export.parity import compare
-from edge_emotion.toolchain.train.distributed import pick_device
-from edge_emotion.toolchain.train.loop import recipe_config, train
-from edge_emotion.toolchain.train.prepare import prepare_corpus
 from edge_emotion.config import FaceParams
 from edge_emotion.io.decode import open_clip, read_frames
 from edge_emotion.preprocess.faces import FaceDetector, box_iou
 from edge_emotion.run.bench.timing import time_calls
 from edge_emotion.run.score import ScoreOptions, score_folder
+from edge_emotion.toolchain.checkpoint import load_checkpoint
+from edge_emotion.toolchain.export.parity import compare
+from edge_emotion.toolchain.train.distributed import pick_device
+from edge_emotion.toolchain.train.loop import recipe_config, train
+from edge_emotion.toolchain.train.prepare import prepare_corpus
 
 pytestmark = pytest.mark.gpu
 

@@ -16,9 +16,9 @@ import onnx
 import pytest
 import torch
 
-from edge_emotion.toolchain.checkpoint import load_checkpoint
 from edge_emotion.contract import ModelContract
 from edge_emotion.run.score import ScoreOptions, score_folder
+from edge_emotion.toolchain.checkpoint import load_checkpoint
 
 CLI = str(Path(sys.executable).with_name("edge-emotion"))
 

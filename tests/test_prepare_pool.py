@@ -11,12 +11,12 @@ from pathlib import Path
 import pytest
 from reliability_helpers import ScriptedCacheJob, SetupDiesJob, SetupHangsJob
 
-from edge_emotion.toolchain.train.box_cache import cache_file, load_cached
-from edge_emotion.toolchain.train.crema import index_corpus
-from edge_emotion.toolchain.train.prepare import prepare_corpus, run_jobs
 from edge_emotion.config import FaceParams
 from edge_emotion.errors import EdgeEmotionError
 from edge_emotion.run.pool import WorkerPool
+from edge_emotion.toolchain.train.box_cache import cache_file, load_cached
+from edge_emotion.toolchain.train.crema import index_corpus
+from edge_emotion.toolchain.train.prepare import prepare_corpus, run_jobs
 
 
 def _corpus(root: Path, hap: Path, names: list[str]) -> Path:

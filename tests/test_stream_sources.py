@@ -21,12 +21,12 @@ import live_sender as ls
 import pytest
 import stream_helpers
 from stream_helpers import (
+    MPEG2_ATOL,
     REPO,
+    RTSP_ATOL,
     Collect,
     L,
-    MPEG2_ATOL,
     N,
-    RTSP_ATOL,
     SlowBackend,
     best_fit,
     check_close,

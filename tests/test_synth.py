@@ -11,6 +11,7 @@ import pytest
 from typer.testing import CliRunner
 
 from edge_emotion import LABELS
+from edge_emotion.io.decode import open_clip, read_frames
 from edge_emotion.toolchain.synth import (
     AUDIO_CUE,
     SENTENCES,
@@ -21,7 +22,6 @@ from edge_emotion.toolchain.synth import (
     render_clip,
     write_clip,
 )
-from edge_emotion.io.decode import open_clip, read_frames
 
 NAME = re.compile(r"^(\d{4})_(" + "|".join(SENTENCES) + r")_(" + "|".join(LABELS) + r")_(LO|MD|HI|XX)\.flv$")
 ACTORS, CLIPS_PER_CLASS = 4, 2  # what the synth_corpus fixture makes

@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from edge_emotion.io.frame_times import FrameTimes
 from edge_emotion.config import PreprocessConfig, SpectrogramParams
+from edge_emotion.io.frame_times import FrameTimes
 from edge_emotion.preprocess.plan import Segment, plan_segments
 from edge_emotion.run.consensus import clip_probabilities, consensus
 from edge_emotion.timeline.grid import (

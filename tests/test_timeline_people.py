@@ -8,9 +8,9 @@ from dataclasses import replace
 import numpy as np
 import pytest
 
-from edge_emotion.io.frame_times import FrameTimes
 from edge_emotion.config import PreprocessConfig
 from edge_emotion.detector.tracker import Face
+from edge_emotion.io.frame_times import FrameTimes
 from edge_emotion.preprocess.tracks import Crop, TrackStore
 from edge_emotion.run.result import FileKey, window_result
 from edge_emotion.run.results_file import FileRecord, every_window

@@ -18,12 +18,12 @@ from conftest import tone, write_video
 from typer.testing import CliRunner
 
 from edge_emotion import LABELS
-from edge_emotion.toolchain.checkpoint import build_branch, load_checkpoint
-from edge_emotion.toolchain.train.loop import TrainConfig, build_model, recipe_config, train
-from edge_emotion.toolchain.train.prepare import prepare_corpus
 from edge_emotion.cli import app
 from edge_emotion.config import FaceParams
 from edge_emotion.errors import ArtifactError
+from edge_emotion.toolchain.checkpoint import build_branch, load_checkpoint
+from edge_emotion.toolchain.train.loop import TrainConfig, build_model, recipe_config, train
+from edge_emotion.toolchain.train.prepare import prepare_corpus
 
 SUMMARY = Path(__file__).parent / "fixtures" / "meta" / "summaryTable.csv"
 

@@ -40,9 +40,9 @@ def fresh_checkpoint(check: Check) -> Path:
     import torch
 
     from edge_emotion import LABELS
+    from edge_emotion.config import PreprocessConfig
     from edge_emotion.toolchain.checkpoint import save_checkpoint
     from edge_emotion.toolchain.model import WIDTHS, SegmentBranch
-    from edge_emotion.config import PreprocessConfig
 
     torch.manual_seed(0)
     branch = SegmentBranch()

@@ -53,12 +53,12 @@ def fixed_batch(check: Check, corpus: Path, cache: Path | None) -> tuple[Any, An
     """
     import torch
 
-    from edge_emotion.toolchain.train.box_cache import cache_face_params
-    from edge_emotion.toolchain.train.crema import index_corpus
-    from edge_emotion.toolchain.train.dataset import CachedClips
     from edge_emotion.config import PreprocessConfig
     from edge_emotion.io.decode import open_clip
     from edge_emotion.preprocess.segments import extract, plan_clip
+    from edge_emotion.toolchain.train.box_cache import cache_face_params
+    from edge_emotion.toolchain.train.crema import index_corpus
+    from edge_emotion.toolchain.train.dataset import CachedClips
 
     s = check.sizes
     items = index_corpus(corpus)[0][: s.amp_clips]

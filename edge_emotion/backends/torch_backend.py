@@ -8,8 +8,8 @@ import numpy as np
 import torch
 
 from edge_emotion.backends.base import Backend
-from edge_emotion.toolchain.checkpoint import build_branch, config_hash, load_checkpoint, preprocess_config
 from edge_emotion.contract import ModelContract
+from edge_emotion.toolchain.checkpoint import build_branch, config_hash, load_checkpoint, preprocess_config
 
 
 def resolve_device(device: str = "auto") -> torch.device:

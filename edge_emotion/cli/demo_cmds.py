@@ -22,9 +22,9 @@ def demo(
     """synth -> prepare -> train -> export FP32 + INT8 -> score a held-out actor -> bench; a few minutes on 2 CPU cores."""
     from rich.console import Console
 
-    from edge_emotion.toolchain.demo import DemoConfig, run_demo
     from edge_emotion.cli.score_cmds import bench_table, stage_table
     from edge_emotion.deps import require
+    from edge_emotion.toolchain.demo import DemoConfig, run_demo
 
     require("torch")  # before minutes of corpus writing: the demo trains and exports
 

@@ -110,11 +110,11 @@ def export(
     ] = None,
 ) -> None:
     """Export the shared per-segment branch, check it against torch on real segments, refuse it beyond tolerance."""
+    from edge_emotion.preprocess.faces import FaceDetector
     from edge_emotion.toolchain.checkpoint import load_checkpoint, preprocess_config
     from edge_emotion.toolchain.export.parity import load_inputs
     from edge_emotion.toolchain.export.pipeline import CalibrationOptions, export_engine_artifact, export_onnx_artifact
     from edge_emotion.toolchain.export.tensorrt_build import ShapeProfile, require_tensorrt
-    from edge_emotion.preprocess.faces import FaceDetector
 
     if fp16 and int8:
         raise typer.BadParameter("choose one of --fp16 and --int8")

@@ -130,8 +130,8 @@ def prepare(
     """Decode every clip and track its faces once, as `score` does, so that training never runs MTCNN."""
     from rich.progress import Progress
 
-    from edge_emotion.toolchain.train.prepare import default_workers, prepare_corpus
     from edge_emotion.config import FaceParams
+    from edge_emotion.toolchain.train.prepare import default_workers, prepare_corpus
 
     _check_run_paths(data_dir, output)
     ray = ray_options(executor, address, workers, engine)

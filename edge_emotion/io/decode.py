@@ -192,7 +192,7 @@ def declared_duration(container: av.container.InputContainer, video: av.VideoStr
 
 def missing_parts(times: FrameTimes, declared: float | None, has_audio: bool) -> tuple[str, ...]:
     """What a file lacks, in words for its rows: its audio stream, or the end its header declares."""
-    problems = () if has_audio else (NO_AUDIO,)
+    problems: tuple[str, ...] = () if has_audio else (NO_AUDIO,)
     if declared is not None and declared - times.duration > CUT_SHORT_S:
         problems += (f"file ends at {times.duration:.2f} s of the {declared:.2f} s its header declares (cut short)",)
     return problems

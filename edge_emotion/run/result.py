@@ -133,7 +133,7 @@ def segment_result(
 
 def window_result(
     kind: Kind, key: FileKey | None, path: str, *, person: int | None, people: int, window: int, n_windows: int | None,
-    t_start: float, t_end: float, segment_probs: np.ndarray, detected: Sequence[bool], silent: int, labels: Sequence[str],
+    t_start: float, t_end: float, segment_probs: np.ndarray, detected: Sequence[bool] | np.ndarray, silent: int, labels: Sequence[str],
     duration_s: float | None = None, segments: Sequence[SegmentResult] = (), live: Live | None = None,
     problems: Sequence[str] = (),
 ) -> Result:

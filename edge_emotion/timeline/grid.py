@@ -118,8 +118,8 @@ def plan_timeline(grid: SegmentGrid, times: FrameTimes) -> Timeline:
         raise ValueError("need frames, got none")
     epochs = times.epochs()
     if len(epochs) == 1 and grid.window_count(times.duration) == 0:
-        segments = plan_segments(grid.n, times, "test")
-        return Timeline(grid.n, grid.fps, segments, list(range(grid.n)), [WindowSpan(0, 0, 0.0, times.duration)], True)
+        whole = plan_segments(grid.n, times, "test")
+        return Timeline(grid.n, grid.fps, whole, list(range(grid.n)), [WindowSpan(0, 0, 0.0, times.duration)], True)
     segments: list[Segment] = []
     grid_index: list[int] = []
     epoch_of: list[int] = []
@@ -130,7 +130,7 @@ def plan_timeline(grid: SegmentGrid, times: FrameTimes) -> Timeline:
         starts = np.arange(count) * grid.hop  # [W] grid index of each window's first segment
         needed = np.unique((starts[:, None] + np.arange(grid.n)).ravel())  # [S] sorted grid indices
         firsts = len(segments) + np.searchsorted(needed, starts)  # [W] positions in the timeline
-        for k, (j, p) in enumerate(zip(starts, firsts)):
+        for k, p in enumerate(firsts):
             start, end = grid.window_times(k)
             windows.append(WindowSpan(len(windows), int(p), t0 + start, t0 + end, e))
         segments += segments_at(times, t0 + grid.instant(needed))

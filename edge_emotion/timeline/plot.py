@@ -79,7 +79,7 @@ def load_series(path: str | Path) -> list[Series]:
 
 
 def _csv_results(path: Path, text: str) -> list[Result]:
-    labels = csv_labels(next(csv.reader(io.StringIO(text)), None) or [])
+    labels = csv_labels(next(csv.reader(io.StringIO(text)), []))
     if labels is None:
         raise EdgeEmotionError(f"{path}: not results (unknown CSV columns)")
     try:

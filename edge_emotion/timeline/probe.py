@@ -15,7 +15,14 @@ from pathlib import Path
 import av
 
 from edge_emotion.errors import VideoError
-from edge_emotion.io.decode import DECODE_ERRORS, checked_streams, declared_duration, missing_parts, open_container, reason
+from edge_emotion.io.decode import (
+    DECODE_ERRORS,
+    checked_streams,
+    declared_duration,
+    missing_parts,
+    open_container,
+    reason,
+)
 from edge_emotion.io.frame_times import FrameTimes
 
 

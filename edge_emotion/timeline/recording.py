@@ -40,6 +40,7 @@ from edge_emotion import defaults
 from edge_emotion.config import PreprocessConfig, SpectrogramParams
 from edge_emotion.errors import VideoError
 from edge_emotion.io.decode import DECODE_ERRORS, open_container, reason, upright
+from edge_emotion.io.frame_times import FrameTimes
 from edge_emotion.preprocess.audio import audio_windows, is_silent, spectrograms
 from edge_emotion.preprocess.faces import FaceDetector, crop_face
 from edge_emotion.preprocess.segments import SegmentInputs
@@ -48,7 +49,6 @@ from edge_emotion.run.pool import DEFAULT_TIMEOUT_S, WorkerPool
 from edge_emotion.timeline.chunks import Chunk, RecordingTask, whole
 from edge_emotion.timeline.grid import Timeline, make_grid, plan_timeline
 from edge_emotion.timeline.people import Crop, Sightings, part_crops
-from edge_emotion.io.frame_times import FrameTimes
 from edge_emotion.timeline.probe import Cut, VideoFacts, probe
 
 PART_SEGMENTS = 16  # scored segments per part: with N - 1 more tracked, 25 full frames held at N = 10 (69 MB at 720p)

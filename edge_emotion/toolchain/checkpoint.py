@@ -21,11 +21,11 @@ from typing import Any
 
 import torch
 
-from edge_emotion.toolchain.model import SegmentBranch
 from edge_emotion.config import PreprocessConfig
 from edge_emotion.errors import ArtifactError
 from edge_emotion.io.atomic import atomic_path
 from edge_emotion.io.filekind import describe, sniff
+from edge_emotion.toolchain.model import SegmentBranch
 
 FORMAT = "edge-emotion-checkpoint/1"
 

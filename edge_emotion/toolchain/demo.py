@@ -108,10 +108,10 @@ def _held_out_folder(corpus: Path, actor: int, out_dir: Path) -> Path:
 
 def _export(checkpoint: Path, corpus: Path, held_out: Path, config: DemoConfig) -> tuple[dict[str, Path], list[str]]:
     """FP32 and INT8 ONNX, each checked against torch on held-out clips; INT8 calibrated on training clips."""
+    from edge_emotion.preprocess.faces import FaceDetector
     from edge_emotion.toolchain.checkpoint import load_checkpoint, preprocess_config
     from edge_emotion.toolchain.export.parity import load_inputs
     from edge_emotion.toolchain.export.pipeline import CalibrationOptions, export_onnx_artifact
-    from edge_emotion.preprocess.faces import FaceDetector
 
     preprocess = preprocess_config(load_checkpoint(checkpoint))
     detector = FaceDetector(preprocess.face)

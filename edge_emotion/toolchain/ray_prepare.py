@@ -17,10 +17,10 @@ from __future__ import annotations
 import pickle
 from collections.abc import Iterator, Sequence
 
-from edge_emotion.toolchain.train.box_cache import CacheJob
-from edge_emotion.toolchain.train.crema import ClipItem
 from edge_emotion.ray.cluster import RayOptions, ray_session, task_error
 from edge_emotion.ray.pool_stage import BLOCKS_PER_ACTOR, PoolStage
+from edge_emotion.toolchain.train.box_cache import CacheJob
+from edge_emotion.toolchain.train.crema import ClipItem
 
 
 def run_jobs_on_ray(

@@ -38,13 +38,13 @@ from pathlib import Path
 import numpy as np
 
 from edge_emotion import defaults
-from edge_emotion.toolchain.train.crema import VIDEO_SUFFIXES, parse_name, video_dir
 from edge_emotion.config import PreprocessConfig
 from edge_emotion.errors import EdgeEmotionError
 from edge_emotion.io.decode import open_clip
 from edge_emotion.preprocess.faces import FaceDetector
 from edge_emotion.preprocess.plan import Mode, plan_segments
 from edge_emotion.preprocess.segments import SegmentInputs, extract
+from edge_emotion.toolchain.train.crema import VIDEO_SUFFIXES, parse_name, video_dir
 
 DEFAULT_SEGMENTS = defaults.CALIB_SEGMENTS
 DEFAULT_HOLDOUT = defaults.CALIB_HOLDOUT

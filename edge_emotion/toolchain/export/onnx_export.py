@@ -20,9 +20,9 @@ import torch
 from torch import nn
 
 from edge_emotion import defaults
-from edge_emotion.toolchain.model import SegmentBranch
 from edge_emotion.contract import FACE_INPUT, OUTPUT, SPEC_INPUT, ModelContract
 from edge_emotion.errors import ArtifactError
+from edge_emotion.toolchain.model import SegmentBranch
 
 DEFAULT_OPSET = defaults.OPSET
 

@@ -22,10 +22,10 @@ from typing import Any
 import numpy as np
 
 from edge_emotion.backends import open_backend
-from edge_emotion.toolchain.calibration.data import ClipRef, SegmentBatch, detected_loader, list_videos, order_clips
 from edge_emotion.config import PreprocessConfig
 from edge_emotion.errors import ArtifactError
 from edge_emotion.preprocess.faces import FaceDetector
+from edge_emotion.toolchain.calibration.data import ClipRef, SegmentBatch, detected_loader, list_videos, order_clips
 
 
 @dataclass(frozen=True)

@@ -21,6 +21,9 @@ from pathlib import Path
 import numpy as np
 import onnx
 
+from edge_emotion.contract import ModelContract
+from edge_emotion.io.atomic import atomic_path
+from edge_emotion.preprocess.faces import FaceDetector
 from edge_emotion.toolchain.calibration.data import (
     DEFAULT_HOLDOUT,
     DEFAULT_SEGMENTS,
@@ -42,9 +45,6 @@ from edge_emotion.toolchain.export.fp16 import convert_to_fp16, fp32_op_types
 from edge_emotion.toolchain.export.onnx_export import DEFAULT_OPSET, export_onnx, write_checked
 from edge_emotion.toolchain.export.parity import ParityReport, Tolerance, compare, require_parity, run_parity
 from edge_emotion.toolchain.export.tensorrt_build import DEFAULT_PROFILE, DEFAULT_WORKSPACE, ShapeProfile, build_engine
-from edge_emotion.contract import ModelContract
-from edge_emotion.io.atomic import atomic_path
-from edge_emotion.preprocess.faces import FaceDetector
 
 PRECISIONS = ("fp32", "fp16", "int8")
 

@@ -27,9 +27,9 @@ import av
 import numpy as np
 
 from edge_emotion import LABELS
+from edge_emotion.io.atomic import atomic_path
 from edge_emotion.toolchain.synth.face import MOUTH_LEVELS, Look, draw_face, random_look
 from edge_emotion.toolchain.synth.voice import Voice, envelope, plan_syllables, random_voice, speak
-from edge_emotion.io.atomic import atomic_path
 
 SENTENCES: tuple[str, ...] = ("DFA", "IEO", "IOM", "ITH", "ITS", "IWL", "IWW", "MTI", "TAI", "TIE", "TSI", "WSI")
 FIRST_ACTOR = 1001

@@ -20,6 +20,7 @@ from typing import Any
 
 import numpy as np
 
+from edge_emotion.io.atomic import atomic_write_text, exclusive_lock
 from edge_emotion.toolchain.train.crema import (
     ClipItem,
     human_accuracy,
@@ -31,7 +32,6 @@ from edge_emotion.toolchain.train.crema import (
 )
 from edge_emotion.toolchain.train.distributed import Dist, barrier, distributed, pick_device
 from edge_emotion.toolchain.train.loop import TrainConfig, train, with_options
-from edge_emotion.io.atomic import atomic_write_text, exclusive_lock
 
 HUMAN_COLUMNS = {"audio": "VoiceVote", "video": "FaceVote", "both": "MultiModalVote"}
 

@@ -17,11 +17,11 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from edge_emotion.toolchain.train.box_cache import cache_file, load_cached
-from edge_emotion.toolchain.train.crema import ClipItem
 from edge_emotion.config import PreprocessConfig
 from edge_emotion.preprocess.plan import Mode
 from edge_emotion.preprocess.segments import extract, plan_clip
+from edge_emotion.toolchain.train.box_cache import cache_file, load_cached
+from edge_emotion.toolchain.train.crema import ClipItem
 
 
 def missing_from_cache(items: Sequence[ClipItem], cache_dir: str) -> list[ClipItem]:

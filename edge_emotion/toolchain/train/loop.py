@@ -37,6 +37,9 @@ from torch import nn
 from torch.utils.data import DataLoader
 
 from edge_emotion import LABELS
+from edge_emotion.config import PreprocessConfig
+from edge_emotion.io.atomic import atomic_write_text
+from edge_emotion.run.consensus import consensus
 from edge_emotion.toolchain.checkpoint import load_checkpoint, save_checkpoint
 from edge_emotion.toolchain.model import WIDTHS, ClipModel, SegmentBranch, clip_loss
 from edge_emotion.toolchain.train.box_cache import cache_face_params
@@ -51,9 +54,6 @@ from edge_emotion.toolchain.train.config import (
 from edge_emotion.toolchain.train.crema import ClipItem, index_corpus, make_folds, read_folds, split, write_folds
 from edge_emotion.toolchain.train.dataset import CachedClips, missing_from_cache
 from edge_emotion.toolchain.train.distributed import Dist, all_reduce_sum, barrier, distributed, pick_device
-from edge_emotion.config import PreprocessConfig
-from edge_emotion.io.atomic import atomic_write_text
-from edge_emotion.run.consensus import consensus
 
 __all__ = ["TrainConfig", "TrainResult", "build_model", "evaluate", "learning_rate", "recipe_config", "train", "with_options"]
 

@@ -31,12 +31,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
 
-from edge_emotion.toolchain.train.box_cache import CACHE_FORMAT, CacheJob, OldCacheError, cache_file
-from edge_emotion.toolchain.train.crema import ClipItem, Skipped, index_corpus
 from edge_emotion.config import FaceParams, PreprocessConfig
 from edge_emotion.io.atomic import atomic_write_text, exclusive_lock
 from edge_emotion.run.pool import DEFAULT_TIMEOUT_S, WorkerPool
 from edge_emotion.run.threads import usable_cores
+from edge_emotion.toolchain.train.box_cache import CACHE_FORMAT, CacheJob, OldCacheError, cache_file
+from edge_emotion.toolchain.train.crema import ClipItem, Skipped, index_corpus
 
 if TYPE_CHECKING:
     from edge_emotion.ray.cluster import RayOptions
