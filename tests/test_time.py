@@ -20,7 +20,6 @@ from conftest import tone
 from edge_emotion.backends import open_backend
 from edge_emotion.io.frame_times import FrameTimes
 from edge_emotion.preprocess.faces import FaceDetector
-from edge_emotion.run.codec import to_record
 from edge_emotion.run.score import ScoreOptions, score_folder
 from edge_emotion.stream import SourceSpec, StreamOptions, run_stream
 from edge_emotion.timeline.probe import probe
@@ -130,7 +129,7 @@ def test_a_stream_of_the_file_takes_the_frame_on_screen(timed_files, fresh_check
             run_stream(SourceSpec(str(path)), backend, detector, [sink], StreamOptions(window=WINDOW, hop=HOP))
             times = probe(path)[0].times
             assert sink.events
-            events = [to_record(e) for e in sink.events]
+            events = sink.events  # JSON records (stream_helpers.Collect encodes through the codec)
             for event in events:
                 _check_segments(times, event["t_start"], WINDOW / N, event["segments"])
             if name == "hole":

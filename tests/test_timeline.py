@@ -219,7 +219,7 @@ def test_window_rows_hold_each_windows_consensus_counts_and_segments():
     seg = rows[1]["segments"][0]  # grid segment 2: frame 12
     assert seg == {
         "segment": 2, "frame": 12, "time_s": 0.6, "audio_centre_s": 0.6, "box": [12.0, 20.0, 110.0, 130.1], "detected": True,
-        "probabilities": {k: round(float(v), 6) for k, v in zip(LABELS, probs[2])},
+        "probabilities": {k: round(float(v), 6) for k, v in zip(LABELS, probs[2])}, "video": True,
     }
 
 
