@@ -19,10 +19,10 @@ from conftest import tone
 
 from edge_emotion.backends import open_backend
 from edge_emotion.io.frame_times import FrameTimes
+from edge_emotion.io.probe import probe
 from edge_emotion.preprocess.faces import FaceDetector
 from edge_emotion.run.score import ScoreOptions, score_folder
 from edge_emotion.stream import SourceSpec, StreamOptions, run_stream
-from edge_emotion.timeline.probe import probe
 from edge_emotion.timeline.score import score_timelines
 
 N, WINDOW, HOP = 4, 1.0, 0.5  # the fresh checkpoint's N; L = 0.25 s

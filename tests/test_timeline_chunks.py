@@ -263,9 +263,9 @@ def test_a_pass_from_a_keyframe_gives_the_whole_files_frames_and_samples(suffix,
     from conftest import write_video
 
     from edge_emotion.io.decode import open_clip, read_frames
+    from edge_emotion.io.media import FramePass
+    from edge_emotion.io.probe import probe
     from edge_emotion.timeline.grid import plan_timeline
-    from edge_emotion.timeline.probe import probe
-    from edge_emotion.timeline.recording import _GridPass
 
     rng = np.random.default_rng(1)
     frames = rng.integers(0, 255, (120, 48, 64, 3), dtype=np.uint8)  # 6 s at 20 fps
@@ -279,7 +279,7 @@ def test_a_pass_from_a_keyframe_gives_the_whole_files_frames_and_samples(suffix,
     cut = next(c for c in cuts if c.time_s >= 3.0)
     timeline = plan_timeline(make_grid(4, WINDOW, HOP, facts.fps), facts.times)
     positions = range(next(p for p, s in enumerate(timeline.segments) if s.frame >= cut.frame), len(timeline.segments))
-    grid_pass = _GridPass(path, facts.times, timeline, positions, CONFIG.audio, cut, facts.audio_origin, audio_until=10**12)
+    grid_pass = FramePass(path, facts.times, timeline.segments, positions, CONFIG.audio, cut, facts.audio_origin, audio_until=10**12)
     got = dict(grid_pass.frames())
     clip = open_clip(path)
     want = read_frames(clip, [timeline.segments[p].frame for p in positions])
@@ -289,5 +289,5 @@ def test_a_pass_from_a_keyframe_gives_the_whole_files_frames_and_samples(suffix,
     samples = np.concatenate(buffer.chunks)[buffer.usable - buffer.start :]
     assert buffer.usable <= round((cut.time_s + 0.1) * 16_000) and len(samples) > 16_000
     np.testing.assert_allclose(samples, clip.waveform[buffer.usable : buffer.end], atol=1e-6)
-    early = _GridPass(path, facts.times, timeline, range(0, 8), CONFIG.audio, None, None, audio_until=32_000)  # 2 s
+    early = FramePass(path, facts.times, timeline.segments, range(0, 8), CONFIG.audio, None, None, audio_until=32_000)  # 2 s
     assert len(dict(early.frames())) == 8 and early.decoded < 60 and 32_000 <= early.audio.buffer.end < 48_000  # stops there

@@ -11,13 +11,13 @@ import pytest
 from edge_emotion.config import PreprocessConfig
 from edge_emotion.detector.tracker import Face
 from edge_emotion.io.frame_times import FrameTimes
+from edge_emotion.io.probe import Cut, find_cuts
 from edge_emotion.preprocess.tracks import Crop, TrackStore
 from edge_emotion.run.result import FileKey, window_result
 from edge_emotion.run.results_file import FileRecord, every_window
 from edge_emotion.timeline.chunks import Chunking, plan_chunks, stitch
 from edge_emotion.timeline.grid import make_grid, plan_timeline
 from edge_emotion.timeline.people import WindowPerson, main_people, part_crops
-from edge_emotion.timeline.probe import Cut, find_cuts
 
 BOX_A = (10.0, 10.0, 50.0, 60.0)
 BOX_B = (200.0, 20.0, 280.0, 120.0)

@@ -24,6 +24,7 @@ from edge_emotion.cli.boundary import EXIT_USAGE, run
 from edge_emotion.config import PreprocessConfig
 from edge_emotion.errors import EdgeEmotionError
 from edge_emotion.io.decode import open_clip
+from edge_emotion.io.probe import probe
 from edge_emotion.preprocess.faces import FaceDetector
 from edge_emotion.preprocess.segments import extract, model_faces
 from edge_emotion.run.clip_inputs import load_clip_inputs
@@ -32,7 +33,6 @@ from edge_emotion.run.pool import WorkerPool
 from edge_emotion.run.score import ScoreOptions, predict_clip
 from edge_emotion.timeline.chunks import RecordingTask
 from edge_emotion.timeline.grid import make_grid, plan_timeline
-from edge_emotion.timeline.probe import probe
 from edge_emotion.timeline.recording import recording_parts
 from edge_emotion.timeline.score import score_timelines
 

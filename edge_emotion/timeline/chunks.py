@@ -43,9 +43,9 @@ from pathlib import Path
 
 from edge_emotion.config import PreprocessConfig
 from edge_emotion.errors import VideoError
+from edge_emotion.io.probe import Cut, VideoFacts, header_duration, probe
 from edge_emotion.preprocess.tracks import TrackStore, match_people
 from edge_emotion.timeline.grid import SegmentGrid, Timeline, plan_timeline
-from edge_emotion.timeline.probe import Cut, VideoFacts, header_duration, probe
 
 AUDIO_PREROLL_S = 1.0  # a chunk decodes from a keyframe at least this long before the first audio it needs
 

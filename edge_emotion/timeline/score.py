@@ -21,6 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
+from edge_emotion.io.probe import VideoFacts
 from edge_emotion.preprocess.faces import Box
 from edge_emotion.preprocess.people import WhichFaces
 from edge_emotion.run.result import FileKey, Result, error_result
@@ -41,7 +42,6 @@ from edge_emotion.run.threads import one_blas_thread
 from edge_emotion.timeline.chunks import Chunk, Chunking, recording_tasks, stitch
 from edge_emotion.timeline.grid import SegmentGrid, Timeline, make_grid, plan_timeline
 from edge_emotion.timeline.people import Sightings, WindowPerson, main_people
-from edge_emotion.timeline.probe import VideoFacts
 from edge_emotion.timeline.recording import RecordingPart, TimelineJob, open_recordings
 from edge_emotion.timeline.rows import build_window_rows
 from edge_emotion.timeline.window_options import resolve_windowing
