@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import shutil
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -155,3 +156,20 @@ def test_prepare_cli_with_a_process_pool(tmp_path: Path) -> None:
     assert sorted(p.name for p in (tmp_path / "cache").glob("*.npz")) == ["1001_IEO_NEU_XX.npz", "1002_IEO_NEU_XX.npz"]
     # the follower is part of the cache's face parameters, so it reaches the checkpoint and every artifact
     assert json.loads((tmp_path / "cache" / "cache.json").read_text())["face"]["follow"] == "cascade"
+
+
+def test_the_cache_keeps_the_frames_times_so_training_plans_a_variable_rate_clip_as_scoring_does(tmp_path: Path) -> None:
+    """A phone's variable frame rate (33 ms, then 120 ms between frames): the cached clip's frame times are the
+    file's, so training's plan equals scoring's (before: frames assumed evenly spaced at the average rate)."""
+    from test_time import write_timed
+
+    steps = np.concatenate([np.full(9, 33), np.full(6, 120)] * 3)
+    (tmp_path / "data").mkdir()
+    video = write_timed(tmp_path / "data" / "1001_DFA_HAP_XX.mp4", np.concatenate([[0], np.cumsum(steps)]), 3.5)
+    prepare_corpus(tmp_path / "data", tmp_path / "cache", FaceParams(), n_segments=4)
+    cached = load_cached(tmp_path / "cache", index_corpus(tmp_path / "data")[0][0])
+    clip = open_clip(video)
+    np.testing.assert_array_equal(cached.clip.frame_times.t, clip.frame_times.t)
+    config = PreprocessConfig(n_segments=4)
+    assert plan_clip(cached.clip, config) == plan_clip(clip, config)
+    assert plan_clip(cached.clip, config) != plan_clip(replace(clip, times=None), config)  # evenly spaced: other frames

@@ -24,6 +24,7 @@ from edge_emotion.config import FaceParams, PreprocessConfig
 from edge_emotion.errors import MissingDependencyError
 from edge_emotion.io.atomic import atomic_path
 from edge_emotion.io.decode import Clip, open_clip
+from edge_emotion.io.frame_times import FrameTimes
 from edge_emotion.preprocess.faces import Box, FaceDetector
 from edge_emotion.preprocess.segments import plan_clip, track_planned
 from edge_emotion.preprocess.tracks import borrow_boxes
@@ -86,6 +87,8 @@ def write_cached(path: Path, clip: Clip, frames: np.ndarray, boxes: np.ndarray, 
             boxes=boxes,
             detected=detected,
             waveform=clip.waveform,
+            times=clip.frame_times.t,  # [F] when each frame is shown: training plans in time as scoring does
+            problems=np.array(clip.problems, dtype=str),
             facts=np.array(
                 [clip.fps, clip.frame_count, clip.width, clip.height, clip.sample_rate], dtype=np.float64
             ),
@@ -98,7 +101,10 @@ def load_cached(cache_dir: str | Path, item: ClipItem) -> CachedClip:
         if "frames" not in data:
             raise OldCacheError(_old_cache(cache_dir, "an older format"))
         fps, frame_count, width, height, sample_rate = data["facts"].tolist()
-        clip = Clip(Path(item.path), fps, int(frame_count), int(width), int(height), data["waveform"], int(sample_rate))
+        times = FrameTimes(data["times"], fps) if "times" in data else None
+        problems = tuple(str(p) for p in data["problems"]) if "problems" in data else ()
+        clip = Clip(Path(item.path), fps, int(frame_count), int(width), int(height), data["waveform"], int(sample_rate),
+                    times, problems)
         return CachedClip(clip, data["frames"], data["boxes"], data["detected"])
 
 
