@@ -23,11 +23,12 @@ from edge_emotion.config import PreprocessConfig
 from edge_emotion.errors import EdgeEmotionError
 from edge_emotion.io.decode import open_clip, read_frames
 from edge_emotion.preprocess.segments import extract, model_faces
-from edge_emotion.run.clip_inputs import InputsJob, load_clip_inputs
+from edge_emotion.run.read import ReadJob, clip_pieces
 from edge_emotion.run.codec import csv_columns
 from edge_emotion.run.pool import WorkerPool
 from edge_emotion.run.results_file import ResultsFile
 from edge_emotion.run.score import ScoreOptions, score_folder
+from edge_emotion.timeline.chunks import RecordingTask
 
 FPS = 30
 FRAMES = 60  # 2 s: the actors' 30 first frames, then again (a stream of an N = 4 model gets two windows)
@@ -165,13 +166,14 @@ def test_workers_send_uint8_crops_that_normalise_to_extracts_faces(hap_clip_path
 
     reference = extract(clip, plan_clip(clip, config), config, detector=face_detector)  # training's path: float32
     assert reference.faces.dtype == np.float32 and reference.faces.shape == (10, 3, 224, 224)
-    with WorkerPool(InputsJob(config), workers=1, timeout=60.0) as pool:
-        (sent,) = list(pool.run([hap_clip_path]))  # pickled through the worker's pipe
+    with WorkerPool(ReadJob(config), workers=1, timeout=60.0) as pool:
+        (sent,) = list(pool.run([RecordingTask(0, hap_clip_path)]))  # pickled through the worker's pipe
     faces = sent.people[0].faces
     assert faces.dtype == np.uint8 and faces.shape == (10, 224, 224, 3) and faces.nbytes * 4 == reference.faces.nbytes
     np.testing.assert_allclose(model_faces(faces, config.face), reference.faces, atol=1e-6)
     assert sent.people[0].boxes == reference.boxes
-    inline = load_clip_inputs(hap_clip_path, config, face_detector)
+    np.testing.assert_array_equal(sent.spectrograms, reference.spectrograms)  # once per piece, whoever's crops it holds
+    (inline,) = clip_pieces(RecordingTask(0, hap_clip_path), config, face_detector)
     assert np.array_equal(inline.people[0].faces, faces)
 
 

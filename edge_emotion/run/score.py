@@ -1,20 +1,25 @@
-"""Score a folder of videos (or one clip) with any backend: batched inference across clips, resumable rows.
+"""Score a folder of videos (or one clip) with any backend: one driver, one batcher, for clips and windows.
 
-    clip inputs (workers; uint8 face crops, per person) --SegmentBatcher: segments of many clips and
-    people, normalised and run through the backend a batch at a time--> [P, N, K] per clip
-    --consensus--> one row per person --in scan order--> ResultsFile (CSV / JSONL)
+    tasks: files (clips), or recordings cut into keyframe chunks (--window, timeline/chunks.py)
+    --an executor's readers (local workers, run/read.py; Ray actors, ray/scoring.py)--> pieces (run/pieces.py)
+    --SegmentBatcher: segments of many files and people, normalised and run through the backend exactly
+    `batch_size` at a time--> [M, K] per person of a piece --run/rows.py: per file its windows' rows (a clip:
+    one window over the file)--> in scan order --> ResultsFile (CSV / JSONL)
 
-Rows are written in the order of the sorted file list, whatever order the
-workers finish in, so a run that was killed and resumed writes exactly the
-file an uninterrupted run writes. Workers and threads follow run/threads.py.
+Rows are written in the order of the sorted file list, whatever order the workers finish in, so a run that
+was killed and resumed writes exactly the file an uninterrupted run writes. Workers and threads follow
+run/threads.py. `score_files` is the one driver: `score_folder`, `score_timelines` and Ray's
+`score_folder_ray` call it with their output and executor; `predict` is one file through the same path.
 """
 
 from __future__ import annotations
 
+import bisect
 import hashlib
 import time
 from collections import deque
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol, TypeVar
@@ -24,17 +29,21 @@ import numpy as np
 from edge_emotion import defaults
 from edge_emotion.backends import backend_for, open_backend
 from edge_emotion.backends.base import Backend
+from edge_emotion.contract import ModelContract
 from edge_emotion.io.scan import DEFAULT_EXTENSIONS, Shard, find_videos, select_shard
 from edge_emotion.preprocess.faces import FaceDetector
 from edge_emotion.preprocess.people import WhichFaces
 from edge_emotion.preprocess.segments import model_faces
-from edge_emotion.run.clip_inputs import ClipInputs, FaceSetup, load_clip_inputs, open_loader
+from edge_emotion.run.pieces import FaceSetup, Piece, ScoredPiece
 from edge_emotion.run.pool import DEFAULT_TIMEOUT_S
-from edge_emotion.run.result import FileKey, Result, file_key
-from edge_emotion.run.results_file import ResultsFile
-from edge_emotion.run.rows import build_rows
+from edge_emotion.run.read import ReadJob, clip_pieces, open_reader
+from edge_emotion.run.result import FileKey, Kind, Result, file_key
+from edge_emotion.run.results_file import CLIPS, WINDOWS, ResultsFile
+from edge_emotion.run.rows import FileScores, assemble, file_rows
 from edge_emotion.run.summary import Summary
 from edge_emotion.run.threads import backend_threads, one_blas_thread, usable_cores
+from edge_emotion.timeline.chunks import Chunking, RecordingTask, recording_tasks
+from edge_emotion.timeline.window_options import resolve_windowing
 
 DEFAULT_BATCH_SIZE = defaults.BATCH_SIZE
 T = TypeVar("T")
@@ -90,37 +99,24 @@ class NoProgress:
 
 
 @dataclass
-class ScoredClip:
-    """A clip's inputs and its backend output."""
-
-    clip: ClipInputs
-    probs: np.ndarray | None  # [P, N, K], per person of clip.people; None for a clip that failed before inference
-    infer_s: float = 0.0  # its share of the backend calls' time (the faces' normalisation for them included)
-
-
-@dataclass
 class _Pending:
-    clip: ClipInputs
+    piece: Piece
+    offsets: list[int]  # [P + 1] where each person's segments start in the piece's order, then its size
     sent: int = 0  # segments already inferred, over its people in turn
     chunks: list[np.ndarray] = field(default_factory=list)  # [n_i, K] each
     infer_s: float = 0.0
 
     @property
-    def per_person(self) -> int:
-        return len(self.clip.people[0].segments)
-
-    @property
     def n(self) -> int:
-        return len(self.clip.people) * self.per_person
+        return self.offsets[-1]
 
 
 class SegmentBatcher:
-    """Queue the segments of many clips (all their people's) and run the backend on exactly `batch_size` at a time.
+    """Queue the segments of many pieces (all their people's) and run the backend on exactly `batch_size` at a time.
 
-    A clip may be split across two calls; it completes when its last segment
-    has been inferred. Exact batch sizes suit engines built for fixed shapes.
-    Faces that arrive as uint8 crops are normalised here, one batch at a time,
-    so a clip's float32 faces never exist all at once.
+    A piece may be split across two calls; it completes when its last segment has been inferred. Exact batch
+    sizes suit engines built for fixed shapes. Faces arrive as uint8 crops and are normalised here, one batch at
+    a time, so a file's float32 faces never exist all at once.
     """
 
     def __init__(self, backend: Backend, batch_size: int = DEFAULT_BATCH_SIZE) -> None:
@@ -131,24 +127,24 @@ class SegmentBatcher:
         self._pending: deque[_Pending] = deque()
         self._queued = 0  # segments waiting for the backend
 
-    def add(self, clip: ClipInputs) -> list[ScoredClip]:
-        """Queue a clip with inputs (at least one person); return the clips that completed (maybe none)."""
-        item = _Pending(clip)
+    def add(self, piece: Piece) -> list[ScoredPiece]:
+        """Queue a piece; return the pieces that completed (maybe none)."""
+        item = _Pending(piece, [0, *np.cumsum([len(c.rows) for c in piece.people]).tolist()])
         self._pending.append(item)
         self._queued += item.n
-        done: list[ScoredClip] = []
+        done: list[ScoredPiece] = []
         while self._queued >= self.batch_size:
             done += self._run(self.batch_size)
-        return done
+        return done + self._complete()
 
-    def flush(self) -> list[ScoredClip]:
+    def flush(self) -> list[ScoredPiece]:
         """Run what is left, in batches of at most `batch_size`."""
-        done: list[ScoredClip] = []
+        done: list[ScoredPiece] = []
         while self._queued:
             done += self._run(min(self._queued, self.batch_size))
-        return done
+        return done + self._complete()
 
-    def _run(self, count: int) -> list[ScoredClip]:
+    def _run(self, count: int) -> list[ScoredPiece]:
         start = time.perf_counter()
         faces: list[np.ndarray] = []
         specs: list[np.ndarray] = []
@@ -163,11 +159,12 @@ class SegmentBatcher:
             parts.append((item, take))
             remaining -= take
             while take:  # the item's next segments, maybe of more than one person
-                person, k = divmod(item.sent, item.per_person)
-                step = min(item.per_person - k, take)
-                inputs = item.clip.people[person]
-                faces.append(model_faces(inputs.faces[k : k + step], self.backend.contract.preprocess.face))
-                specs.append(inputs.spectrograms[k : k + step])
+                person = bisect.bisect_right(item.offsets, item.sent) - 1
+                k = item.sent - item.offsets[person]
+                crops = item.piece.people[person]
+                step = min(len(crops.rows) - k, take)
+                faces.append(model_faces(crops.faces[k : k + step], self.backend.contract.preprocess.face))
+                specs.append(item.piece.spectrograms[crops.rows[k : k + step]])
                 item.sent += step
                 take -= step
         probs = self.backend.infer(np.concatenate(faces), np.concatenate(specs))  # [count, K]
@@ -178,22 +175,26 @@ class SegmentBatcher:
             item.infer_s += elapsed * take / count
             offset += take
         self._queued -= count
-        done: list[ScoredClip] = []
+        return self._complete()
+
+    def _complete(self) -> list[ScoredPiece]:
+        """The pieces at the head of the queue whose every segment is inferred, split back per person."""
+        done: list[ScoredPiece] = []
         while self._pending and self._pending[0].sent == self._pending[0].n:
             item = self._pending.popleft()
-            probs = np.concatenate(item.chunks).reshape(len(item.clip.people), item.per_person, -1)  # [P, N, K]
-            done.append(ScoredClip(item.clip, probs, item.infer_s))
+            probs = np.concatenate(item.chunks) if item.chunks else np.zeros((0, 0), np.float32)  # [n, K]
+            done.append(ScoredPiece(item.piece, np.split(probs, item.offsets[1:-1]), item.infer_s))
         return done
 
 
-def score_clips(clips: Iterable[ClipInputs], backend: Backend, batch_size: int = DEFAULT_BATCH_SIZE) -> Iterator[ScoredClip]:
-    """Run the backend over a stream of clip inputs, batching segments across clips."""
+def score_pieces(pieces: Iterable[Piece], backend: Backend, batch_size: int = DEFAULT_BATCH_SIZE) -> Iterator[ScoredPiece]:
+    """Run the backend over a stream of pieces, batching segments across files; an error piece passes at once."""
     batcher = SegmentBatcher(backend, batch_size)
-    for clip in clips:
-        if not clip.people:
-            yield ScoredClip(clip, None)
+    for piece in pieces:
+        if piece.chunk is None:
+            yield ScoredPiece(piece, None)
         else:
-            yield from batcher.add(clip)
+            yield from batcher.add(piece)
     yield from batcher.flush()
 
 
@@ -235,60 +236,115 @@ def model_identity(artifact: str | Path, backend: BackendFacts) -> dict[str, str
     return {"artifact": str(Path(artifact).resolve()), "sha256": digest.hexdigest(), "backend": backend.name, "precision": backend.precision}
 
 
-def score_folder(
-    root: str | Path,
-    artifact: str | Path,
-    output: str | Path,
-    options: ScoreOptions = ScoreOptions(),
-    progress: ScoreProgress | None = None,
+class Scorer(Protocol):
+    """An executor at work: the model's facts, and scored pieces for tasks (in any order)."""
+
+    name: str
+    contract: ModelContract
+
+    @property
+    def precision(self) -> str: ...
+
+    def score(self, tasks: Iterable[RecordingTask], job: ReadJob) -> Iterator[ScoredPiece]: ...
+
+
+Executor = Callable[[str | Path, ScoreOptions], AbstractContextManager[Scorer]]
+
+
+@dataclass
+class LocalScorer:
+    """This machine: the options' workers read (run/read.py), the backend runs in this process."""
+
+    backend: Backend
+    options: ScoreOptions
+
+    def __post_init__(self) -> None:
+        self.name, self.contract = self.backend.name, self.backend.contract
+
+    @property
+    def precision(self) -> str:
+        return self.backend.precision
+
+    def score(self, tasks: Iterable[RecordingTask], job: ReadJob) -> Iterator[ScoredPiece]:
+        with open_reader(job, self.options.workers, self.options.timeout) as reader:
+            yield from score_pieces(reader.run(tasks), self.backend, self.options.batch_size)
+
+
+@contextmanager
+def local(artifact: str | Path, options: ScoreOptions) -> Iterator[Scorer]:
+    """The local executor."""
+    with open_scoring_backend(artifact, options) as backend, one_blas_thread():
+        yield LocalScorer(backend, options)
+
+
+def score_files(
+    root: str | Path, artifact: str | Path, output: str | Path, options: ScoreOptions = ScoreOptions(),
+    progress: ScoreProgress | None = None, *, windows: bool = False, executor: Executor = local, chunking: Chunking = Chunking(),
 ) -> Summary:
-    """Score every video under `root` into `output`, skipping files already complete there (same path, size, mtime)."""
+    """The one driver: every video under `root` into `output` (a row per clip and person, or with `windows` per
+    window and person), skipping files already complete there (same path, size, mtime), on any executor.
+
+    With windows and two workers or more, a long recording is cut into chunks (`chunking`) that the workers share."""
     progress = progress or NoProgress()
     started = time.perf_counter()
     keys = plan_folder(root, options)
-    with open_scoring_backend(artifact, options) as backend, ResultsFile(
-        output, backend.contract.labels, model_identity(artifact, backend), options.faces
-    ) as results, one_blas_thread():
-        todo = results.pending(keys)
-        summary = Summary(skipped=len(keys) - len(todo))
-        progress.start(len(todo), summary.skipped)
-        if todo:
-            with open_loader(backend.contract.preprocess, options.workers, options.timeout, options.face_setup) as loader:
-                scored = score_clips(loader.run([Path(k.path) for k in todo]), backend, options.batch_size)
-                for rows in in_order(clip_rows(scored, todo, backend.contract.labels, summary)):
-                    results.write_rows(rows)
-                    progress.advance(rows[0])  # per file: its rows are one error row or one per person
-        summary.rows, summary.labels, summary.statuses, summary.failures = results.counts()
+    with executor(artifact, options) as scorer:
+        config, labels = scorer.contract.preprocess, scorer.contract.labels
+        windowing = resolve_windowing(config, options.window, options.hop) if windows else None
+        model = model_identity(artifact, scorer)
+        if windowing:
+            model.update(window_s=f"{windowing.window:g}", hop_s=f"{windowing.hop:g}")
+        kind = WINDOWS if windowing else CLIPS
+        with ResultsFile(output, labels, model, options.faces, kind) as results:
+            todo = results.pending(keys)
+            summary = Summary(skipped=len(keys) - len(todo))
+            progress.start(len(todo), summary.skipped)
+            if todo:
+                job = ReadJob(config, options.face_setup, windowing)
+                paths = [Path(k.path) for k in todo]
+                tasks = (recording_tasks(paths, job.grid_for, chunking, options.workers, config) if windowing
+                         else (RecordingTask(i, p) for i, p in enumerate(paths)))
+                for file in in_order((f.index, f) for f in assemble(scorer.score(tasks, job), job.plan, summary.stages)):
+                    progress.advance(write_file(results, todo[file.index], file, labels, options.faces, kind.name, summary))
+            summary.rows, summary.labels, summary.statuses, summary.failures = results.counts()
     summary.seconds = time.perf_counter() - started
     return summary
 
 
-def clip_rows(
-    scored: Iterable[ScoredClip], keys: Sequence[FileKey], labels: Sequence[str], summary: Summary
-) -> Iterator[tuple[int, list[Result]]]:
-    """Build each clip's rows, one per person (consensus), and add its times to the summary."""
-    for item in scored:
-        start = time.perf_counter()
-        rows = build_rows(item.clip, item.probs, labels, keys[item.clip.index])
-        stages = {**item.clip.stage_seconds(), "inference": item.infer_s, "consensus": time.perf_counter() - start}
-        for stage, seconds in stages.items():
-            summary.stages[stage] = summary.stages.get(stage, 0.0) + seconds
-        summary.scored += 1
-        summary.media_seconds += item.clip.duration or 0.0
-        yield item.clip.index, rows
+def score_folder(
+    root: str | Path, artifact: str | Path, output: str | Path, options: ScoreOptions = ScoreOptions(),
+    progress: ScoreProgress | None = None,
+) -> Summary:
+    """Score every video under `root` into one row per clip and person in `output` (resumable)."""
+    return score_files(root, artifact, output, options, progress)
+
+
+def write_file(results: ResultsFile, key: FileKey, file: FileScores, labels: Sequence[str], faces: WhichFaces, kind: Kind,
+               summary: Summary) -> Result:
+    """Write one file's rows (an error row, or its windows in groups); count it; return its first row (for progress)."""
+    first: Result | None = None
+    start = time.perf_counter()
+    for rows in file_rows(key, file, labels, faces, kind):
+        results.write_rows(rows)
+        first = first or rows[0]
+    summary.stages["consensus"] = summary.stages.get("consensus", 0.0) + time.perf_counter() - start
+    summary.scored += 1
+    summary.media_seconds += file.duration or 0.0
+    assert first is not None  # every timeline has a window, every window a row
+    return first
 
 
 def predict_people(
     video: str | Path, backend: Backend, detector: FaceDetector | None = None, faces: WhichFaces = "largest"
 ) -> list[Result]:
-    """One clip through the same path as `score` (load_clip_inputs, backend, build_rows): the same rows, one per person."""
+    """One clip through the same path as `score` (its reader, batcher, assembly and rows): the same rows, one per person."""
     config = backend.contract.preprocess
-    detector = detector or FaceDetector(config.face)
+    job = ReadJob(config, FaceSetup(faces))
     key = file_key(Path(video).absolute())
     with one_blas_thread():
-        clip = load_clip_inputs(key.path, config, detector, faces=faces)
-        scored = next(score_clips([clip], backend, batch_size=max(1, config.n_segments)))
-    return build_rows(scored.clip, scored.probs, backend.contract.labels, key)
+        pieces = clip_pieces(RecordingTask(0, Path(key.path)), config, detector or FaceDetector(config.face), faces)
+        (file,) = assemble(score_pieces(pieces, backend, batch_size=max(1, config.n_segments)), job.plan, {})
+    return [row for rows in file_rows(key, file, backend.contract.labels, faces, "clip") for row in rows]
 
 
 def predict_clip(video: str | Path, backend: Backend, detector: FaceDetector | None = None) -> Result:

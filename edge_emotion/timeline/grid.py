@@ -107,6 +107,12 @@ class Timeline:
         return np.array([w.first for w in self.windows], np.int64)
 
 
+def whole_file(n: int, times: FrameTimes) -> Timeline:
+    """One window over the whole file, its N segments planned as `score` plans a clip: a clip's timeline."""
+    segments = plan_segments(n, times, "test")
+    return Timeline(n, times.rate, segments, list(range(n)), [WindowSpan(0, 0, 0.0, times.duration)], True)
+
+
 def plan_timeline(grid: SegmentGrid, times: FrameTimes) -> Timeline:
     """The segments and windows of a recording whose frames are shown at `times` (test mode, deterministic).
 
@@ -118,8 +124,7 @@ def plan_timeline(grid: SegmentGrid, times: FrameTimes) -> Timeline:
         raise ValueError("need frames, got none")
     epochs = times.epochs()
     if len(epochs) == 1 and grid.window_count(times.duration) == 0:
-        whole = plan_segments(grid.n, times, "test")
-        return Timeline(grid.n, grid.fps, whole, list(range(grid.n)), [WindowSpan(0, 0, 0.0, times.duration)], True)
+        return whole_file(grid.n, times)
     segments: list[Segment] = []
     grid_index: list[int] = []
     epoch_of: list[int] = []

@@ -29,8 +29,6 @@ from edge_emotion.preprocess.faces import Box
 from edge_emotion.preprocess.tracks import Crop, MainPerson, TrackStore
 from edge_emotion.timeline.grid import Timeline
 
-Sightings = TrackStore  # the name timeline/recording.py and timeline/score.py know the track store by
-
 
 def windows_touching(timeline: Timeline, windows: range, part: range) -> range:
     """The windows of `windows` (indices) with a segment among the positions `part`."""
