@@ -36,13 +36,12 @@ from stream_helpers import (
 from edge_emotion import LABELS
 from edge_emotion.cli.stream_cmds import live_view, summary_lines
 from edge_emotion.config import SpectrogramParams
-from edge_emotion.io.decode import _resample_audio
+from edge_emotion.io.audio_runs import AudioRuns, mono_resampler
 from edge_emotion.run.result import Live, window_result
 from edge_emotion.run.score import ScoreOptions
 from edge_emotion.stream import EventsFile, SourceSpec, read_events
 from edge_emotion.stream.buffer import LiveBuffer
 from edge_emotion.stream.events import EVENT_FIELDS
-from edge_emotion.stream.source import AudioRuns
 from edge_emotion.stream.window import EpochGrid, pick_slot
 from edge_emotion.timeline.grid import make_grid
 from edge_emotion.timeline.score import score_timelines
@@ -73,6 +72,12 @@ def test_each_slot_takes_the_newest_frame_at_or_before_it():
     assert pick_slot(times, -1.0, 0.5 / 30) == -1  # before every frame: none
 
 
+def _resampled(frames):
+    """[T] float32: one FFmpeg resampler (the settings of every reader) over the frames, flushed."""
+    resampler = mono_resampler(16_000)
+    return np.concatenate([out.to_ndarray().reshape(-1) for f in [*frames, None] for out in resampler.resample(f)])
+
+
 def test_the_sound_is_resampled_in_runs_that_follow_each_other(recording):
     rate, chunk = ls.AUDIO_RATE, 1152
     frames = []
@@ -80,14 +85,14 @@ def test_the_sound_is_resampled_in_runs_that_follow_each_other(recording):
         frame = av.AudioFrame.from_ndarray(np.ascontiguousarray(recording.audio[None, start : start + chunk]), format="flt", layout="mono")
         frame.sample_rate = rate
         frames.append((start / rate + (3.0 if k >= 20 else 0.0), frame))  # 3 s of nothing before the 21st frame
-    runs = AudioRuns(16_000)
-    pieces = [p for t, f in frames for p in runs.add(t, f)] + runs.flush()
+    runs = AudioRuns(16_000, restart=True)
+    pieces = [p for t, f in frames for p in runs.add(f, t)] + runs.flush()
     joined = np.concatenate([s for _, s in pieces])
-    whole_first = _resample_audio([f for _, f in frames[:20]], 16_000)  # decode's resampler over the first run
+    whole_first = _resampled([f for _, f in frames[:20]])  # one resampler over the first run
     second = [(a, s) for a, s in pieces if a >= 3 * 16_000]
     assert np.array_equal(joined[: len(whole_first)], whole_first)  # the very samples `score` resamples
     assert second[0][0] == round((3.0 + 20 * chunk / rate) * 16_000)  # the second run sits at its own time
-    assert np.array_equal(np.concatenate([s for _, s in second]), _resample_audio([f for _, f in frames[20:]], 16_000))
+    assert np.array_equal(np.concatenate([s for _, s in second]), _resampled([f for _, f in frames[20:]]))
 
 
 def test_the_live_buffer_stays_bounded_however_long_the_stream():

@@ -15,9 +15,6 @@ either, and rows mark them degraded. A file without video, or without any stream
 
 from __future__ import annotations
 
-import errno
-import os
-import stat
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,19 +24,29 @@ import numpy as np
 
 from edge_emotion import defaults
 from edge_emotion.errors import VideoError
+from edge_emotion.io.audio_runs import AudioRuns
+from edge_emotion.io.container import (
+    DECODE_ERRORS,
+    NO_AUDIO,
+    checked_frames,
+    checked_streams,
+    declared_duration,
+    file_problem,
+    missing_parts,
+    open_container,
+    reading,
+    reason,
+    upright,
+)
 from edge_emotion.io.frame_times import FrameTimes
+from edge_emotion.io.media import demux
+
+__all__ = ["NO_AUDIO", "Clip", "file_problem", "open_clip", "open_clip_frames", "read_frames", "upright"]
 
 DEFAULT_SAMPLE_RATE = defaults.SAMPLE_RATE
-# What PyAV raises on corrupt input: FFmpeg errors, and (seen in fuzzing) IndexError when a
-# damaged FLV announces a stream mid-file.
-DECODE_ERRORS = (av.FFmpegError, OSError, ValueError, RuntimeError, IndexError, KeyError, EOFError)
 # Compressed video kept from the demuxing pass for decoding without a second open: a CREMA-D clip is ~100 KB,
 # a minute of 1080p H.264 ~20 MB. Beyond this the packets are dropped and the frames read from the file again.
 KEEP_PACKET_BYTES = 64 << 20
-# A file whose frames end this long before the duration its header declares was cut short (not rounding: the
-# CREMA-D FLVs declare their sound's 2.27 s for 2.23 s of video).
-CUT_SHORT_S = 0.5
-NO_AUDIO = "no audio stream: scored as silence"
 
 
 @dataclass(frozen=True)
@@ -65,71 +72,6 @@ class Clip:
     def duration(self) -> float:
         """Video duration in seconds: from the first frame to the end of the last one."""
         return self.frame_times.duration
-
-
-#: stat test -> how an error names a file that is not a regular file (it is never opened: a FIFO would block,
-#: /dev/zero or /dev/urandom would never end)
-_SPECIAL_FILES = (
-    (stat.S_ISFIFO, "FIFO"),
-    (stat.S_ISCHR, "character device"),
-    (stat.S_ISBLK, "block device"),
-    (stat.S_ISSOCK, "socket"),
-)
-
-
-def file_problem(path: Path) -> str | None:
-    """Why `path` (links followed) cannot be a video file, from its stat alone; None for a non-empty regular file."""
-    try:
-        st = os.stat(path)
-    except FileNotFoundError:
-        return "broken or looping symbolic link" if path.is_symlink() else "no such file"
-    except PermissionError:
-        return "permission denied"
-    except OSError as exc:
-        return "broken or looping symbolic link" if exc.errno == errno.ELOOP else f"cannot stat ({reason(exc)})"
-    if stat.S_ISDIR(st.st_mode):
-        return "is a directory, not a video file"
-    if not stat.S_ISREG(st.st_mode):
-        kind = next((name for test, name in _SPECIAL_FILES if test(st.st_mode)), "unknown file type")
-        return f"not a regular file ({kind})"
-    if st.st_size == 0:
-        return "empty file (0 bytes)"
-    return None
-
-
-def open_container(path: Path) -> av.container.InputContainer:
-    if (problem := file_problem(path)) is not None:
-        raise VideoError(path, problem)
-    try:
-        return av.open(str(path), mode="r", timeout=10.0)
-    except PermissionError as exc:
-        raise VideoError(path, "permission denied") from exc
-    except (av.FFmpegError, OSError, ValueError) as exc:
-        raise VideoError(path, f"not a readable video container ({reason(exc)})") from exc
-
-
-def reason(exc: BaseException) -> str:
-    """An exception's cause in a few words, for an error line."""
-    return getattr(exc, "strerror", None) or str(exc) or type(exc).__name__
-
-
-def frame_rate(stream: av.video.stream.VideoStream) -> float:
-    """The stream's nominal frames per second (0.0 when it states none)."""
-    rate = stream.average_rate or stream.guessed_rate or stream.base_rate
-    return float(rate) if rate and float(rate) > 0 else 0.0
-
-
-def mono_resampler(sample_rate: int) -> av.AudioResampler:
-    """The one resampler setting of every driver: float32 mono at the model's rate."""
-    return av.AudioResampler(format="flt", layout="mono", rate=sample_rate)
-
-
-def _resample_audio(frames: Iterable[av.AudioFrame], sample_rate: int) -> np.ndarray:
-    """Audio frames of any layout and rate -> [T] float32 mono at sample_rate."""
-    resampler = mono_resampler(sample_rate)
-    chunks = [out.to_ndarray().reshape(-1) for frame in frames for out in resampler.resample(frame)]
-    chunks += [out.to_ndarray().reshape(-1) for out in resampler.resample(None)]
-    return np.concatenate(chunks).astype(np.float32) if chunks else np.zeros(0, np.float32)
 
 
 def open_clip(path: str | Path, sample_rate: int = DEFAULT_SAMPLE_RATE) -> Clip:
@@ -168,36 +110,6 @@ def open_clip_frames(
 
 
 
-def checked_streams(container: av.container.InputContainer, path: str | Path) -> tuple[av.VideoStream, av.AudioStream | None, float]:
-    """The first video stream, the first audio stream (None: the file has none, it is scored as silence) and the
-    frame rate; a VideoError saying what the file lacks when it has no video (or no stream at all)."""
-    if not container.streams.video and not container.streams.audio:
-        raise VideoError(path, "no audio or video stream (empty or zero-duration file)")
-    if not container.streams.video:
-        raise VideoError(path, "no video stream")
-    video = container.streams.video[0]
-    audio = container.streams.audio[0] if container.streams.audio else None
-    fps = frame_rate(video)
-    if fps <= 0:
-        raise VideoError(path, "video stream has no frame rate")
-    return video, audio, fps
-
-
-def declared_duration(container: av.container.InputContainer, video: av.VideoStream) -> float | None:
-    """Seconds of video the header declares (the video stream's own duration, else the container's); None: unsaid."""
-    if video.duration and video.time_base:
-        return float(video.duration * video.time_base)
-    return container.duration / 1e6 if container.duration and container.duration > 0 else None
-
-
-def missing_parts(times: FrameTimes, declared: float | None, has_audio: bool) -> tuple[str, ...]:
-    """What a file lacks, in words for its rows: its audio stream, or the end its header declares."""
-    problems: tuple[str, ...] = () if has_audio else (NO_AUDIO,)
-    if declared is not None and declared - times.duration > CUT_SHORT_S:
-        problems += (f"file ends at {times.duration:.2f} s of the {declared:.2f} s its header declares (cut short)",)
-    return problems
-
-
 def _demux(
     container: av.container.InputContainer, path: Path, sample_rate: int, keep_bytes: int
 ) -> tuple[Clip, list[av.Packet] | None]:
@@ -207,9 +119,9 @@ def _demux(
     pts: list[int | None] = []
     kept_bytes = 0
     packets: list[av.Packet] | None = [] if keep_bytes > 0 else None
-    audio_frames: list[av.AudioFrame] = []
-    try:
-        for packet in container.demux(*[s for s in (video, audio) if s is not None]):
+    sound = AudioRuns(sample_rate, keep=True)  # one run from the first sample: t = 0 at the first audio sample
+    with reading(path):
+        for packet in demux(container, (video, audio), path):
             if packet.size == 0:
                 continue
             if packet.stream is video:
@@ -220,20 +132,15 @@ def _demux(
                     if kept_bytes > keep_bytes:
                         packets = None
             else:
-                audio_frames.extend(packet.decode())
-        waveform = _resample_audio(audio_frames, sample_rate)
-        width, height = video.codec_context.width, video.codec_context.height
-    except VideoError:
-        raise
-    except DECODE_ERRORS as exc:
-        raise VideoError(path, f"corrupt or truncated stream ({reason(exc)})") from exc
-    if not pts:
-        raise VideoError(path, "video stream holds no frames (zero duration)")
-    if width <= 0 or height <= 0:
-        raise VideoError(path, f"invalid frame size {width}x{height}")
+                for frame in packet.decode():
+                    assert isinstance(frame, av.AudioFrame)  # an audio packet decodes to audio
+                    sound.add(frame)
+        sound.flush()
+        width, height = checked_frames(path, video, pts)
+    assert sound.buffer is not None  # kept
     times = FrameTimes.from_pts(pts, float(video.time_base or 0), fps)
     problems = missing_parts(times, declared_duration(container, video), audio is not None)
-    return Clip(path, fps, len(pts), width, height, waveform, sample_rate, times, problems), packets
+    return Clip(path, fps, len(pts), width, height, sound.buffer.samples(), sample_rate, times, problems), packets
 
 
 def _decode_packets(video: av.video.stream.VideoStream, packets: Iterable[av.Packet]) -> Iterator[av.VideoFrame]:
@@ -241,13 +148,6 @@ def _decode_packets(video: av.video.stream.VideoStream, packets: Iterable[av.Pac
     for packet in packets:
         yield from video.decode(packet)
     yield from video.decode(None)
-
-
-def upright(frame: av.VideoFrame) -> np.ndarray:
-    """[H, W, 3] uint8 RGB as displayed: a phone video's rotation metadata (display matrix) applied."""
-    image = frame.to_ndarray(format="rgb24")
-    quarter_turns = round((frame.rotation or 0) / 90) % 4  # counter-clockwise, as np.rot90 turns
-    return np.ascontiguousarray(np.rot90(image, quarter_turns)) if quarter_turns else image
 
 
 def read_frames(clip: Clip, indices: Iterable[int]) -> dict[int, np.ndarray]:

@@ -15,24 +15,18 @@ from pathlib import Path
 import av
 
 from edge_emotion.errors import VideoError
-from edge_emotion.io.decode import (
-    DECODE_ERRORS,
+from edge_emotion.io.container import (
+    checked_frames,
     checked_streams,
     declared_duration,
     missing_parts,
     open_container,
-    reason,
+    reading,
 )
 from edge_emotion.io.frame_times import FrameTimes
+from edge_emotion.io.media import Cut, demux
 
-
-@dataclass(frozen=True)
-class Cut:
-    """A keyframe to start decoding from: every packet before it shows earlier, every one after it later."""
-
-    frame: int  # its place among the video packets (= frames in display order, as open_clip counts them)
-    pts: int  # in the video stream's time base
-    time_s: float
+__all__ = ["Cut", "VideoFacts", "find_cuts", "header_duration", "probe"]
 
 
 @dataclass(frozen=True)
@@ -64,27 +58,20 @@ def probe(path: str | Path, keyframes: bool = False) -> tuple[VideoFacts, list[C
         pts: list[int | None] = []
         key: list[bool] = []
         origin: float | None = None
-        for packet in container.demux(video, audio) if keyframes and audio is not None else container.demux(video):
-            if not packet.size:
-                continue
-            if packet.stream is video:
-                pts.append(packet.pts)
-                key.append(packet.is_keyframe)
-            elif origin is None:
-                origin = _first_time(packet)
-        width, height = video.codec_context.width, video.codec_context.height
-        time_base = float(video.time_base) if video.time_base else 0.0
-        declared = declared_duration(container, video)
-    except VideoError:
-        raise
-    except DECODE_ERRORS as exc:
-        raise VideoError(path, f"corrupt or truncated stream ({reason(exc)})") from exc
+        with reading(path):
+            for packet in demux(container, (video, audio if keyframes else None), path):
+                if not packet.size:
+                    continue
+                if packet.stream is video:
+                    pts.append(packet.pts)
+                    key.append(packet.is_keyframe)
+                elif origin is None:
+                    origin = _first_time(packet)
+            width, height = checked_frames(path, video, pts)
+            time_base = float(video.time_base) if video.time_base else 0.0
+            declared = declared_duration(container, video)
     finally:
         container.close()
-    if not pts:
-        raise VideoError(path, "video stream holds no frames (zero duration)")
-    if width <= 0 or height <= 0:
-        raise VideoError(path, f"invalid frame size {width}x{height}")
     cuts = find_cuts(pts, key, time_base) if keyframes and origin is not None else []
     times = FrameTimes.from_pts(pts, time_base, fps)
     return VideoFacts(times, width, height, origin, missing_parts(times, declared, audio is not None)), cuts

@@ -13,12 +13,9 @@ own first frame, as decode reads a file); a container opened later (a reconnect,
 a second device for the sound) starts at its arrival on the wall clock, so two
 devices with unrelated clocks still line up.
 
-The sound is resampled here, in the decode thread, to the model's rate and mono
-(decode's resampler settings), one resampler for as long as the audio frames
-follow each other (each starts where the previous one ended, to half a frame):
-on a file that is the very resampling `score` does, so a segment's samples are
-the file's. A frame that does not follow (lost packets, a jump) starts a new run
-at its own timestamp.
+The packets come from io/media.py's one demux loop (its errors mapped there); the sound is resampled in the
+decode thread by io/audio_runs.py's AudioRuns with `restart`: one run while the frames follow each other (on a
+file, the very resampling `score` does), a new run at its own timestamp after lost packets or a jump.
 """
 
 from __future__ import annotations
@@ -26,71 +23,32 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import av
 import numpy as np
 
-from edge_emotion.errors import EdgeEmotionError
-from edge_emotion.io.decode import DECODE_ERRORS, frame_rate, reason
+from edge_emotion.errors import VideoError
+from edge_emotion.io.audio_runs import AudioRuns
+from edge_emotion.io.container import (
+    DECODE_ERRORS,
+    SourceError,
+    SourceSpec,
+    Stalled,
+    frame_rate,
+    open_source,
+    reading,
+    reason,
+)
 from edge_emotion.io.frame_times import on_rate
+from edge_emotion.io.media import demux
 from edge_emotion.stream.buffer import LiveBuffer
+
+__all__ = ["Decoder", "SourceError", "SourceSpec", "StreamClock", "open_source", "video_fps"]
 
 RECONNECT_PAUSE_S = 1.0
 BACKWARD_JUMP_S = 1.0  # a timestamp this far behind its stream's last one: a discontinuity, re-anchored
-
-
-class SourceError(EdgeEmotionError):
-    """A live source cannot be opened or used; the message names it and the cause."""
-
-    def __init__(self, url: str, cause: str) -> None:
-        self.url, self.cause = url, cause
-        super().__init__(f"{url}: {cause}")
-
-
-@dataclass(frozen=True)
-class SourceSpec:
-    """What av.open gets: a URL, device or path; an optional input format (v4l2, alsa, lavfi ...) and its options."""
-
-    url: str
-    format: str | None = None
-    options: dict[str, str] = field(default_factory=dict)
-
-    @property
-    def is_file(self) -> bool:
-        """A local regular file (it is read as fast as it decodes unless paced)."""
-        return self.format is None and Path(self.url).is_file()
-
-
-def open_source(spec: SourceSpec, timeout: float, need_video: bool, need_audio: bool) -> av.container.InputContainer:
-    """av.open with open and read timeouts; SourceError saying what went wrong, in the user's terms."""
-    if spec.format is None and "://" not in spec.url and not Path(spec.url).exists():
-        raise SourceError(spec.url, "no such file (for a device pass --format, e.g. v4l2 or alsa)")
-    try:
-        container = av.open(spec.url, format=spec.format, options=dict(spec.options), timeout=(timeout, timeout))
-    except (av.error.ExitError, av.error.TimeoutError) as exc:
-        raise SourceError(spec.url, f"no data within {timeout:g} s (is anything sending to it?)") from exc
-    except FileNotFoundError as exc:
-        raise SourceError(spec.url, "no such file or device") from exc
-    except PermissionError as exc:
-        raise SourceError(spec.url, "permission denied") from exc
-    except ValueError as exc:
-        raise SourceError(spec.url, f"cannot open it ({reason(exc)}; check --format)") from exc
-    except DECODE_ERRORS as exc:
-        raise SourceError(spec.url, f"cannot open it ({reason(exc)})") from exc
-    missing = [kind for kind, need, have in (
-        ("video", need_video, container.streams.video), ("audio", need_audio, container.streams.audio)
-    ) if need and not have]
-    if missing:
-        container.close()
-        hint = " (pass --audio SOURCE for a separate microphone)" if missing == ["audio"] else ""
-        raise SourceError(spec.url, f"no {' or '.join(missing)} stream{hint}")
-    if need_video and frame_rate(container.streams.video[0]) <= 0:
-        container.close()
-        raise SourceError(spec.url, "the video stream has no frame rate")
-    return container
+BAD_PACKET_ERRORS = (av.error.InvalidDataError, av.error.PatchWelcomeError, ValueError)  # one damaged packet: skipped
 
 
 def video_fps(container: av.container.InputContainer) -> float:
@@ -131,56 +89,6 @@ class StreamClock:
                 self.origin, self.wall_offset = now, time.time()
                 return 0.0
             return max(now - self.origin, after) if live else after
-
-
-class AudioRuns:
-    """One container's sound as mono float32 at `rate`, placed by sample index on the stream clock.
-
-    One resampler while the frames follow each other; a frame that starts more than half a frame away
-    from where the previous one ended (or changes format) flushes it and starts a new run at its own time.
-    """
-
-    def __init__(self, rate: int) -> None:
-        self.rate = rate
-        self.resampler: av.AudioResampler | None = None
-        self.expected: float | None = None  # stream time the next frame should start at
-        self.shape: tuple[Any, ...] = ()  # (rate, format, layout) of the current run's frames
-        self.position = 0  # sample index of the next resampled sample
-
-    def add(self, t: float | None, frame: av.AudioFrame) -> list[tuple[int, np.ndarray]]:
-        """(start sample, [S] float32) pieces of the frame's sound (maybe none yet: the resampler keeps a few)."""
-        pieces: list[tuple[int, np.ndarray]] = []
-        shape = (frame.sample_rate, frame.format.name, frame.layout.name)
-        seconds = frame.samples / frame.sample_rate
-        follows = self.resampler is not None and shape == self.shape and (
-            t is None or self.expected is None or abs(t - self.expected) <= seconds / 2
-        )
-        if not follows:
-            pieces += self.flush()
-            self.resampler = av.AudioResampler(format="flt", layout="mono", rate=self.rate)
-            self.shape, self.position = shape, round((t or 0.0) * self.rate)
-        if t is not None:
-            self.expected = t + seconds
-        elif self.expected is not None:
-            self.expected += seconds
-        assert self.resampler is not None
-        return pieces + self._place(self.resampler.resample(frame))
-
-    def flush(self) -> list[tuple[int, np.ndarray]]:
-        """The resampler's last samples (the end of a run)."""
-        if self.resampler is None:
-            return []
-        pieces = self._place(self.resampler.resample(None))
-        self.resampler, self.expected = None, None
-        return pieces
-
-    def _place(self, frames: list[av.AudioFrame]) -> list[tuple[int, np.ndarray]]:
-        pieces = []
-        for out in frames:
-            samples = out.to_ndarray().reshape(-1).astype(np.float32, copy=False)  # [S]
-            pieces.append((self.position, samples))
-            self.position += len(samples)
-        return pieces
 
 
 class _Anchor:
@@ -297,27 +205,26 @@ class Decoder(threading.Thread):
             return "halted"
         streams = [getattr(container.streams, role)[0] for role in self.roles]
         anchor = _Anchor(self.clock, self.live, self.fps, self.spec.is_file)
-        sound = AudioRuns(self.sample_rate)
+        sound = AudioRuns(self.sample_rate, restart=True)
         try:
-            for packet in container.demux(*streams):
-                if self.halt.is_set():
-                    return "halted"
-                role = "video" if packet.stream.type == "video" else "audio"
-                try:
-                    frames = packet.decode()
-                except (av.error.InvalidDataError, av.error.PatchWelcomeError, ValueError):
-                    self.bad_packets += 1  # one damaged packet (a datagram lost in transit): skip it
-                    continue
-                for frame in frames:
-                    self._push(role, frame, anchor, sound)
-        except (av.error.ExitError, av.error.TimeoutError):
+            with reading(self.spec.url):
+                for packet in demux(container, streams, self.spec.url, halt=self.halt):
+                    role = "video" if packet.stream.type == "video" else "audio"
+                    try:
+                        frames = packet.decode()
+                    except BAD_PACKET_ERRORS:
+                        self.bad_packets += 1  # one damaged packet (a datagram lost in transit): skip it
+                        continue
+                    for frame in frames:
+                        self._push(role, frame, anchor, sound)
+        except Stalled:
             return f"no data for {self.timeout:g} s: the source stopped or was lost"
-        except DECODE_ERRORS as exc:
-            return f"source lost ({reason(exc)})"
+        except VideoError as exc:
+            return f"source lost ({reason(exc.__cause__) if exc.__cause__ else exc.cause})"
         finally:
             for start, samples in sound.flush():
                 self.buffer.push_audio(start, samples, self.halt)
-        return "end of stream"
+        return "halted" if self.halt.is_set() else "end of stream"
 
     def _push(self, role: str, frame: Any, anchor: _Anchor, sound: AudioRuns) -> None:
         t = anchor.time(frame.time, role, self._last_time)
@@ -334,7 +241,7 @@ class Decoder(threading.Thread):
                 self.clock.observe(t)
             self.buffer.push_video(t, frame, self.halt)
             return
-        for start, samples in sound.add(None if frame.time is None else t, frame):
+        for start, samples in sound.add(frame, None if frame.time is None else t):
             self.buffer.push_audio(start, samples, self.halt)
 
     def _close(self) -> None:
