@@ -138,3 +138,22 @@ def test_read_frames_converts_only_wanted_frames(hap_clip_path, monkeypatch):
     monkeypatch.setattr(decode, "upright", lambda frame: converted.append(frame) or real(frame))
     read_frames(open_clip(hap_clip_path), [5, 9])
     assert len(converted) == 2  # not frame 0: it is converted only when a truncated file needs a stand-in
+
+
+#: what reading media looks like in source -> the one module allowed to do it (io/media.py's demux, the one loop;
+#: io/audio_runs.py's AudioRuns, the one resampler; io/container.py opens files and live sources for reading)
+_READING = {".demux(": "io/media.py", "container.decode(": None, "AudioResampler(": "io/audio_runs.py",
+            "av.open(str(path)": "io/container.py", "av.open(spec.url": "io/container.py"}
+
+
+def test_media_is_read_by_one_loop_and_resampled_by_one_resampler():
+    from pathlib import Path
+
+    import edge_emotion
+
+    package = Path(edge_emotion.__file__).parent
+    sources = {str(p.relative_to(package)): p.read_text() for p in package.rglob("*.py")}
+    found = {(name, needle) for name, text in sources.items() for needle in _READING if needle in text}
+    homes = {(home, needle) for needle, home in _READING.items() if home is not None}
+    assert homes <= found  # the checks see what they look for: each one's home has it
+    assert found == homes, "media read outside the one reader"

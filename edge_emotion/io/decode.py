@@ -144,9 +144,11 @@ def _demux(
 
 
 def _decode_packets(video: av.video.stream.VideoStream, packets: Iterable[av.Packet]) -> Iterator[av.VideoFrame]:
-    """The frames of kept video packets, in display order, the decoder flushed at the end (as container.decode)."""
+    """The frames of video packets (empty ones, the demuxer's end markers, left out), in display order, the decoder
+    flushed at the end (as container.decode)."""
     for packet in packets:
-        yield from video.decode(packet)
+        if packet.size:
+            yield from video.decode(packet)
     yield from video.decode(None)
 
 
@@ -161,7 +163,8 @@ def read_frames(clip: Clip, indices: Iterable[int]) -> dict[int, np.ndarray]:
         return {}
     container = open_container(clip.path)
     try:
-        return _pick_frames(container.decode(video=0), wanted, clip.path)
+        video = container.streams.video[0]
+        return _pick_frames(_decode_packets(video, demux(container, (video,), clip.path)), wanted, clip.path)
     finally:
         container.close()
 
@@ -182,9 +185,9 @@ def _pick_frames(decoded: Iterator[av.VideoFrame], wanted: list[int], path: Path
             first = frame if i == 0 else first
             if i in want:
                 frames[i] = upright(frame)
-    except DECODE_ERRORS as exc:
+    except (VideoError, *DECODE_ERRORS) as exc:  # a read error (demux's VideoError) or a decoding one
         if first is None:
-            raise VideoError(path, f"video frames do not decode ({reason(exc)})") from exc
+            raise VideoError(path, f"video frames do not decode ({reason(exc.__cause__ or exc)})") from exc
     if first is None:
         raise VideoError(path, "video frames do not decode")
     missing = [i for i in wanted if i not in frames]
