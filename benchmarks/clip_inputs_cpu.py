@@ -1,4 +1,4 @@
-"""CPU milliseconds per clip of the per-clip preprocessing (`load_clip_inputs`: decode, plan, faces, spectrograms),
+"""CPU milliseconds per clip of the per-clip preprocessing (run/read.py `clip_pieces`: decode, plan, faces, spectrograms),
 one process, one thread, for the code tree at ROOT: run it on two checkouts, interleaved, to compare them.
 
     git worktree add /tmp/before 89b97a2
@@ -31,9 +31,16 @@ def main() -> None:
     from edge_emotion.config import PreprocessConfig
     from edge_emotion.preprocess.faces import FaceDetector
     try:
-        from edge_emotion.run.clip_inputs import load_clip_inputs
-    except ImportError:  # trees before run/workers.py was split (and its prepare_clip renamed)
-        from edge_emotion.run.workers import prepare_clip as load_clip_inputs
+        from edge_emotion.run.read import clip_pieces
+        from edge_emotion.timeline.chunks import RecordingTask
+
+        def load_clip_inputs(path, config, detector):  # the piece of a clip, as older trees' clip inputs
+            return next(iter(clip_pieces(RecordingTask(0, path), config, detector)))
+    except ImportError:  # trees before run/pieces.py
+        try:
+            from edge_emotion.run.clip_inputs import load_clip_inputs
+        except ImportError:  # trees before run/workers.py was split (and its prepare_clip renamed)
+            from edge_emotion.run.workers import prepare_clip as load_clip_inputs
 
     config = PreprocessConfig()
     try:

@@ -7,7 +7,7 @@
 What it measures, per (workers, FaceParams.detect_max_side):
 - steady state: the worker pool and the backend are warmed up on one clip per
   worker first, then the clips are scored through the same path as `score`
-  (WorkerPool -> SegmentBatcher -> consensus rows); times real time = seconds
+  (WorkerPool of ReadJob -> SegmentBatcher -> rows); times real time = seconds
   of video scored per second of wall time;
 - the stage breakdown (decode, faces, spectrogram, inference, consensus) in
   one process, one clip at a time (`bench --videos`), which shows where the
@@ -38,9 +38,10 @@ from edge_emotion.backends import open_backend
 from edge_emotion.config import PreprocessConfig
 from edge_emotion.run.bench.machine import machine_info
 from edge_emotion.run.bench.stages import stage_breakdown
-from edge_emotion.run.clip_inputs import InputsJob
 from edge_emotion.run.pool import WorkerPool
-from edge_emotion.run.score import score_clips
+from edge_emotion.run.read import ReadJob
+from edge_emotion.run.score import score_pieces
+from edge_emotion.timeline.chunks import RecordingTask
 from edge_emotion.toolchain.checkpoint import load_checkpoint, save_checkpoint
 from edge_emotion.toolchain.export.pipeline import build_onnx
 from edge_emotion.toolchain.model import WIDTHS, SegmentBranch
@@ -79,25 +80,26 @@ def steady_state(checkpoint: Path, clips: list[Path], workers: int, batch_size: 
     """Warm the pool and the backend, then time scoring `clips`; returns throughput and faceless counts."""
     with open_backend(checkpoint, device="cpu") as backend:
         config = backend.contract.preprocess
-        with WorkerPool(InputsJob(config), workers=workers, timeout=600, threads=threads) as pool:
+        tasks = [RecordingTask(i, c) for i, c in enumerate(clips)]
+        with WorkerPool(ReadJob(config), workers=workers, timeout=600, threads=threads) as pool:
             start = time.perf_counter()
-            list(score_clips(pool.run(clips[:workers]), backend, batch_size))  # one clip per worker: start-up
+            list(score_pieces(pool.run(tasks[:workers]), backend, batch_size))  # one clip per worker: start-up
             startup = time.perf_counter() - start
             cpu_before = time.process_time() + sum(cpu_seconds(p) for p in pool.pids)
             start = time.perf_counter()
-            scored = list(score_clips(pool.run(clips), backend, batch_size))
+            scored = list(score_pieces(pool.run(tasks), backend, batch_size))  # a clip is one piece
             wall = time.perf_counter() - start
             cpu = time.process_time() + sum(cpu_seconds(p) for p in pool.pids) - cpu_before
-    media = sum(s.clip.duration or 0.0 for s in scored)
+    media = sum(s.piece.facts.times.duration for s in scored if s.piece.facts is not None)
     stages: dict[str, float] = {}
     for s in scored:
-        for stage, seconds in {**s.clip.timings, "inference": s.infer_s}.items():
+        for stage, seconds in {**s.piece.timings, "inference": s.infer_s}.items():
             stages[stage] = stages.get(stage, 0.0) + seconds
     return {
         "workers": workers,
         "clips": len(scored),
         "errors": sum(s.probs is None for s in scored),
-        "faceless_segments": sum(p.faceless for s in scored for p in s.clip.people),
+        "faceless_segments": sum(int((~c.detected).sum()) for s in scored for c in s.piece.people),
         "media_s": round(media, 3),
         "wall_s": round(wall, 3),
         "startup_s": round(startup, 3),

@@ -10,44 +10,50 @@ import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
-from edge_emotion.run.clip_inputs import ClipInputs
+from edge_emotion.run.pieces import Piece
 from edge_emotion.run.pool import FileFn
+
+
+def _piece(task: Any, index: int, error: str) -> Piece:
+    """An error piece of a task: a path (numbered by the pool), or a RecordingTask (its file's own place: Ray's)."""
+    return Piece(getattr(task, "file", index), str(getattr(task, "path", task)), error=error)
 
 
 @dataclass(frozen=True)
 class ScriptedJob:
     """Files named hang* never finish, crash* kill their worker (exit code 3), others return a fixed error text."""
 
-    def setup(self, threads: int) -> FileFn[ClipInputs]:
+    def setup(self, threads: int) -> FileFn[Piece]:
         return _run
 
-    def failed(self, index: int, path: Path, cause: str) -> ClipInputs:
-        return ClipInputs(index, str(path), error=cause)
+    def failed(self, index: int, path: Path, cause: str) -> Piece:
+        return _piece(path, index, cause)
 
 
-def _run(path: Path, index: int) -> ClipInputs:
-    name = Path(path).name
+def _run(path: Path, index: int) -> Piece:
+    name = Path(str(getattr(path, "path", path))).name
     if name.startswith("hang"):
         time.sleep(3600)
     if name.startswith("crash"):
         os._exit(3)
-    return ClipInputs(index, str(path), error=f"scripted {name}")
+    return _piece(path, index, f"scripted {name}")
 
 
 @dataclass(frozen=True)
 class BlasThreadsJob:
     """Reports, as each file's error text, how many threads numpy's BLAS runs in the worker (threadpoolctl)."""
 
-    def setup(self, threads: int) -> FileFn[ClipInputs]:
+    def setup(self, threads: int) -> FileFn[Piece]:
         return _blas_threads
 
-    def failed(self, index: int, path: Path, cause: str) -> ClipInputs:
-        return ClipInputs(index, str(path), error=cause)
+    def failed(self, index: int, path: Path, cause: str) -> Piece:
+        return _piece(path, index, cause)
 
 
-def _blas_threads(path: Path, index: int) -> ClipInputs:
+def _blas_threads(path: Path, index: int) -> Piece:
     from threadpoolctl import threadpool_info
 
     counts = sorted({pool["num_threads"] for pool in threadpool_info() if pool["user_api"] == "blas"})
-    return ClipInputs(index, str(path), error=f"blas threads {counts}")
+    return _piece(path, index, f"blas threads {counts}")

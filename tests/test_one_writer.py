@@ -19,10 +19,8 @@ from reliability_helpers import hold, release
 
 from edge_emotion import LABELS
 from edge_emotion.io.atomic import FileLockedError, lock_path
-from edge_emotion.run.clip_inputs import ClipInputs
-from edge_emotion.run.result import FileKey, Result
+from edge_emotion.run.result import FileKey, Result, error_result
 from edge_emotion.run.results_file import ResultsFile
-from edge_emotion.run.rows import build_rows
 from edge_emotion.run.score import ScoreOptions, score_folder
 
 
@@ -57,7 +55,7 @@ def test_a_second_score_on_the_same_output_is_refused_and_a_killed_holder_never_
 
 def _row(i: int) -> Result:
     key = FileKey(f"/v/{i}.mp4", 10 + i, 5)
-    return build_rows(ClipInputs(i, key.path, error="not a readable video container"), None, LABELS, key)[0]
+    return error_result("clip", key, "not a readable video container")
 
 
 def test_a_results_file_keeps_its_mode_through_a_resume(tmp_path):

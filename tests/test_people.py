@@ -23,9 +23,9 @@ from edge_emotion.config import PreprocessConfig
 from edge_emotion.errors import EdgeEmotionError
 from edge_emotion.io.decode import open_clip, read_frames
 from edge_emotion.preprocess.segments import extract, model_faces
-from edge_emotion.run.read import ReadJob, clip_pieces
 from edge_emotion.run.codec import csv_columns
 from edge_emotion.run.pool import WorkerPool
+from edge_emotion.run.read import ReadJob, clip_pieces
 from edge_emotion.run.results_file import ResultsFile
 from edge_emotion.run.score import ScoreOptions, score_folder
 from edge_emotion.timeline.chunks import RecordingTask

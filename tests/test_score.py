@@ -19,14 +19,19 @@ from conftest import tone, write_video
 from edge_emotion import LABELS
 from edge_emotion.config import PreprocessConfig
 from edge_emotion.errors import EdgeEmotionError
+from edge_emotion.io.frame_times import FrameTimes
+from edge_emotion.io.probe import VideoFacts
 from edge_emotion.io.scan import Shard, find_videos, select_shard, shard_of
-from edge_emotion.run.clip_inputs import ClipInputs
+from edge_emotion.preprocess.tracks import TrackStore
 from edge_emotion.run.codec import CsvFormat, to_record
+from edge_emotion.run.pieces import Crops, Piece, ScoredPiece
 from edge_emotion.run.pool import WorkerPool
-from edge_emotion.run.result import FileKey
+from edge_emotion.run.result import FileKey, Result
 from edge_emotion.run.results_file import ResultsFile
-from edge_emotion.run.rows import build_rows
+from edge_emotion.run.rows import assemble, file_rows
 from edge_emotion.run.score import ScoreOptions, SegmentBatcher, plan_folder, score_folder
+from edge_emotion.timeline.chunks import Chunk
+from edge_emotion.timeline.grid import whole_file
 
 N = 4  # fresh_checkpoint's segments
 
@@ -148,7 +153,7 @@ def test_worker_pool_survives_a_hang_and_a_crash_and_goes_on():
     paths = [Path(name) for name in ("a.mp4", "hang.mp4", "b.mp4", "crash.mp4", "c.mp4")]
     with WorkerPool(ScriptedJob(), workers=1, timeout=1.0) as pool:
         results = list(pool.run(paths))
-    assert all(isinstance(r, ClipInputs) for r in results)  # the hung and the crashed file too: the job's `failed`
+    assert all(isinstance(r, Piece) for r in results)  # the hung and the crashed file too: the job's `failed`
     errors = {r.index: r.error for r in results}
     assert errors == {
         0: "scripted a.mp4",
@@ -182,18 +187,27 @@ class _EchoBackend:
         return np.stack([np.full(6, v) for v in first]).astype(np.float32)
 
 
-def _clip(index: int, n: int, people: int = 1) -> ClipInputs:
-    """A clip of `people` people whose segment k of person p carries index * 100 + p * 10 + k in its face."""
-    from edge_emotion.preprocess.plan import Segment
-    from edge_emotion.preprocess.segments import SegmentInputs
-
-    inputs = []
+def _clip(index: int, n: int, people: int = 1) -> Piece:
+    """A clip's piece of `people` people whose segment k of person p carries index * 100 + p * 10 + k in its face."""
+    crops = []
     for person in range(people):
         faces = np.zeros((n, 3, 224, 224), np.float32)
         faces[:, 0, 0, 0] = index * 100 + person * 10 + np.arange(n)
-        segments = [Segment(k, k / 10) for k in range(n)]
-        inputs.append(SegmentInputs(faces, np.zeros((n, 1, 192, 120), np.float32), segments, [None] * n, [False] * n, 0, 0, person, people))
-    return ClipInputs(index, f"clip{index}", inputs, fps=10.0, duration=1.0)
+        crops.append(Crops(person, np.arange(n), faces, [(0.0, 0.0, 10.0, 10.0)] * n, np.ones(n, bool)))
+    tracks = TrackStore()
+    for k in range(n):
+        tracks.add(k, {c.person: c.boxes[k] for c in crops})
+    facts = VideoFacts(FrameTimes.constant(10 * n, 10.0), 480, 360)
+    chunk = Chunk(0, 1, (0, 1), (0, n), (0, n), None)
+    return Piece(index, f"clip{index}", chunk, np.arange(n), np.zeros((n, 1, 192, 120), np.float32), np.zeros(n, bool), crops,
+                 facts=facts, tracks=tracks)
+
+
+def _clip_rows(piece: Piece, probs: list[np.ndarray], key: FileKey) -> list[Result]:
+    """The clip's rows by the one assembly and row builder (probs: [N, K] per person)."""
+    n = len(piece.positions)
+    (file,) = assemble([ScoredPiece(piece, probs)], lambda facts: whole_file(n, facts.times), {})
+    return [r for rows in file_rows(key, file, LABELS, "all", "clip") for r in rows]
 
 
 def test_batcher_runs_exact_batches_across_clips_and_people_and_reassembles_each_clip():
@@ -204,25 +218,26 @@ def test_batcher_runs_exact_batches_across_clips_and_people_and_reassembles_each
         done += batcher.add(_clip(i, 4, people=1 + i % 3))  # 1, 2, 3, 1, 2 people: 36 segments
     done += batcher.flush()
     assert backend.calls == [6] * 6  # exact batches, people of one clip and clips split across calls
-    assert [d.clip.index for d in done] == list(range(5))
+    assert [d.piece.index for d in done] == list(range(5))
     for d in done:
-        assert d.probs.shape == (1 + d.clip.index % 3, 4, 6)  # [P, N, K]
+        assert [p.shape for p in d.probs] == [(4, 6)] * (1 + d.piece.index % 3)  # [N, K] per person
         for person, probs in enumerate(d.probs):
-            np.testing.assert_array_equal(probs[:, 0], d.clip.index * 100 + person * 10 + np.arange(4))
+            np.testing.assert_array_equal(probs[:, 0], d.piece.index * 100 + person * 10 + np.arange(4))
 
 
 def test_the_timeline_gives_each_segment_its_own_box_and_detection():
     clip = _clip(0, 3)
-    clip.people[0].boxes = [(1.0, 2.0, 3.0, 4.0), None, (5.04, 6.0, 7.0, 8.0)]
-    clip.people[0].detected = [True, False, True]
-    (row,) = map(to_record, build_rows(clip, np.full((1, 3, 6), 1 / 6, np.float32), LABELS, FileKey("/v/0.mp4", 1, 1)))
-    assert [s["box"] for s in row["segments"]] == [[1.0, 2.0, 3.0, 4.0], None, [5.0, 6.0, 7.0, 8.0]]
+    boxes = [(1.0, 2.0, 3.0, 4.0), (1.0, 2.0, 3.0, 4.0), (5.04, 6.0, 7.0, 8.0)]
+    clip.people[0] = Crops(0, np.arange(3), clip.people[0].faces, boxes, np.array([True, False, True]))
+    (row,) = map(to_record, _clip_rows(clip, [np.full((3, 6), 1 / 6, np.float32)], FileKey("/v/0.mp4", 1, 1)))
+    assert [s["box"] for s in row["segments"]] == [[1.0, 2.0, 3.0, 4.0], [1.0, 2.0, 3.0, 4.0], [5.0, 6.0, 7.0, 8.0]]
     assert [s["detected"] for s in row["segments"]] == [True, False, True]
+    assert (row["kind"], row["window"], row["n_windows"], row["faceless"], row["t_end"]) == ("clip", 0, 1, 1, 3.0)
 
 
 def test_results_file_truncates_a_partial_line_and_drops_stale_rows(tmp_path):
     out = tmp_path / "r.csv"
-    rows = [build_rows(_clip(i, 2), np.full((1, 2, 6), 1 / 6, np.float32), LABELS, FileKey(f"/v/{i}.mp4", 10 + i, 5))[0] for i in range(3)]
+    rows = [_clip_rows(_clip(i, 2), [np.full((2, 6), 1 / 6, np.float32)], FileKey(f"/v/{i}.mp4", 10 + i, 5))[0] for i in range(3)]
     with ResultsFile(out, LABELS) as results:
         for row in rows:
             results.write(row)

@@ -186,20 +186,27 @@ def _scored(timeline):
     return probs, boxes, detected, silent
 
 
-def _window_rows():
+def _file_rows(timeline, probs, boxes, detected, silent, person):
+    """The one row builder's window rows (run/rows.py) of one person's scored segments over a one-chunk file."""
+    from edge_emotion.preprocess.tracks import TrackStore
     from edge_emotion.run.codec import to_record
     from edge_emotion.run.result import FileKey
-    from edge_emotion.timeline.people import WindowPerson
-    from edge_emotion.timeline.rows import build_window_rows
+    from edge_emotion.run.rows import ChunkScores, FileScores, PersonScores, file_rows
+    from edge_emotion.timeline.chunks import whole
 
+    tracks = TrackStore()
+    for p, (box, own) in enumerate(zip(boxes, detected)):
+        if own and person is not None:
+            tracks.add(p, {person: box})
+    scores = {person: PersonScores(probs, list(boxes), np.asarray(detected, bool))}
+    file = FileScores(0, timeline, [ChunkScores(whole(timeline), np.asarray(silent, bool), scores, tracks)])
+    return [to_record(r) for rows in file_rows(FileKey("/v/a.mp4", 123, 456), file, LABELS, "all", "window") for r in rows]
+
+
+def _window_rows():
     timeline = plan_timeline(make_grid(4, 1.0, 0.5, 20), FrameTimes.constant(70, 20))  # 14 segments, 6 windows
     probs, boxes, detected, silent = _scored(timeline)
-    rows = []
-    for span in timeline.windows:
-        s = slice(span.first, span.first + 4)
-        who = WindowPerson(2, probs[s], boxes[s], detected[s])
-        rows += build_window_rows(FileKey("/v/a.mp4", 123, 456), timeline, span, [who], silent[s], 1, LABELS)
-    return timeline, probs, [to_record(r) for r in rows]
+    return timeline, probs, _file_rows(timeline, probs, boxes, detected, silent, 0)
 
 
 def test_window_rows_hold_each_windows_consensus_counts_and_segments():
@@ -211,7 +218,7 @@ def test_window_rows_hold_each_windows_consensus_counts_and_segments():
         assert list(row["probabilities"].values()) == pytest.approx(expected.tolist(), abs=1e-6)
         assert row["label"] == LABELS[int(np.argmax(expected))]
         assert (row["path"], row["person"], row["people"], row["n_segments"], row["n_windows"], row["size_bytes"], row["mtime_ns"]) == (
-            "/v/a.mp4", 2, 1, 4, 6, 123, 456)
+            "/v/a.mp4", 0, 1, 4, 6, 123, 456)
         assert [s["segment"] for s in row["segments"]] == list(range(span.first, span.first + 4))
     assert [r["faceless"] for r in rows] == [1, 0, 1, 1, 0, 0]  # segments 1 and 6 had no face of their own
     assert [r["silent"] for r in rows] == [0, 0, 0, 1, 1, 0]  # segment 9
@@ -224,15 +231,11 @@ def test_window_rows_hold_each_windows_consensus_counts_and_segments():
 
 
 def test_a_window_without_anyone_has_one_centre_crop_row_with_person_empty():
-    from edge_emotion.run.codec import to_record
-    from edge_emotion.run.result import FileKey
-    from edge_emotion.timeline.people import WindowPerson
-    from edge_emotion.timeline.rows import build_window_rows
-
     timeline = plan_timeline(make_grid(4, 1.0, 0.5, 20), FrameTimes.constant(70, 20))
-    nobody = WindowPerson(None, np.full((4, 6), 1 / 6, np.float32), [None] * 4, np.zeros(4, bool))
-    (row,) = map(to_record, build_window_rows(FileKey("/v/a.mp4", 1, 1), timeline, timeline.windows[2], [nobody], np.zeros(4, bool), 0, LABELS))
-    assert (row["person"], row["people"], row["faceless"], row["status"]) == (None, 0, 4, "degraded")
+    s = len(timeline.segments)
+    rows = _file_rows(timeline, np.full((s, 6), 1 / 6, np.float32), [None] * s, np.zeros(s, bool), np.zeros(s, bool), None)
+    row = rows[2]
+    assert (row["window"], row["person"], row["people"], row["faceless"], row["status"]) == (2, None, 0, 4, "degraded")
     assert [s["box"] for s in row["segments"]] == [None] * 4
 
 

@@ -23,7 +23,7 @@ from edge_emotion.config import PreprocessConfig
 from edge_emotion.run.score import ScoreOptions
 from edge_emotion.timeline.chunks import Chunking, RecordingTask, recording_tasks
 from edge_emotion.timeline.grid import make_grid
-from edge_emotion.timeline.recording import recording_parts
+from edge_emotion.timeline.recording import recording_pieces
 from edge_emotion.timeline.score import score_timelines
 
 FPS, RATE, SECONDS = 20, 48_000, 12
@@ -107,10 +107,10 @@ def test_parts_of_any_size_give_the_same_pieces(scene, face_detector):
     task = RecordingTask(0, scene)
     def pieces(size):
         got = {}
-        for piece in recording_parts(task, CONFIG, WINDOW, HOP, face_detector, part_size=size):
-            got.setdefault(piece.person, []).append(piece)
-        return {p: (np.concatenate([x.positions for x in v]), np.concatenate([x.people[0].faces for x in v]),
-                    np.concatenate([x.people[0].spectrograms for x in v])) for p, v in got.items()}
+        for piece in recording_pieces(task, CONFIG, WINDOW, HOP, face_detector, part_size=size):
+            for crops in piece.people:
+                got.setdefault(crops.person, []).append((piece.positions[crops.rows], crops.faces, piece.spectrograms[crops.rows]))
+        return {p: tuple(np.concatenate(column) for column in zip(*v)) for p, v in got.items()}
     small, large = pieces(3), pieces(16)
     assert sorted(small, key=str) == sorted(large, key=str) == [0, 1]
     for person in small:
@@ -142,17 +142,17 @@ def test_the_whole_file_rows_tell_inputs_apart(whole_rows):
 
 @pytest.mark.parametrize("faces", ["all", "largest"])
 def test_chunks_on_two_workers_give_the_rows_of_the_whole_file(scene, whole_rows, sharp_checkpoint, tmp_path, faces, monkeypatch):
-    import edge_emotion.timeline.score as timeline_score
+    import edge_emotion.run.score as run_score
 
     scored_chunks = set()
-    score_clips = timeline_score.score_clips
+    score_pieces = run_score.score_pieces
 
-    def counting(parts, *args, **kwargs):  # the real scorer; notes which chunk each scored piece came from
-        for item in score_clips(parts, *args, **kwargs):
-            scored_chunks.add((item.clip.chunk.number, item.clip.chunk.count))
+    def counting(pieces, *args, **kwargs):  # the real scorer; notes which chunk each scored piece came from
+        for item in score_pieces(pieces, *args, **kwargs):
+            scored_chunks.add((item.piece.chunk.number, item.piece.chunk.count))
             yield item
 
-    monkeypatch.setattr(timeline_score, "score_clips", counting)
+    monkeypatch.setattr(run_score, "score_pieces", counting)
     out = tmp_path / "rows.jsonl"
     options = ScoreOptions(workers=2, window=WINDOW, hop=HOP, faces=faces)
     summary = score_timelines(scene, sharp_checkpoint, out, options, chunking=SMALL_CHUNKS)
@@ -179,11 +179,11 @@ def _boxes(task, config):
     from edge_emotion.preprocess.faces import FaceDetector
 
     boxes, crops = {}, {}
-    for piece in recording_parts(task, config, WINDOW, HOP, FaceDetector(config.face)):
-        inputs = piece.people[0]
-        for k, p in enumerate(piece.positions.tolist()):
-            boxes.setdefault(piece.person, {})[p] = (inputs.boxes[k], inputs.detected[k])
-            crops[(piece.person, p)] = inputs.faces[k]
+    for piece in recording_pieces(task, config, WINDOW, HOP, FaceDetector(config.face)):
+        for inputs in piece.people:
+            for k, p in enumerate(piece.positions[inputs.rows].tolist()):
+                boxes.setdefault(inputs.person, {})[p] = (inputs.boxes[k], inputs.detected[k])
+                crops[(inputs.person, p)] = inputs.faces[k]
     return boxes, crops
 
 

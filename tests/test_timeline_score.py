@@ -27,13 +27,13 @@ from edge_emotion.io.decode import open_clip
 from edge_emotion.io.probe import probe
 from edge_emotion.preprocess.faces import FaceDetector
 from edge_emotion.preprocess.segments import extract, model_faces
-from edge_emotion.run.clip_inputs import load_clip_inputs
 from edge_emotion.run.codec import format_for, to_record
 from edge_emotion.run.pool import WorkerPool
+from edge_emotion.run.read import clip_pieces
 from edge_emotion.run.score import ScoreOptions, predict_clip
 from edge_emotion.timeline.chunks import RecordingTask
-from edge_emotion.timeline.grid import make_grid, plan_timeline
-from edge_emotion.timeline.recording import recording_parts
+from edge_emotion.timeline.grid import make_grid, plan_timeline, whole_file
+from edge_emotion.timeline.recording import recording_pieces
 from edge_emotion.timeline.score import score_timelines
 
 FPS = 20  # 0.25 s segments are 5 whole frames: a window is exactly a cut file
@@ -85,22 +85,23 @@ def test_parts_equal_the_whole_file_decoded_at_once(face_frames, face_detector, 
     path = tmp_path / "rec.mp4"  # lossy MPEG-4 + AAC: the same file both ways, so any codec will do
     frames, _ = recording(face_frames, 4.0)
     write_video(path, frames, fps=FPS, audio=noise(4.0))
-    parts = list(recording_parts(RecordingTask(7, path), CONFIG, 1.0, 0.5, face_detector, part_size=5))
+    parts = list(recording_pieces(RecordingTask(7, path), CONFIG, 1.0, 0.5, face_detector, part_size=5))
     facts, _ = probe(path)
     timeline = plan_timeline(make_grid(4, 1.0, 0.5, facts.fps), facts.times)
-    got = [(p.index, p.person, p.positions.tolist(), p.last) for p in parts]  # one person, seen on every segment
-    assert got == [(7, 0, list(range(k, min(k + 5, 16))), k == 15) for k in (0, 5, 10, 15)]
+    got = [(p.index, [c.person for c in p.people], p.positions.tolist(), p.last) for p in parts]  # one person, on every segment
+    assert got == [(7, [0], list(range(k, min(k + 5, 16))), k == 15) for k in (0, 5, 10, 15)]
+    assert all(np.array_equal(p.people[0].rows, np.arange(len(p.positions))) for p in parts)
     whole = extract(open_clip(path), timeline.segments, CONFIG, detector=face_detector)
     assert np.array_equal(model_faces(np.concatenate([p.people[0].faces for p in parts]), CONFIG.face), whole.faces)
-    assert np.array_equal(np.concatenate([p.people[0].spectrograms for p in parts]), whole.spectrograms)
+    assert np.array_equal(np.concatenate([p.spectrograms for p in parts]), whole.spectrograms)
     assert [b for p in parts for b in p.people[0].boxes] == whole.boxes
-    assert not np.concatenate([p.silent_flags for p in parts]).any()
+    assert not np.concatenate([p.silent for p in parts]).any()
 
 
 def test_a_broken_file_ends_in_one_error_part(face_detector, tmp_path):
     (tmp_path / "bad.mp4").write_text("not a video\n")
-    (parts,) = list(recording_parts(RecordingTask(3, tmp_path / "bad.mp4"), CONFIG, 1.0, 0.5, face_detector))
-    assert parts.index == 3 and not parts.people and "not a readable video container" in parts.error
+    (parts,) = list(recording_pieces(RecordingTask(3, tmp_path / "bad.mp4"), CONFIG, 1.0, 0.5, face_detector))
+    assert parts.index == 3 and parts.chunk is None and not parts.people and "not a readable video container" in parts.error
 
 
 @pytest.fixture(scope="module")
@@ -137,14 +138,15 @@ def test_audio_is_aligned_with_the_recording_where_windows_do_not_cross_the_cut(
     see real audio where the cut file has zero padding (so scores match only where the audio does)."""
     frames, audio = recording(face_frames, 6.0, noise(6.0, seed=1))
     path = write_lossless(tmp_path / "talk.mkv", frames, audio)
-    parts = list(recording_parts(RecordingTask(0, path), CONFIG, 4.0, 1.0, face_detector))  # L = 1 s: windows at 0, 1, 2 s
-    specs = np.concatenate([p.people[0].spectrograms for p in parts])  # [6, 1, 192, 120] grid segments 0-5
-    cut = load_clip_inputs(write_lossless(tmp_path / "cut.mkv", frames[20:100], audio[16000:80000]), CONFIG, face_detector)
-    assert [s.frame for s in cut.people[0].segments] == [10, 30, 50, 70]  # grid segments 1-4, shifted by 20 frames
+    parts = list(recording_pieces(RecordingTask(0, path), CONFIG, 4.0, 1.0, face_detector))  # L = 1 s: windows at 0, 1, 2 s
+    specs = np.concatenate([p.spectrograms for p in parts])  # [6, 1, 192, 120] grid segments 0-5
+    cut_path = write_lossless(tmp_path / "cut.mkv", frames[20:100], audio[16000:80000])
+    (cut,) = clip_pieces(RecordingTask(0, cut_path), CONFIG, face_detector)
+    assert [s.frame for s in whole_file(4, cut.facts.times).segments] == [10, 30, 50, 70]  # grid segments 1-4, shifted by 20 frames
     inside = [1, 2]  # centres 1.0 and 2.0 s into the cut: [0.36, 1.64] and [1.36, 2.64] lie within its 4 s
-    np.testing.assert_allclose(specs[[2, 3]], cut.people[0].spectrograms[inside], atol=1e-5)
+    np.testing.assert_allclose(specs[[2, 3]], cut.spectrograms[inside], atol=1e-5)
     for edge in (0, 3):  # centre 0.5 s: the window starts 0.14 s before the cut; centre 3.5 s: ends 0.14 s after it
-        assert np.abs(specs[1 + edge] - cut.people[0].spectrograms[edge]).max() > 0.1
+        assert np.abs(specs[1 + edge] - cut.spectrograms[edge]).max() > 0.1
 
 
 def test_a_file_shorter_than_a_window_is_one_window_with_predicts_numbers(hap_clip_path, fresh_checkpoint, face_detector, tmp_path):

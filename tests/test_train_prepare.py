@@ -18,7 +18,9 @@ from edge_emotion.config import FaceParams, PreprocessConfig
 from edge_emotion.io.decode import open_clip
 from edge_emotion.preprocess.faces import FaceDetector
 from edge_emotion.preprocess.segments import extract, plan_clip
-from edge_emotion.run.clip_inputs import load_clip_inputs
+from edge_emotion.run.read import clip_pieces
+from edge_emotion.timeline.chunks import RecordingTask
+from edge_emotion.timeline.grid import whole_file
 from edge_emotion.toolchain.train.box_cache import CachedClip, OldCacheError, cache_file, load_cached
 from edge_emotion.toolchain.train.crema import index_corpus
 from edge_emotion.toolchain.train.dataset import CachedClips
@@ -102,7 +104,7 @@ def test_prepare_resumes_and_refuses_other_face_parameters_and_old_caches(
 @pytest.mark.parametrize("name", ["1001_DFA_HAP_XX", "1001_DFA_NEU_XX"])
 def test_prepares_boxes_are_scores_boxes_with_the_default_follower(name: str, tmp_path: Path) -> None:
     """The cache is the track store `score` makes: on every planned frame of a fixture clip, prepare's box (own or
-    borrowed) is the box `score` crops (run/clip_inputs.load_clip_inputs, its per-file path), bit for bit, with the
+    borrowed) is the box `score` crops (run/read.clip_pieces, its per-file path), bit for bit, with the
     default ONet follower (before: every 3rd frame tracked and interpolated, IoU ~0.93)."""
     source = FIXTURES / f"{name}.flv"
     (tmp_path / "data").mkdir()
@@ -111,10 +113,12 @@ def test_prepares_boxes_are_scores_boxes_with_the_default_follower(name: str, tm
     assert face.follow == "onet"
     prepare_corpus(tmp_path / "data", tmp_path / "cache", face, n_segments=10)
     cached = load_cached(tmp_path / "cache", index_corpus(tmp_path / "data")[0][0])
-    scored = load_clip_inputs(tmp_path / "data" / source.name, config, FaceDetector(face)).people[0]
-    frames = [s.frame for s in scored.segments]
+    (piece,) = clip_pieces(RecordingTask(0, tmp_path / "data" / source.name), config, FaceDetector(face))
+    assert piece.facts is not None
+    scored = piece.people[0]
+    frames = [s.frame for s in whole_file(10, piece.facts.times).segments]
     assert cached.frames.tolist() == frames
-    assert cached.boxes_for(frames) == scored.boxes and cached.detected.tolist() == scored.detected
+    assert cached.boxes_for(frames) == scored.boxes and cached.detected.tolist() == scored.detected.tolist()
 
 
 def test_test_mode_item_equals_the_scoring_path(small_corpus: Path, tmp_path: Path) -> None:

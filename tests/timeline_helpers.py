@@ -11,7 +11,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from edge_emotion.timeline.recording import RecordingPart
+from edge_emotion.run.pieces import Piece
 
 
 @dataclass(frozen=True)
@@ -19,19 +19,19 @@ class PartsJob:
     """parts_K: K parts (the last one marked last); die_K: K parts, then the worker dies (exit code 3);
     slow_K_S: K parts, S seconds apart (each part is progress, so a timeout shorter than K x S never fires)."""
 
-    def setup(self, threads: int) -> Callable[[Path, int], Iterator[RecordingPart]]:
+    def setup(self, threads: int) -> Callable[[Path, int], Iterator[Piece]]:
         return _parts
 
-    def failed(self, index: int, path: Path, cause: str) -> RecordingPart:
-        return RecordingPart(index, str(path), error=cause)
+    def failed(self, index: int, path: Path, cause: str) -> Piece:
+        return Piece(index, str(path), error=cause)
 
 
-def _parts(path: Path, index: int) -> Iterator[RecordingPart]:
+def _parts(path: Path, index: int) -> Iterator[Piece]:
     kind, count, *rest = Path(path).name.split("_")
     for k in range(int(count)):
         if kind == "slow":
             time.sleep(float(rest[0]))
-        yield RecordingPart(index, str(path), last=kind != "die" and k == int(count) - 1, error=f"part {k}")
+        yield Piece(index, str(path), last=kind != "die" and k == int(count) - 1, error=f"part {k}")
     if kind == "die":
         os._exit(3)
 

@@ -211,8 +211,8 @@ def predict(
     """Probabilities of one clip (each person's with --faces all): the same numbers `score` writes for it."""
     from edge_emotion.backends import open_backend
     from edge_emotion.errors import VideoError
-    from edge_emotion.run.clip_inputs import FaceSetup
     from edge_emotion.run.codec import to_record
+    from edge_emotion.run.pieces import FaceSetup
     from edge_emotion.run.score import predict_people
 
     which = which_faces(faces)

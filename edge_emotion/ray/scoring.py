@@ -1,31 +1,31 @@
-"""`score --executor ray`: the local scorer's own stages as a Ray Data pipeline; the driver alone writes the results.
+"""`score --executor ray`: the one driver (run/score.py `score_files`) on a Ray Data executor; the driver alone writes.
 
-    driver: plan_folder, skip the rows already in the results file (ResultsFile, as local score does)
-      --file list--> Ray Data (a few files per block)
-      --map_batches(PoolStage with InputsJob), CPU actors: each keeps a WorkerPool of one process that
-        builds the FaceDetector once and runs load_clip_inputs per file (decode, plan, faces, spectrograms):
+    driver: plan_folder, skip the rows already in the results file, tasks (a file each)
+      --Ray Data (a few tasks per block)--> map_batches(PoolStage with ReadJob), CPU actors: each keeps a
+        WorkerPool of one process that builds the FaceDetector once and reads each task's pieces (run/read.py):
         the local path's code, with its per-file timeout and its crash isolation
-      --the compact model inputs (per person: faces [N, 224, 224, 3] uint8 crops, spectrograms
-        [N, 1, 192, 120] float32; never decoded frames) through the object store-->
-      --map_batches(BackendStage): one actor per GPU (num_gpus=1), else one on a CPU; score_clips over
-        the clips of a batch, segments of many clips per backend call
-      --scored clips, their inputs dropped--> driver: build_rows, rows in scan order, ResultsFile
+      --the pieces (per person uint8 face crops, the part's spectrograms once; never decoded frames)
+        through the object store--> map_batches(BackendStage): one actor per GPU (num_gpus=1), else one on a
+        CPU; score_pieces over the pieces of a batch, segments of many files per backend call
+      --scored pieces, their inputs dropped--> driver: assemble, rows in scan order, ResultsFile
 
-Because the driver writes every row itself, in scan order, through the same
-ResultsFile, a killed driver resumes exactly like local `score`, and a results
-file can be continued by either executor. Ray Data's output order is not kept;
-the driver restores it (`score.in_order`: finished rows wait there, never model
-inputs). The artifact travels through the object store, so worker nodes need
-only the videos, at the same path as on the driver (a shared file system).
+Because the driver writes every row itself, in scan order, through the same ResultsFile, a killed driver
+resumes exactly like local `score`, and a results file can be continued by either executor. Ray Data's
+output order is not kept; the driver restores it (`score.in_order`: finished rows wait there, never model
+inputs). The artifact travels through the object store, so worker nodes need only the videos, at the same
+path as on the driver (a shared file system). Windows (`--window`) are not offered on Ray yet: the driver and
+the stages take recording tasks as they are (a task carries its file's place), but a preprocessing actor
+returns a whole block's pieces at once, an hour of crops for a long recording.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import functools
 import pickle
 import tempfile
-import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -36,21 +36,12 @@ from edge_emotion.contract import ModelContract
 from edge_emotion.errors import ArtifactError, EdgeEmotionError
 from edge_emotion.ray.cluster import RayOptions, Resources, ray_session, task_error
 from edge_emotion.ray.pool_stage import BLOCKS_PER_ACTOR, PoolStage
-from edge_emotion.run.clip_inputs import InputsJob
+from edge_emotion.run.pieces import ScoredPiece
 from edge_emotion.run.pool import WorkerJob
-from edge_emotion.run.result import FileKey
-from edge_emotion.run.results_file import ResultsFile
-from edge_emotion.run.score import (
-    NoProgress,
-    ScoredClip,
-    ScoreOptions,
-    ScoreProgress,
-    clip_rows,
-    in_order,
-    model_identity,
-    plan_folder,
-)
+from edge_emotion.run.read import ReadJob
+from edge_emotion.run.score import ScoreOptions, ScoreProgress, score_files
 from edge_emotion.run.summary import Summary
+from edge_emotion.timeline.chunks import RecordingTask
 
 
 @dataclass(frozen=True)
@@ -111,43 +102,44 @@ def describe(artifact: ArtifactBytes) -> ArtifactFacts:
 
 
 class BackendStage:
-    """Ray Data callable class: one backend per actor, opened once; a batch's clips through `score_clips`."""
+    """Ray Data callable class: one backend per actor, opened once; a batch's pieces through `score_pieces`."""
 
     def __init__(self, artifact: ArtifactBytes, batch_size: int) -> None:
         self.backend = artifact.open()
         self.batch_size = batch_size
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        from edge_emotion.run.score import score_clips
+        from edge_emotion.run.score import score_pieces
 
-        clips = [pickle.loads(b) for b in batch["result"]]
-        scored = [_without_inputs(s) for s in score_clips(clips, self.backend, self.batch_size)]
+        pieces = [pickle.loads(b) for b in batch["result"]]
+        scored = [_without_inputs(s) for s in score_pieces(pieces, self.backend, self.batch_size)]
         return {
-            "index": np.array([s.clip.index for s in scored], dtype=np.int64),
+            "index": np.array([s.piece.index for s in scored], dtype=np.int64),
             "scored": np.array([pickle.dumps(s, protocol=5) for s in scored], dtype=object),
         }
 
 
-def _without_inputs(scored: ScoredClip) -> ScoredClip:
-    """Drop the model inputs (megabytes per clip) before the clip goes back to the driver; rows never read them."""
-    empty = [dataclasses.replace(p, faces=p.faces[:0], spectrograms=p.spectrograms[:0]) for p in scored.clip.people]
-    return dataclasses.replace(scored, clip=dataclasses.replace(scored.clip, people=empty))
+def _without_inputs(scored: ScoredPiece) -> ScoredPiece:
+    """Drop the model inputs (megabytes per clip) before the piece goes back to the driver; rows never read them."""
+    piece = scored.piece
+    people = [dataclasses.replace(c, faces=c.faces[:0]) for c in piece.people]
+    return dataclasses.replace(scored, piece=dataclasses.replace(piece, spectrograms=piece.spectrograms[:0], people=people))
 
 
 def clips_per_call(batch_size: int, n_segments: int) -> int:
-    """Clips per backend actor call: as many as fit in `batch_size` segments (at least one)."""
+    """Pieces per backend actor call: as many clips as fit in `batch_size` segments (at least one)."""
     return max(1, batch_size // n_segments)
 
 
 def run_pipeline(
-    keys: Sequence[FileKey], artifact: ArtifactBytes, facts: ArtifactFacts, options: ScoreOptions, plan: ActorPlan,
+    tasks: Sequence[RecordingTask], artifact: ArtifactBytes, facts: ArtifactFacts, options: ScoreOptions, plan: ActorPlan,
     job: WorkerJob | None = None,
-) -> Iterator[ScoredClip]:
-    """Stream scored clips (index = position in `keys`) out of the two actor pools, in completion order."""
+) -> Iterator[ScoredPiece]:
+    """Stream scored pieces (index: their file's place, as the task says) out of the two actor pools, in completion order."""
     import ray.data
 
-    job = job or InputsJob(facts.contract.preprocess, options.face_setup)
-    items = [{"index": i, "path": k.path} for i, k in enumerate(keys)]
+    job = job or ReadJob(facts.contract.preprocess, options.face_setup)
+    items = [{"index": i, "task": pickle.dumps(task, protocol=5)} for i, task in enumerate(tasks)]
     data: ray.data.Dataset = ray.data.from_items(items, override_num_blocks=min(len(items), BLOCKS_PER_ACTOR * plan.preprocess))
     data = data.map_batches(
         PoolStage,
@@ -170,35 +162,42 @@ def run_pipeline(
         yield pickle.loads(row["scored"])
 
 
-def score_folder_ray(
-    root: str | Path,
-    artifact: str | Path,
-    output: str | Path,
-    options: ScoreOptions = ScoreOptions(),
-    progress: ScoreProgress | None = None,
-    ray_options: RayOptions = RayOptions(),
-) -> Summary:
-    """`score_folder` on Ray (its arguments, then where to run): the same rows in the same file, resumable by either executor."""
-    progress = progress or NoProgress()
-    started = time.perf_counter()
-    keys = plan_folder(root, options)
+@dataclass
+class RayScorer:
+    """The Ray executor at work (run/score.py's Scorer): the model's facts, and scored pieces for tasks."""
+
+    artifact: ArtifactBytes
+    facts: ArtifactFacts
+    resources: Resources
+    options: ScoreOptions
+    ray_options: RayOptions
+    name: str = dataclasses.field(init=False)
+    contract: ModelContract = dataclasses.field(init=False)
+    precision: str = dataclasses.field(init=False)
+
+    def __post_init__(self) -> None:
+        self.name, self.contract, self.precision = self.facts.name, self.facts.contract, self.facts.precision
+
+    def score(self, tasks: Iterable[RecordingTask], job: ReadJob) -> Iterator[ScoredPiece]:
+        todo = list(tasks)
+        plan = plan_actors(self.resources, len(todo), self.ray_options)
+        yield from _unwrapped(run_pipeline(todo, self.artifact, self.facts, self.options, plan, job))
+
+
+@contextmanager
+def on_ray(artifact: str | Path, options: ScoreOptions, ray_options: RayOptions = RayOptions()) -> Iterator[RayScorer]:
+    """The Ray executor: the model read here (refused before a cluster starts), described where backend actors run."""
     model = read_artifact(artifact, options)
     with ray_session(ray_options.address, ray_options.num_cpus) as resources:
-        facts = _remote(describe, model, resources)
-        labels = facts.contract.labels
-        with ResultsFile(output, labels, model_identity(artifact, facts), options.faces) as results:
-            todo = results.pending(keys)
-            summary = Summary(skipped=len(keys) - len(todo))
-            progress.start(len(todo), summary.skipped)
-            if todo:
-                plan = plan_actors(resources, len(todo), ray_options)
-                scored = run_pipeline(todo, model, facts, options, plan)
-                for rows in in_order(clip_rows(_unwrapped(scored), todo, labels, summary)):
-                    results.write_rows(rows)
-                    progress.advance(rows[0])  # per file: its rows are one error row or one per person
-            summary.rows, summary.labels, summary.statuses, summary.failures = results.counts()
-    summary.seconds = time.perf_counter() - started
-    return summary
+        yield RayScorer(model, _remote(describe, model, resources), resources, options, ray_options)
+
+
+def score_folder_ray(
+    root: str | Path, artifact: str | Path, output: str | Path, options: ScoreOptions = ScoreOptions(),
+    progress: ScoreProgress | None = None, ray_options: RayOptions = RayOptions(),
+) -> Summary:
+    """`score_folder` on Ray (its arguments, then where to run): the same rows in the same file, resumable by either executor."""
+    return score_files(root, artifact, output, options, progress, executor=functools.partial(on_ray, ray_options=ray_options))
 
 
 def read_artifact(artifact: str | Path, options: ScoreOptions) -> ArtifactBytes:
@@ -228,7 +227,7 @@ def _remote(fn: Any, artifact: ArtifactBytes, resources: Resources) -> Any:
         raise task_error(exc) from None
 
 
-def _unwrapped(scored: Iterator[ScoredClip]) -> Iterator[ScoredClip]:
+def _unwrapped(scored: Iterator[ScoredPiece]) -> Iterator[ScoredPiece]:
     """Ray's wrapped errors from inside the pipeline as the package's own error (one line in the CLI)."""
     import ray
 

@@ -1,7 +1,7 @@
 """A pool of worker processes that runs one job on many files and survives what a file does to its worker.
 
 Both per-file runs of the package use it: `score` computes each clip's model inputs
-(run/clip_inputs.py), `prepare` writes each clip's box cache file (toolchain/train/box_cache.py).
+(run/read.py), `prepare` writes each clip's box cache file (toolchain/train/box_cache.py).
 Kept generic so the hard part, isolation, is written and tested once.
 
 Workers are spawned, not forked: forking a process that has started torch's

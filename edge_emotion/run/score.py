@@ -257,13 +257,12 @@ class LocalScorer:
 
     backend: Backend
     options: ScoreOptions
+    name: str = field(init=False)
+    contract: ModelContract = field(init=False)
+    precision: str = field(init=False)
 
     def __post_init__(self) -> None:
-        self.name, self.contract = self.backend.name, self.backend.contract
-
-    @property
-    def precision(self) -> str:
-        return self.backend.precision
+        self.name, self.contract, self.precision = self.backend.name, self.backend.contract, self.backend.precision
 
     def score(self, tasks: Iterable[RecordingTask], job: ReadJob) -> Iterator[ScoredPiece]:
         with open_reader(job, self.options.workers, self.options.timeout) as reader:

@@ -14,9 +14,11 @@ from edge_emotion.errors import EdgeEmotionError
 from edge_emotion.preprocess.segments import model_faces
 from edge_emotion.run.bench.report import STAGES, StageTimes
 from edge_emotion.run.bench.targets import Target, availability
-from edge_emotion.run.clip_inputs import FaceSetup, InlineLoader
+from edge_emotion.run.pieces import FaceSetup, ScoredPiece
+from edge_emotion.run.read import InlineReader, ReadJob
 from edge_emotion.run.result import file_key
-from edge_emotion.run.rows import build_rows
+from edge_emotion.run.rows import assemble, file_rows
+from edge_emotion.timeline.chunks import RecordingTask
 
 
 def stage_breakdown(
@@ -27,33 +29,36 @@ def stage_breakdown(
 
     Returns the times and the concatenated segment inputs of the clips that decoded.
     """
-    loader = InlineLoader(backend.contract.preprocess, FaceSetup(nets=detector))
-    list(loader.run(list(videos[:1])))  # warm-up, untimed: MTCNN's first call pays one-off set-up costs
+    job = ReadJob(backend.contract.preprocess, FaceSetup(nets=detector))
+    reader = InlineReader(job)
+    list(reader.run([RecordingTask(0, videos[0])] if videos else []))  # warm-up, untimed: MTCNN's first call pays set-up
     totals = dict.fromkeys(STAGES, 0.0)
     faces, specs = [], []
     clips = failed = 0
     media = 0.0
-    for clip in loader.run(list(videos)):
-        if not clip.people:
+    for piece in reader.run([RecordingTask(i, v) for i, v in enumerate(videos)]):
+        if piece.chunk is None or piece.facts is None:
             failed += 1
             continue
-        person = clip.people[0]
+        person = piece.people[0]
+        spectrograms = piece.spectrograms[person.rows]  # [N, 1, F, T]
         if not clips:
-            backend.infer(model_faces(person.faces, backend.contract.preprocess.face), person.spectrograms)  # warm-up, untimed
+            backend.infer(model_faces(person.faces, backend.contract.preprocess.face), spectrograms)  # warm-up, untimed
         start = time.perf_counter()
         face_input = model_faces(person.faces, backend.contract.preprocess.face)  # [N, 3, S, S]: the crops normalised
-        probs = backend.infer(face_input, person.spectrograms)  # [N, K]
+        probs = backend.infer(face_input, spectrograms)  # [N, K]
         backend.synchronize()
         infer_s = time.perf_counter() - start
         start = time.perf_counter()
-        build_rows(clip, probs[None], backend.contract.labels, file_key(clip.path))
+        (file,) = assemble([ScoredPiece(piece, [probs])], job.plan, {})
+        list(file_rows(file_key(piece.path), file, backend.contract.labels, "largest", "clip"))
         consensus_s = time.perf_counter() - start
-        for stage, seconds in {**clip.stage_seconds(), "inference": infer_s, "consensus": consensus_s}.items():
+        for stage, seconds in {**piece.stage_seconds(), "inference": infer_s, "consensus": consensus_s}.items():
             totals[stage] += seconds
         faces.append(face_input)
-        specs.append(person.spectrograms)
+        specs.append(spectrograms)
         clips += 1
-        media += clip.duration or 0.0
+        media += piece.facts.times.duration
     per_clip = {k: v * 1e3 / clips for k, v in totals.items()} if clips else {}
     inputs = (np.concatenate(faces), np.concatenate(specs)) if faces else None
     return StageTimes(clips, failed, media, per_clip), inputs
