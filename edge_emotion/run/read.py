@@ -51,7 +51,7 @@ def clip_pieces(task: RecordingTask, config: PreprocessConfig, detector: FaceDet
         start = time.perf_counter()
         tracks = TrackStore()
         for k in range(len(frames)):
-            tracks.add(k, {p.person: p.boxes[k] for p in everyone if p.boxes[k] is not None})
+            tracks.add(k, {p.person: box for p in everyone if (box := p.boxes[k]) is not None})
         chosen = everyone if which == "all" else [p for p in [largest(everyone)] if p is not None]
         people = [_crops(p.person, p.boxes, frames, config) for p in chosen] or [_crops(None, [None] * len(frames), frames, config)]
         timings["faces"] += time.perf_counter() - start

@@ -93,7 +93,7 @@ class _Chunk:
         centres = np.array([self.timeline.segments[p].centre for p in part])  # [C] seconds into the recording
         first = max(0, round(centres[0] * params.sample_rate) - half)
         end = round(centres[-1] * params.sample_rate) - half + length
-        waveform = grid_pass.audio.buffer.take(first, end) if grid_pass.has_audio else np.zeros(0, np.float32)
+        waveform = grid_pass.buffer.take(first, end) if grid_pass.has_audio else np.zeros(0, np.float32)
         windows = audio_windows(waveform, params.sample_rate, centres - first / params.sample_rate, params.window_s)
         specs, silent = spectrograms(windows, params), is_silent(windows)  # [C, 1, F, T], [C]
         self.timings["spectrogram"] = time.perf_counter() - start
