@@ -33,7 +33,9 @@ class ScriptedJob:
 
 
 def _run(path: Path, index: int) -> Piece:
+    """`path`: a path, or a task carrying its file's place (`file`) as the Ray stage gives it."""
     name = Path(str(getattr(path, "path", path))).name
+    index = getattr(path, "file", index)
     if name.startswith("hang"):
         time.sleep(3600)
     if name.startswith("crash"):
