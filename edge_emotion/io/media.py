@@ -13,7 +13,8 @@ same audio frames in the same order).
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Generator, Iterator, Sequence
+from contextlib import closing
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -45,7 +46,7 @@ class Cut:
 def demux(
     container: av.container.InputContainer, streams: Sequence[av.stream.Stream | None], name: str | Path, *,
     start: Cut | None = None, halt: threading.Event | None = None,
-) -> Iterator[av.Packet]:
+) -> Generator[av.Packet, None, None]:
     """The packets of `streams` (None: left out) in file order, PyAV's errors mapped by `reading(name)`.
 
     `start`: from that keyframe of the first stream (the video): the container is sought to it and the video's
@@ -102,8 +103,8 @@ class FramePass:
             audio = container.streams.audio[0] if container.streams.audio else None
             self.has_audio = audio is not None
             video_ok = True
-            with reading(self.path):
-                for packet in demux(container, (video, audio), self.path, start=self.start):
+            with reading(self.path), closing(demux(container, (video, audio), self.path, start=self.start)) as packets:
+                for packet in packets:  # closed before the container, also when the pass stops early
                     if packet.stream is video:
                         if video_ok:
                             video_ok, frames = self._decode_video(packet)
