@@ -3,19 +3,20 @@ whole windows, people matched across chunk borders, and when a file's window row
 
 from __future__ import annotations
 
+import json
 from dataclasses import replace
 
 import numpy as np
 import pytest
 
-from edge_emotion.config import PreprocessConfig
+from edge_emotion.config import FaceParams, PreprocessConfig
 from edge_emotion.detector.tracker import Face
 from edge_emotion.io.frame_times import FrameTimes
 from edge_emotion.io.probe import Cut, find_cuts
 from edge_emotion.preprocess.tracks import Crop, TrackStore
 from edge_emotion.run.result import FileKey, window_result
 from edge_emotion.run.results_file import FileRecord, every_window
-from edge_emotion.timeline.chunks import Chunking, plan_chunks, stitch
+from edge_emotion.timeline.chunks import Chunking, People, plan_chunks
 from edge_emotion.timeline.grid import make_grid, plan_timeline
 from edge_emotion.timeline.people import WindowPerson, main_people, part_crops
 
@@ -128,11 +129,18 @@ def test_only_keyframes_that_cut_the_stream_clean_are_cuts():
 
 
 def test_people_are_matched_across_a_border_by_their_boxes_and_numbered_by_first_sighting():
+    timeline = plan_timeline(make_grid(4, 1.0, 0.25, 20), FrameTimes.constant(200, 20))  # 40 positions, window k = k .. k+3
+    config = PreprocessConfig(n_segments=4, face=FaceParams(detect_every=5))
+    first, second = plan_chunks(timeline, [Cut(f, f, f / 20) for f in range(0, 200, 5)], 2, config)
+    assert second.track[0] == 15  # from window 18's first position less N - 1, down to the beat of 5
     before = sightings({0: {p: BOX_A for p in range(0, 20)}, 1: {p: BOX_B for p in range(8, 20)}, 2: {3: (400.0, 0, 440, 40)}})
     after = sightings({0: {p: BOX_B for p in range(15, 40)}, 1: {p: BOX_A for p in range(15, 18)}, 2: {p: (5.0, 300, 60, 360) for p in range(30, 40)}})
-    ids = stitch([before, after])
-    assert ids[0] == {0: 0, 1: 2, 2: 1}  # by first sighting: A at 0, the blip at 3, B at 8
-    assert ids[1] == {0: 2, 1: 0, 2: 3}  # B and A recognised by their boxes; a newcomer after everyone
+    people = People(beat=5)
+    assert people.number(first, before, timeline) == {0: 0, 1: 2, 2: 1}  # by first sighting: A at 0, the blip at 3, B at 8
+    state = json.loads(json.dumps(people.state()))  # what a killed run leaves in the chunk log
+    assert {p: sorted(map(int, seen)) for p, seen in state["shared"].items()} == {"0": list(range(15, 20)), "2": list(range(15, 20))}
+    assert people.number(second, after, timeline) == {0: 2, 1: 0, 2: 3}  # B and A recognised by their boxes; a newcomer next
+    assert People.resumed(5, state).number(second, after, timeline) == {0: 2, 1: 0, 2: 3}  # the same from the log
 
 
 def record(rows, faces="all") -> FileRecord:

@@ -9,6 +9,14 @@ shared by the local and the Ray scorer). The rows of a file that changed since (
 or is incomplete (killed between its rows) are dropped, by an atomic rewrite, before it is scored
 again, so the file never holds a window twice.
 
+A recording cut into keyframe chunks (timeline/chunks.py) resumes instead from its first chunk whose
+windows are not all written: before a chunk's rows, what its people leave the next chunk (chunks.People
+.state) and its windows go into the chunk log (the `.chunks.json` sidecar, replaced atomically), which
+holds the one file being written (rows go in file order: only one can be partly written). On resume the
+rows of its finished chunks stay, the rest are dropped, and `resume` says where to go on (`Resume`).
+The rows themselves cannot say it: CSV holds no boxes, and the next chunk's people are numbered by the
+boxes the chunk before saw on the positions both track, and a --faces largest row by the window before.
+
 The rule is a parameter (`FileKind.complete`). Today both kinds use `every_window`: a file is complete
 with its error row, or its windows 0 .. n_windows - 1 in order, each with all its rows (one with
 --faces largest, max(1, people) with --faces all); a clip is one window over the whole file.
@@ -35,6 +43,7 @@ from edge_emotion.io.atomic import NEW_FILE_MODE, atomic_open, atomic_write_text
 from edge_emotion.preprocess.people import WhichFaces
 from edge_emotion.run.codec import format_for
 from edge_emotion.run.result import FileKey, Kind, Result, error_cause
+from edge_emotion.timeline.chunks import Chunk
 
 GRID_KEYS = ("window_s", "hop_s")
 
@@ -89,6 +98,17 @@ class FileKind:
     complete: Callable[[FileRecord], bool] = every_window
 
 
+@dataclass(frozen=True)
+class Resume:
+    """A chunked recording that a killed run left part-way: its chunks' count, the windows [a, b) of those whose rows
+    are all in (the first ones), and what the last of them left the next (chunks.People.state)."""
+
+    path: str
+    count: int
+    windows: list[tuple[int, int]]
+    state: dict
+
+
 CLIPS = FileKind("clip")
 WINDOWS = FileKind("window")
 _OTHER = {"clip": "its rows are one per clip (score without --window)", "window": "its rows are windows (score --window)"}
@@ -105,6 +125,8 @@ class ResultsFile:
         self.format = format_for(self.path, labels)
         self.faces, self.kind = faces, kind
         self.files: dict[str, FileRecord] = {}
+        self.resume: Resume | None = None  # set by `pending`
+        self._log: dict = {}  # the chunk log: {"key": [path, size, mtime_ns], "count": C, "chunks": {c: {...}}}
         self._lock = contextlib.ExitStack()
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -148,6 +170,8 @@ class ResultsFile:
             atomic_write_text(self.model_path, json.dumps({**model, "faces": self.faces}, indent=1, sort_keys=True) + "\n")
         if not text:
             self._append(self.format.header())
+        if self.chunks_path.exists():
+            self._log = json.loads(self.chunks_path.read_text())
 
     def _results(self, text: str) -> Iterator[Result]:
         for result in self.format.decode(text):
@@ -159,6 +183,11 @@ class ResultsFile:
     def model_path(self) -> Path:
         """Sidecar naming the model that wrote the rows, so a resume never mixes two models' scores."""
         return self.path.with_name(self.path.name + ".model.json")
+
+    @property
+    def chunks_path(self) -> Path:
+        """Sidecar of the chunk log (the recording being written, chunk by chunk)."""
+        return self.path.with_name(self.path.name + ".chunks.json")
 
     def _check_sidecar(self, earlier: dict[str, str], model: dict[str, str]) -> None:
         """Refuse to resume rows of another grid, --faces choice or model (a sidecar from before --faces: largest)."""
@@ -207,25 +236,52 @@ class ResultsFile:
 
     def pending(self, keys: Sequence[FileKey]) -> list[FileKey]:
         """The keys still to score, in order; rows of files changed since (other size or mtime) or incomplete are
-        dropped first."""
-        self.drop(k.path for k in keys if k.path in self.files and not self.done(k))
+        dropped first, but those of the finished chunks of a chunked recording left part-way (then `resume`)."""
+        self.resume = self._resumable(keys)
+        self.drop(k.path for k in keys if k.path in self.files and not self.done(k) and not (self.resume and self.resume.path == k.path))
+        if self.resume:
+            self.drop([self.resume.path], self.resume.windows[-1][1])
         return [k for k in keys if not self.done(k)]
 
-    def drop(self, paths: Iterable[str]) -> None:
-        """Remove every row of these paths by rewriting the file atomically, row by row."""
+    def _resumable(self, keys: Sequence[FileKey]) -> Resume | None:
+        """The chunk log's recording, if it is to score and its first chunks' windows are all written (in order)."""
+        if not self._log:
+            return None
+        key = FileKey(*self._log["key"])
+        record = self.files.get(key.path)
+        if key not in keys or record is None or record.key != key or self.done(key) or record.statuses["error"] or not record.in_order:
+            return None
+        written = record.window + record.window_done()  # windows 0 .. written - 1 have all their rows
+        windows: list[tuple[int, int]] = []
+        while (chunk := self._log["chunks"].get(str(len(windows)))) and chunk["windows"][1] <= written:
+            windows.append((chunk["windows"][0], chunk["windows"][1]))
+        return Resume(key.path, self._log["count"], windows, self._log["chunks"][str(len(windows) - 1)]) if windows else None
+
+    def log_chunk(self, key: FileKey, chunk: Chunk, state: dict) -> None:
+        """Before a chunk's rows: its windows and what it leaves the next chunk (the log holds one file's chunks)."""
+        if self._log.get("key") != [key.path, key.size, key.mtime_ns] or self._log.get("count") != chunk.count:
+            self._log = {"key": [key.path, key.size, key.mtime_ns], "count": chunk.count, "chunks": {}}
+        self._log["chunks"][str(chunk.number)] = {"windows": list(chunk.windows), **state}
+        atomic_write_text(self.chunks_path, json.dumps(self._log) + "\n")
+
+    def drop(self, paths: Iterable[str], from_window: int = 0) -> None:
+        """Remove the rows of these paths from window `from_window` on (an error row: always) by rewriting the file
+        atomically, row by row."""
         stale = set(paths) & self.files.keys()
         if not stale:
             return
         text = self._recover()
+        for path in stale:
+            del self.files[path]
         with atomic_open(self.path) as f:
             f.write(self.format.header())
             for result in self.format.decode(text):
-                if result.path not in stale:
+                if result.path not in stale or (result.window is not None and result.window < from_window):
                     f.write(self.format.encode(result))
+                    if result.path in stale:
+                        self._record(result)
         os.close(self._fd)
         self._fd = os.open(self.path, os.O_RDWR)
-        for path in stale:
-            del self.files[path]
 
     def write_rows(self, results: Sequence[Result]) -> None:
         """Append results (one file's, or a group of its windows) as a single write, then flush it to disk."""
@@ -264,7 +320,10 @@ class ResultsFile:
             ) from exc
 
     def close(self) -> None:
-        """Close the file and release its lock (idempotent)."""
+        """Close the file (and the chunk log once its recording is complete) and release its lock (idempotent)."""
+        if self._log and self.done(FileKey(*self._log["key"])):
+            self.chunks_path.unlink(missing_ok=True)
+            self._log = {}
         if self._fd >= 0:
             os.close(self._fd)
             self._fd = -1

@@ -2,8 +2,8 @@
 
     scored pieces (files, chunks and parts interleaved) --assemble, per file once its chunks are in-->
     FileScores: per chunk and person, [S, K] segment probabilities, boxes, detected; silent per segment
-    --file_rows: per window everyone in it (people matched across chunks, timeline/chunks.stitch), or its
-    main person (--faces largest, tracks.MainPerson)--> run/result.py window_result, ROW_GROUP windows a write
+    --file_rows, chunk after chunk: per window everyone in it (people matched across chunks, timeline/chunks.People),
+    or its main person (--faces largest, tracks.MainPerson)--> run/result.py window_result, ROW_GROUP windows a write
 
 A clip is a file whose timeline is one window over the whole file: its row is that window's row, kind "clip".
 Who is in a window is its chunk's tracks (`people`: everyone seen there); the rows are of the people the
@@ -25,7 +25,7 @@ from edge_emotion.preprocess.people import WhichFaces
 from edge_emotion.preprocess.tracks import TrackStore
 from edge_emotion.run.pieces import Piece, ScoredPiece
 from edge_emotion.run.result import FileKey, Kind, Result, SegmentResult, error_result, segment_result, window_result
-from edge_emotion.timeline.chunks import Chunk, stitch
+from edge_emotion.timeline.chunks import Chunk, People
 from edge_emotion.timeline.grid import Timeline
 from edge_emotion.timeline.people import WindowPerson, main_people
 
@@ -71,7 +71,7 @@ class ChunkScores:
 
 @dataclass
 class FileScores:
-    """One file's scores, chunk by chunk, or why there are none."""
+    """One file's scores (of some of its chunks, in order: `assemble` gives one a chunk), or why there are none."""
 
     index: int  # the file's place in the work list
     timeline: Timeline | None = None
@@ -80,100 +80,86 @@ class FileScores:
     duration: float | None = None  # seconds of video read (None: the file did not decode)
     problems: tuple[str, ...] = ()  # what the file lacks (no audio stream, cut short): its rows are degraded and say so
 
+    @property
+    def number(self) -> int:
+        """Its first chunk's number; -1 for an error."""
+        return self.chunks[0].chunk.number if self.timeline is not None else -1
 
-class _Assembly:
-    """A file's pieces, chunk by chunk (pieces of one chunk arrive in order, its last one last)."""
-
-    def __init__(self, index: int, count: int) -> None:
-        self.index = index
-        self.chunks: list[ChunkScores | None] = [None] * count
-        self.facts: VideoFacts | None = None  # the recording's frame times, on each chunk's last piece
-        self.done = 0
-
-    def add(self, piece: Piece, probs: Sequence[np.ndarray]) -> bool:
-        """Add a scored piece; True once every chunk is in."""
-        assert piece.chunk is not None
-        c = piece.chunk
-        chunk = self.chunks[c.number] = self.chunks[c.number] or ChunkScores(c, np.zeros(c.score[1] - c.score[0], bool))
-        chunk.add(piece, probs)
-        self.facts = piece.facts or self.facts
-        self.done += piece.last
-        return self.done == len(self.chunks)
-
-    def result(self, plan: Callable[[VideoFacts], Timeline]) -> FileScores:
-        """The file's scores on its timeline, planned as its readers planned it (from the frame times they read)."""
-        assert self.facts is not None  # every chunk's last piece carries them
-        chunks = [c for c in self.chunks if c is not None]
-        return FileScores(self.index, plan(self.facts), chunks, duration=self.facts.times.duration, problems=self.facts.problems)
+    @property
+    def last(self) -> bool:
+        """The file ends with these scores: its last chunk, or its error."""
+        return self.timeline is None or self.chunks[-1].chunk.number == self.chunks[-1].chunk.count - 1
 
 
 def assemble(scored: Iterable[ScoredPiece], plan: Callable[[VideoFacts], Timeline], stages: dict[str, float]) -> Iterator[FileScores]:
-    """Scored pieces, files and chunks interleaved -> FileScores per file, as each completes. An error piece ends its file (a worker that died mid-chunk too); pieces of that file still on their
-    way are then ignored. Stage seconds of every piece go into `stages`."""
-    building: dict[int, _Assembly] = {}
-    finished: set[int] = set()
+    """Scored pieces, files and chunks interleaved -> a FileScores per chunk (a clip: its one), as each completes, on
+    its file's timeline as its readers planned it (from the frame times on the chunk's last piece). An error piece
+    ends its file (a worker that died mid-chunk too); pieces of that file still on their way are then ignored.
+    Stage seconds of every piece go into `stages`."""
+    building: dict[tuple[int, int], ChunkScores] = {}
+    failed: set[int] = set()
     for item in scored:
         piece, probs = item.piece, item.probs
         for stage, seconds in {**piece.stage_seconds(), "inference": item.infer_s}.items():
             stages[stage] = stages.get(stage, 0.0) + seconds
-        if piece.index in finished:
+        if piece.index in failed:
             continue
         if piece.chunk is None or probs is None:
-            finished.add(piece.index)
-            building.pop(piece.index, None)
+            failed.add(piece.index)
+            for key in [k for k in building if k[0] == piece.index]:
+                del building[key]
             duration = None if piece.facts is None else piece.facts.times.duration
             yield FileScores(piece.index, error=piece.error or "no model inputs", duration=duration)
             continue
-        if piece.index not in building:
-            building[piece.index] = _Assembly(piece.index, piece.chunk.count)
-        if building[piece.index].add(piece, probs):
-            finished.add(piece.index)
-            yield building.pop(piece.index).result(plan)
+        c = piece.chunk
+        chunk = building.setdefault((piece.index, c.number), ChunkScores(c, np.zeros(c.score[1] - c.score[0], bool)))
+        chunk.add(piece, probs)
+        if piece.last:
+            del building[(piece.index, c.number)]
+            assert piece.facts is not None  # every chunk's last piece carries them
+            yield FileScores(piece.index, plan(piece.facts), [chunk], duration=piece.facts.times.duration, problems=piece.facts.problems)
 
 
-def window_people(file: FileScores) -> Iterator[tuple[int, list[WindowPerson], int, int]]:
-    """(window, everyone scored in it by person id (or its centre-crop row), silent segments, people seen) per window.
-
-    A window's rows come from the one chunk that reports it, its people from that chunk's tracks; person ids are
-    the whole recording's (chunks.stitch).
+def window_people(timeline: Timeline, chunk: ChunkScores, ids: dict[int, int]) -> Iterator[tuple[int, list[WindowPerson], int, int]]:
+    """(window, everyone scored in it by person id (or its centre-crop row), silent segments, people seen) per window
+    of the chunk. Its people come from its tracks; `ids`: their numbers over the whole recording (chunks.People).
     """
-    assert file.timeline is not None
-    timeline, n = file.timeline, file.timeline.n
-    tracks = [c.tracks or TrackStore() for c in file.chunks]
-    ids = stitch(tracks)
-    for c, chunk in enumerate(file.chunks):
-        for k in range(*chunk.chunk.windows):
-            first = timeline.windows[k].first
-            at = slice(first - chunk.chunk.score[0], first - chunk.chunk.score[0] + n)
-            seen = tracks[c].people_in(range(first, first + n))
-            people = [chunk.people[p].window(ids[c][p], at) for p in seen if p in chunk.people] or [chunk.people[None].window(None, at)]
-            people.sort(key=lambda who: who.person or 0)
-            yield k, people, int(np.count_nonzero(chunk.silent[at])), len(seen)
+    n, tracks = timeline.n, chunk.tracks or TrackStore()
+    for k in range(*chunk.chunk.windows):
+        first = timeline.windows[k].first
+        at = slice(first - chunk.chunk.score[0], first - chunk.chunk.score[0] + n)
+        seen = tracks.people_in(range(first, first + n))
+        people = [chunk.people[p].window(ids[p], at) for p in seen if p in chunk.people] or [chunk.people[None].window(None, at)]
+        people.sort(key=lambda who: who.person or 0)
+        yield k, people, int(np.count_nonzero(chunk.silent[at])), len(seen)
 
 
-def file_rows(key: FileKey, file: FileScores, labels: Sequence[str], faces: WhichFaces, kind: Kind) -> Iterator[list[Result]]:
-    """A file's rows, ROW_GROUP windows at a time: everyone in each window, or its main person (--faces largest)."""
+def file_rows(
+    key: FileKey, file: FileScores, labels: Sequence[str], faces: WhichFaces, kind: Kind, people: People | None = None
+) -> Iterator[list[Result]]:
+    """A file's rows (or its chunks' in `file`), ROW_GROUP windows at a time: everyone in each window, or its main
+    person (--faces largest). `people`: who the chunks before these were (a new People for a file's first chunk)."""
     if file.timeline is None:
         yield [error_result(kind, key, file.error or "", file.duration)]
         return
-    timeline = file.timeline
-    windows = list(window_people(file))
-    chosen = main_people(people for _, people, _, _ in windows) if faces == "largest" else None
+    timeline, people = file.timeline, people or People()
     rows: list[Result] = []
-    for w, (k, people, silent, seen) in enumerate(windows):
-        span, positions = timeline.windows[k], range(timeline.windows[k].first, timeline.windows[k].first + timeline.n)
-        rows += [
-            window_result(
-                kind, key, key.path, person=who.person, people=seen, window=span.index, n_windows=len(timeline.windows),
-                t_start=span.t_start, t_end=span.t_end, segment_probs=who.probs, detected=who.detected, silent=silent,
-                labels=labels, duration_s=file.duration, problems=file.problems,
-                segments=[_segment(timeline, who, p, j, labels) for j, p in enumerate(positions)],
-            )
-            for who in ([chosen[w]] if chosen else people)
-        ]
-        if (w + 1) % ROW_GROUP == 0:
-            yield rows
-            rows = []
+    for chunk in file.chunks:
+        ids = people.number(chunk.chunk, chunk.tracks or TrackStore(), timeline)
+        for k, everyone, silent, seen in window_people(timeline, chunk, ids):
+            span, positions = timeline.windows[k], range(timeline.windows[k].first, timeline.windows[k].first + timeline.n)
+            rows += [
+                window_result(
+                    kind, key, key.path, person=who.person, people=seen, window=span.index, n_windows=len(timeline.windows),
+                    t_start=span.t_start, t_end=span.t_end, segment_probs=who.probs, detected=who.detected, silent=silent,
+                    labels=labels, duration_s=file.duration, problems=file.problems,
+                    segments=[_segment(timeline, who, p, j, labels) for j, p in enumerate(positions)],
+                )
+                for who in (main_people([everyone], people.main) if faces == "largest" else everyone)
+            ]
+            if (k + 1) % ROW_GROUP == 0:
+                yield rows
+                rows = []
     if rows:
         yield rows
 

@@ -18,11 +18,11 @@ import bisect
 import hashlib
 import time
 from collections import deque
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Protocol, TypeVar
+from typing import Protocol
 
 import numpy as np
 
@@ -30,6 +30,7 @@ from edge_emotion import defaults
 from edge_emotion.backends import backend_for, open_backend
 from edge_emotion.backends.base import Backend
 from edge_emotion.contract import ModelContract
+from edge_emotion.io.probe import VideoFacts
 from edge_emotion.io.scan import DEFAULT_EXTENSIONS, Shard, find_videos, select_shard
 from edge_emotion.preprocess.faces import FaceDetector
 from edge_emotion.preprocess.people import WhichFaces
@@ -42,11 +43,10 @@ from edge_emotion.run.results_file import CLIPS, WINDOWS, ResultsFile
 from edge_emotion.run.rows import FileScores, assemble, file_rows
 from edge_emotion.run.summary import Summary
 from edge_emotion.run.threads import backend_threads, one_blas_thread, usable_cores
-from edge_emotion.timeline.chunks import Chunking, RecordingTask, recording_tasks
+from edge_emotion.timeline.chunks import Chunk, Chunking, People, RecordingTask, recording_tasks, resumed_chunks
 from edge_emotion.timeline.window_options import resolve_windowing
 
 DEFAULT_BATCH_SIZE = defaults.BATCH_SIZE
-T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -198,20 +198,25 @@ def score_pieces(pieces: Iterable[Piece], backend: Backend, batch_size: int = DE
     yield from batcher.flush()
 
 
-def in_order(items: Iterable[tuple[int, T]]) -> Iterator[T]:
-    """Re-order (index, row) pairs that arrive in any order into index order 0, 1, 2, ...
+def in_file_order(parts: Iterable[FileScores], first: Mapping[int, int]) -> Iterator[FileScores]:
+    """Chunks of files that arrive in any order -> file 0's chunks in order (from `first`'s chunk on, else 0), then
+    file 1's, and so on; an error ends its file (chunks of it still waiting are dropped).
 
-    Only finished rows wait here (small), never model inputs.
+    Only scored chunks wait here (their [S, K] arrays), never model inputs.
     """
-    waiting: dict[int, T] = {}
-    next_index = 0
-    for index, row in items:
-        waiting[index] = row
-        while next_index in waiting:
-            yield waiting.pop(next_index)
-            next_index += 1
+    waiting: dict[tuple[int, int], FileScores] = {}
+    file, chunk = 0, first.get(0, 0)
+    for part in parts:
+        waiting[(part.index, part.number)] = part
+        while (head := waiting.pop((file, -1), None) or waiting.pop((file, chunk), None)) is not None:
+            yield head
+            chunk += 1
+            if head.last:
+                for key in [k for k in waiting if k[0] == file]:
+                    del waiting[key]
+                file, chunk = file + 1, first.get(file + 1, 0)
     if waiting:
-        raise RuntimeError(f"rows {sorted(waiting)} were never preceded by row {next_index}")
+        raise RuntimeError(f"chunks {sorted(waiting)} were never preceded by file {file}'s chunk {chunk}")
 
 
 def plan_folder(root: str | Path, options: ScoreOptions) -> list[FileKey]:
@@ -301,10 +306,17 @@ def score_files(
             if todo:
                 job = ReadJob(config, options.face_setup, windowing)
                 paths = [Path(k.path) for k in todo]
-                tasks = (recording_tasks(paths, job.grid_for, chunking, options.workers, config) if windowing
+                planned, writing = _resume(results, todo, job), None
+                tasks = (recording_tasks(paths, job.grid_for, chunking, options.workers, config, planned) if windowing
                          else (RecordingTask(i, p) for i, p in enumerate(paths)))
-                for file in in_order((f.index, f) for f in assemble(scorer.score(tasks, job), job.plan, summary.stages)):
-                    progress.advance(write_file(results, todo[file.index], file, labels, options.faces, kind.name, summary))
+                first = {i: chunks[0].number for i, (_, chunks) in planned.items()}
+                for part in in_file_order(assemble(scorer.score(tasks, job), job.plan, summary.stages), first):
+                    if writing is None or writing.index != part.index:
+                        state = results.resume.state if results.resume and part.index in first else None
+                        writing = _Writing(part.index, People.resumed(config.face.detect_every, state), state is not None)
+                    if write_part(results, todo[part.index], part, writing, labels, options.faces, kind.name, summary):
+                        assert writing.first is not None  # every timeline has a window, every window a row
+                        progress.advance(writing.first)
             summary.rows, summary.labels, summary.statuses, summary.failures = results.counts()
     summary.seconds = time.perf_counter() - started
     return summary
@@ -318,19 +330,53 @@ def score_folder(
     return score_files(root, artifact, output, options, progress)
 
 
-def write_file(results: ResultsFile, key: FileKey, file: FileScores, labels: Sequence[str], faces: WhichFaces, kind: Kind,
-               summary: Summary) -> Result:
-    """Write one file's rows (an error row, or its windows in groups); count it; return its first row (for progress)."""
-    first: Result | None = None
+@dataclass
+class _Writing:
+    """The file whose rows are being written: its people so far, whether rows of it are in the results file."""
+
+    index: int
+    people: People
+    resumed: bool  # rows of it were there before this run
+    first: Result | None = None  # the first row this run wrote of it (for progress)
+
+
+def _resume(results: ResultsFile, todo: Sequence[FileKey], job: ReadJob) -> dict[int, tuple[VideoFacts, list[Chunk]]]:
+    """The chunks still to score of the file that a killed run left part-way (results.resume), by its place in
+    `todo`; none when there is no such file, or its chunks cannot be planned as they were (then its rows go)."""
+    resume = results.resume
+    if resume is None or job.windowing is None:
+        return {}
+    index = next(i for i, k in enumerate(todo) if k.path == resume.path)
+    planned = resumed_chunks(Path(resume.path), job.grid_for, job.config, resume.count, resume.windows)
+    if planned is None:
+        results.drop([resume.path])
+        results.resume = None
+        return {}
+    return {index: planned}
+
+
+def write_part(results: ResultsFile, key: FileKey, part: FileScores, writing: _Writing, labels: Sequence[str],
+               faces: WhichFaces, kind: Kind, summary: Summary) -> bool:
+    """Write a file's next chunk (its windows' rows) or its error row; True once the file is done (then counted).
+
+    A chunk of a chunked recording leaves its people in the results file's chunk log before its rows (a resume
+    starts after the last chunk whose rows are all in). An error after rows of the file were written (this run,
+    or one before) takes their place: a file's rows are its windows or its one error row.
+    """
     start = time.perf_counter()
-    for rows in file_rows(key, file, labels, faces, kind):
+    if part.timeline is None and (writing.resumed or writing.first is not None):
+        results.drop([key.path])
+        writing.first = None
+    groups = list(file_rows(key, part, labels, faces, kind, writing.people))
+    if part.chunks and part.chunks[0].chunk.count > 1 and not part.last:
+        results.log_chunk(key, part.chunks[0].chunk, writing.people.state())
+    for rows in groups:
         results.write_rows(rows)
-        first = first or rows[0]
+        writing.first = writing.first or rows[0]
     summary.stages["consensus"] = summary.stages.get("consensus", 0.0) + time.perf_counter() - start
-    summary.scored += 1
-    summary.media_seconds += file.duration or 0.0
-    assert first is not None  # every timeline has a window, every window a row
-    return first
+    summary.media_seconds += (part.duration or 0.0) if part.last else 0.0
+    summary.scored += part.last
+    return part.last
 
 
 def predict_people(

@@ -3,16 +3,18 @@ matched across the chunks' borders.
 
     probe (parent, demux only: frame count, clean keyframes) --plan_chunks--> chunks of whole windows
     a worker per chunk: decode from its keyframe, track, score, pieces   (timeline/recording.py)
-    parent: each chunk's people matched to the previous chunk's by their boxes (`stitch`), then rows
+    parent: each chunk's people matched to the previous chunk's by their boxes (`People`), then its rows
 
 Windows are shared out, never cut: chunk c reports windows [w_c, w_c+1) and scores every segment they
 use, so neighbouring chunks overlap by N - 1 segments, each window's rows come from one chunk, and no
 window is lost or doubled. A borrowed box reaches N - 1 segments (timeline/people.py), so a chunk's
 tracker runs from N - 1 segments before the first segment it scores to N - 1 after the last; its start
 is rounded down to a multiple of detect_every, the beat on which the whole recording's tracker runs the
-full cascade. The people both chunks tracked are matched by their boxes on the positions both saw, and
-numbered over the whole recording in order of first sighting, left to right on a tie: the tracker's
-own numbering.
+full cascade. The people both chunks tracked are matched by their boxes on the positions both saw; the
+others are numbered after everyone of the chunks before, in order of first sighting, left to right on a
+tie: the tracker's own numbering. So a chunk's person numbers depend on the chunks before it only, its
+rows are written as soon as theirs are, and a killed run resumes from its first unfinished chunk with
+what the chunk before it left (`People.state`, kept by run/results_file.py beside the rows).
 
 What differs from the recording scored in one piece, exactly (tests/test_timeline_chunks.py):
 
@@ -37,14 +39,16 @@ What differs from the recording scored in one piece, exactly (tests/test_timelin
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from edge_emotion.config import PreprocessConfig
 from edge_emotion.errors import VideoError
 from edge_emotion.io.probe import Cut, VideoFacts, header_duration, probe
-from edge_emotion.preprocess.tracks import TrackStore, match_people
+from edge_emotion.preprocess.faces import Box
+from edge_emotion.preprocess.tracks import MainPerson, TrackStore, match_people
 from edge_emotion.timeline.grid import SegmentGrid, Timeline, plan_timeline
 
 AUDIO_PREROLL_S = 1.0  # a chunk decodes from a keyframe at least this long before the first audio it needs
@@ -82,18 +86,23 @@ def whole(timeline: Timeline) -> Chunk:
     return Chunk(0, 1, (0, len(timeline.windows)), (0, s), (0, s), None)
 
 
+def track_start(timeline: Timeline, window: int, beat: int) -> int:
+    """The first position tracked by a chunk whose first window is `window`: N - 1 segments before the window, rounded
+    down to a multiple of `beat` (detect_every: the beat of the whole recording's full cascade)."""
+    return max(0, timeline.windows[window].first - (timeline.n - 1)) // max(1, beat) * max(1, beat)
+
+
 def plan_chunks(timeline: Timeline, cuts: Sequence[Cut], count: int, config: PreprocessConfig) -> list[Chunk]:
-    """`count` chunks of (nearly) equal numbers of windows. Each tracks from N - 1 segments before its first scored
-    one, rounded down to a multiple of detect_every (the beat of the whole recording's full cascade), and starts
-    decoding at the last cut early enough for that frame and, AUDIO_PREROLL_S sooner, its first audio window."""
-    n, total, beat = timeline.n, len(timeline.windows), max(1, config.face.detect_every)
+    """`count` chunks of (nearly) equal numbers of windows. Each tracks from `track_start`, and starts decoding at
+    the last cut early enough for that frame and, AUDIO_PREROLL_S sooner, its first audio window."""
+    n, total = timeline.n, len(timeline.windows)
     count = max(1, min(count, total))
     bounds = [round(c * total / count) for c in range(count + 1)]
     chunks = []
     for c in range(count):
         w0, w1 = bounds[c], bounds[c + 1]
         score = (timeline.windows[w0].first, timeline.windows[w1 - 1].first + n)
-        track = (max(0, score[0] - (n - 1)) // beat * beat, min(len(timeline.segments), score[1] + n - 1))
+        track = (track_start(timeline, w0, config.face.detect_every), min(len(timeline.segments), score[1] + n - 1))
         first_frame = timeline.segments[track[0]].frame
         audio_s = timeline.segments[score[0]].centre - config.audio.window_s / 2 - AUDIO_PREROLL_S
         usable = [cut for cut in cuts if cut.frame <= first_frame and cut.time_s <= audio_s and cut.frame > 0]
@@ -112,12 +121,18 @@ class RecordingTask:
 
 
 def recording_tasks(
-    paths: Sequence[Path], grid_for: Callable[[float], SegmentGrid], chunking: Chunking, workers: int, config: PreprocessConfig
+    paths: Sequence[Path], grid_for: Callable[[float], SegmentGrid], chunking: Chunking, workers: int, config: PreprocessConfig,
+    planned: Mapping[int, tuple[VideoFacts, Sequence[Chunk]]] | None = None,
 ) -> Iterator[RecordingTask]:
     """The pool's tasks, made as the pool asks for them: a short file is one task probed by its worker, a long one
     (by its header) is probed here and cut into chunks on its keyframes. A file that will not probe here, or has no
-    keyframe to cut on, is one task: its worker gives its rows, or its error row."""
+    keyframe to cut on, is one task: its worker gives its rows, or its error row. A file in `planned` (a resumed
+    one, `resumed_chunks`) is the chunks given there."""
     for file, path in enumerate(paths):
+        if planned and file in planned:
+            facts, chunks = planned[file]
+            yield from (RecordingTask(file, path, chunk, facts) for chunk in chunks)
+            continue
         duration = header_duration(path) if workers >= 2 else None
         if duration is None or chunking.count(duration, workers) < 2:
             yield RecordingTask(file, path)
@@ -133,23 +148,60 @@ def recording_tasks(
             yield RecordingTask(file, path, chunk, facts)
 
 
-def stitch(chunks: Sequence[TrackStore]) -> list[dict[int, int]]:
-    """Per chunk (in time order): its people -> person ids over the whole recording.
+def resumed_chunks(
+    path: Path, grid_for: Callable[[float], SegmentGrid], config: PreprocessConfig, count: int, done: Sequence[tuple[int, int]]
+) -> tuple[VideoFacts, list[Chunk]] | None:
+    """The chunks still to score of a recording that an earlier run cut into `count` chunks and wrote the rows of the
+    first len(done) of (their windows: `done`). Planned again (the plan is a function of the file, the grid and
+    `count`) and checked: None unless the finished chunks are the ones planned now (then score it again whole)."""
+    try:
+        facts, cuts = probe(path, keyframes=True)
+    except VideoError:
+        return None
+    chunks = plan_chunks(plan_timeline(grid_for(facts.fps), facts.times), cuts, count, config)
+    if len(chunks) != count or [c.windows for c in chunks[: len(done)]] != list(done):
+        return None
+    return facts, chunks[len(done) :]
 
-    A person of chunk c is one of chunk c - 1's by the one renumbering rule (tracks.match_people: their boxes
-    overlap on the positions both tracked). Ids follow the first sighting, then the left edge.
+
+@dataclass
+class People:
+    """A recording's people numbered chunk by chunk (in time order), and its main person so far (--faces largest).
+
+    A person of a chunk is one of the previous chunk's by the one renumbering rule (tracks.match_people: their
+    boxes overlap on the positions both tracked); anyone else gets the next number, in order of first sighting
+    (position, then left edge). `state` is what the next chunk needs of the ones before: a resume starts from it.
     """
-    groups: list[list[tuple[int, int]]] = []  # each: the (chunk, person) pairs of one person
-    group_of: dict[tuple[int, int], int] = {}
-    for c, sightings in enumerate(chunks):
-        matched = match_people(chunks[c - 1].boxes, sightings.boxes) if c else {}
-        for person in sorted(sightings.boxes):
-            g = group_of[(c - 1, matched[person])] if person in matched else len(groups)
-            if g == len(groups):
-                groups.append([])
-            groups[g].append((c, person))
-            group_of[(c, person)] = g
-    first = [min(chunks[c].first_seen(p) for c, p in group) for group in groups]
-    order = sorted(range(len(groups)), key=lambda g: first[g])
-    ids = {g: i for i, g in enumerate(order)}
-    return [{p: ids[group_of[(c, p)]] for p in sightings.boxes} for c, sightings in enumerate(chunks)]
+
+    beat: int = 1  # detect_every: where the next chunk's tracker starts (track_start)
+    next_id: int = 0
+    shared: dict[int, dict[int, Box]] = field(default_factory=dict)  # id -> position -> box, on the next chunk's positions
+    main: MainPerson = field(default_factory=MainPerson)
+
+    def number(self, chunk: Chunk, tracks: TrackStore, timeline: Timeline) -> dict[int, int]:
+        """The chunk's people -> their numbers over the recording; keeps their boxes where the next chunk tracks too."""
+        matched = match_people(self.shared, tracks.boxes)
+        ids: dict[int, int] = {}
+        for person in sorted(tracks.boxes, key=tracks.first_seen):
+            ids[person] = matched[person] if person in matched else self.next_id
+            self.next_id += person not in matched
+        last = chunk.windows[1] == len(timeline.windows)
+        start = len(timeline.segments) if last else track_start(timeline, chunk.windows[1], self.beat)
+        self.shared = {ids[p]: {q: box for q, box in seen.items() if q >= start} for p, seen in tracks.boxes.items()}
+        self.shared = {p: seen for p, seen in self.shared.items() if seen}
+        return ids
+
+    def state(self) -> dict[str, Any]:
+        """JSON of what the next chunk needs: the next number, the main person, the shared boxes."""
+        shared = {str(p): {str(q): list(box) for q, box in seen.items()} for p, seen in self.shared.items()}
+        return {"next_id": self.next_id, "main": self.main.current, "shared": shared}
+
+    @classmethod
+    def resumed(cls, beat: int, state: Mapping[str, Any] | None) -> People:
+        """The people as `state` left them (an earlier run's, read back); None: a recording's first chunk."""
+        if state is None:
+            return cls(beat)
+        shared = {int(p): {int(q): tuple(box) for q, box in seen.items()} for p, seen in state["shared"].items()}
+        people = cls(beat, int(state["next_id"]), shared)  # type: ignore[arg-type]
+        people.main.current = state["main"]
+        return people

@@ -78,13 +78,13 @@ class WindowPerson:
         return sum((b[2] - b[0]) * (b[3] - b[1]) for b, own in zip(self.boxes, self.detected) if own and b is not None)
 
 
-def main_people(windows: Iterable[Sequence[WindowPerson]]) -> list[WindowPerson]:
+def main_people(windows: Iterable[Sequence[WindowPerson]], main: MainPerson | None = None) -> list[WindowPerson]:
     """`--faces largest`: per window (in time order) its main person, from everyone in it.
 
-    The one main-person rule (tracks.MainPerson) over each window's people; a window without anyone keeps its
-    centre-crop row.
+    The one main-person rule (`main`: as the windows before these left it) over each window's people; a window
+    without anyone keeps its centre-crop row.
     """
-    main, chosen = MainPerson(), []
+    main, chosen = main or MainPerson(), []
     for people in windows:
         by_id = {p.person: p for p in people}
         chosen.append(by_id[main.choose({p.person: p.area for p in people if p.person is not None})])
