@@ -1,12 +1,9 @@
-"""Stream events (one JSON line per window and person), the files they go to, and the run's summary.
+"""Where a stream's results go (its sinks: one JSON line per window and person, through run/codec.py), and the
+run's summary.
 
-An event is run/result.py's `Result` of kind "stream", written by its codec (run/codec.py), so its
-fields are a `score --window` row's: path (the source), person (the stream's number for the face,
-stream/people.py; null for a window where nobody was seen), people, window (k on its epoch's grid),
-n_windows (null: a live source has no end), t_start and t_end (stream seconds: 0 at the run's first
-frame, going on across reconnects), label, probabilities (the consensus of the window's N segments,
-divided by N), n_segments, faceless, silent, status, error; size_bytes, mtime_ns and duration_s null;
-segments empty. Then its live fields (`Live`):
+An event is run/result.py's `Result` of kind "stream" (the fields of a `score --window` row: path is the source,
+n_windows null, t_start and t_end stream seconds, 0 at the run's first frame and going on across reconnects), with
+its live fields (`Live`):
 - epoch: 0, then +1 after each reconnect or gap in the video (a window never spans two epochs);
 - t_wall_end: the wall-clock time of the window's end, ISO-8601 in UTC with milliseconds
   ("2025-06-01T12:00:03.250+00:00"): source.StreamClock.wall(t_end). For a live source that is when the
@@ -31,7 +28,6 @@ import stat
 import sys
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Protocol, TextIO
 
@@ -41,21 +37,13 @@ from edge_emotion.errors import EdgeEmotionError
 from edge_emotion.run.codec import FIELDS, LIVE_FIELDS, json_line
 from edge_emotion.run.result import Result
 
-Event = Result
 EVENT_FIELDS = (*FIELDS, *LIVE_FIELDS)  # an event line's keys, in order
 
 
-def wall_time(seconds: float) -> str:
-    """Epoch seconds -> ISO-8601 in UTC with milliseconds."""
-    return datetime.fromtimestamp(seconds, timezone.utc).isoformat(timespec="milliseconds")
-
-
-def encode(event: Event) -> bytes:
-    return json_line(event).encode("utf-8")
-
-
 class EventWriter(Protocol):
-    def write(self, event: Event) -> None: ...
+    """A sink of results."""
+
+    def write(self, event: Result) -> None: ...
 
     def close(self) -> None: ...
 
@@ -75,8 +63,8 @@ class EventsFile:
             raise EdgeEmotionError(f"{self.path}: the events must go to a regular file or a pipe")
         self._size = 0
 
-    def write(self, event: Event) -> None:
-        data = encode(event)
+    def write(self, event: Result) -> None:
+        data = json_line(event).encode("utf-8")
         written = 0
         try:
             while written < len(data):
@@ -101,8 +89,8 @@ class LineWriter:
     def __init__(self, stream: TextIO | None = None) -> None:
         self.stream = stream or sys.stdout
 
-    def write(self, event: Event) -> None:
-        self.stream.write(encode(event).decode("utf-8"))
+    def write(self, event: Result) -> None:
+        self.stream.write(json_line(event))
         self.stream.flush()
 
     def close(self) -> None:

@@ -1,14 +1,12 @@
 """The stream loop on the segment grid: each segment computed once as it arrives, a window every hop as the sum of
-its last N segments.
+its last N segments, by the engine that scores a recording (segments.py).
 
     decode thread(s) --LiveBuffer (bounded)--> WindowScheduler: segments complete? a window? behind? (scheduler.py)
-      --segment j: its frame -> faces (the epoch's tracker), its audio window -> spectrogram (segments.py)
-      --window k: the crops it needs that no earlier window scored -> backend; consensus of its N segments
-      (evaluate.py)--> an event line per person, written and flushed
+      --segment j: its frame's faces and its spectrogram; window k: the crops no earlier window scored through the
+      one scorer, a Result per person (segments.py)--> each writer, line by line
 
 This module wires the pieces: it opens the source(s), starts the decode threads, runs the loop and
-always stops the threads again. The grid, crops, spectrograms, backend and consensus are those of
-`score --window W --hop H` (timeline/grid.py); only where the frames come from differs.
+always stops the threads again.
 """
 
 from __future__ import annotations
@@ -16,18 +14,18 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+
+import numpy as np
 
 from edge_emotion.backends.base import Backend
-from edge_emotion.detector.tracker import FaceTracker
 from edge_emotion.preprocess.faces import FaceDetector
-from edge_emotion.preprocess.tracks import MainPerson, PersonNumbers
+from edge_emotion.preprocess.tracks import PersonNumbers
+from edge_emotion.run.result import Result
 from edge_emotion.stream.buffer import LiveBuffer
-from edge_emotion.stream.evaluate import WindowContext, evaluate_window, warm_up
-from edge_emotion.stream.events import Event, EventWriter, StreamSummary
+from edge_emotion.stream.events import EventWriter, StreamSummary
 from edge_emotion.stream.options import StreamOptions, check_options
-from edge_emotion.stream.scheduler import Due, WindowScheduler
-from edge_emotion.stream.segments import SegmentStore, compute_segment
+from edge_emotion.stream.scheduler import WindowScheduler
+from edge_emotion.stream.segments import Epoch, Scoring
 from edge_emotion.stream.source import Decoder, SourceSpec, StreamClock, open_source, video_fps
 from edge_emotion.stream.window import EpochGrid
 from edge_emotion.timeline.grid import make_grid
@@ -45,7 +43,7 @@ def run_stream(
     options: StreamOptions = StreamOptions(),
     audio: SourceSpec | None = None,
     stop: threading.Event | None = None,
-    on_event: Callable[[Event], None] | None = None,
+    on_event: Callable[[Result], None] | None = None,
     log: Callable[[str], None] | None = None,
 ) -> StreamSummary:
     """Window the stream until it ends, `stop` is set, or --duration is reached; return the summary.
@@ -88,7 +86,7 @@ def run_stream(
     try:
         for decoder in decoders:
             decoder.start()
-        _loop(scheduler, detector, WindowContext(backend, options.faces, clock.wall, source=source.url), live, writers, on_event, summary)
+        _loop(scheduler, detector, Scoring(backend, options.faces, clock.wall, source.url), live, writers, on_event, summary)
     finally:
         halt.set()
         with buffer.cond:
@@ -102,29 +100,27 @@ def run_stream(
     return summary
 
 
-@dataclass
-class _Epoch:
-    """One epoch's state: its tracker, its segments, its main person."""
-
-    number: int
-    tracker: FaceTracker
-    store: SegmentStore
-    main: MainPerson = field(default_factory=MainPerson)
+def warm_up(backend: Backend, detector: FaceDetector) -> None:
+    """One detection and one backend call on blank inputs before the source opens: the first window's
+    latency is then the pipeline's, not the libraries' start-up (MTCNN's first call, ORT's first run)."""
+    config = backend.contract.preprocess
+    size, shape = config.face.size, config.audio.shape
+    detector.detect([np.zeros((240, 320, 3), np.uint8)])
+    backend.infer(np.zeros((1, 3, size, size), np.float32), np.zeros((1, 1, *shape), np.float32))
 
 
 def _loop(
     scheduler: WindowScheduler,
     detector: FaceDetector,
-    ctx: WindowContext,
+    run: Scoring,
     live: bool,
     writers: Sequence[EventWriter],
-    on_event: Callable[[Event], None] | None,
+    on_event: Callable[[Result], None] | None,
     summary: StreamSummary,
 ) -> None:
-    """Each Due: its segments computed, then its window's events written; until the stream ends."""
-    config = ctx.backend.contract.preprocess
+    """Each Due: its segments computed, then its window's results written; until the stream ends."""
     numbers = PersonNumbers()
-    epoch: _Epoch | None = None
+    epoch: Epoch | None = None
     while True:
         due = scheduler.next()
         if isinstance(due, str):
@@ -132,32 +128,22 @@ def _loop(
             break
         begin = time.perf_counter()
         if epoch is None or epoch.number != due.epoch:
-            epoch = _Epoch(due.epoch, detector.tracker(), SegmentStore(config.n_segments))
-            numbers.new_epoch()
+            epoch = Epoch(due.epoch, detector, numbers, run.backend.contract.preprocess)
         for work in due.segments:
-            epoch.store.add(compute_segment(work, detector, epoch.tracker, numbers, config.audio, ctx.timings))
+            epoch.add(work, run.timings)
         summary.segments += len(due.segments)
-        events = _report(due, epoch, ctx, summary.dropped_frames)
-        for event in events:
+        results = [] if due.window is None else epoch.window(due.window, due.grid, summary.dropped_frames, run)
+        for result in results:
             for writer in writers:
-                writer.write(event)
+                writer.write(result)
         summary.processing_s += time.perf_counter() - begin
-        summary.events += len(events)
-        summary.latencies_ms.extend(event.live.latency_ms for event in events if event.live)
-        if events and live:  # how long after the window's end (on the wall clock) its events were out
-            summary.end_lags_ms.append(round((time.time() - ctx.last_wall) * 1000, 1))
+        summary.events += len(results)
+        summary.latencies_ms.extend(result.live.latency_ms for result in results if result.live)
+        if results and live:  # how long after the window's end (on the wall clock) its results were out
+            summary.end_lags_ms.append(round((time.time() - run.last_wall) * 1000, 1))
         if on_event is not None:
-            for event in events:
-                on_event(event)
-    summary.stages = dict(ctx.timings)
-    summary.backend_rows = ctx.backend_rows
+            for result in results:
+                on_event(result)
+    summary.stages = dict(run.timings)
+    summary.backend_rows = run.backend_rows
     summary.stream_s = scheduler.stream_seconds()
-
-
-def _report(due: Due, epoch: _Epoch, ctx: WindowContext, dropped_frames: int) -> list[Event]:
-    """The due window's events (none without one); its segments before the next window's are forgotten."""
-    if due.window is None:
-        return []
-    events = evaluate_window(due.window, due.grid, epoch.store, epoch.main, due.epoch, dropped_frames, ctx)
-    epoch.store.forget_before(due.grid.segments(due.window + 1).start)
-    return events

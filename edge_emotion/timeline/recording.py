@@ -3,7 +3,8 @@
     task: a whole recording, or a chunk of one (timeline/chunks.py) --probe--> timeline
     --io/media.FramePass from the first packet or the chunk's keyframe: video decoded, planned frames
       converted, audio resampled as it arrives--> planned frames in time order
-    --FaceDetector.track, one tracker for the task--> tracks (preprocess/tracks.py TrackStore)
+    --FaceDetector.track, one tracker for the task--> tracks (preprocess/tracks.py TrackStore; timeline/inputs.py,
+      as a stream's segments)
     --parts of PART_SEGMENTS scored segments, once the tracker is N - 1 segments past them-->
     the part's spectrograms and per person the uint8 crops its windows need --> one Piece (run/pieces.py) a part
 
@@ -30,12 +31,13 @@ from edge_emotion.config import PreprocessConfig
 from edge_emotion.errors import VideoError
 from edge_emotion.io.media import FramePass, SeekMissed
 from edge_emotion.io.probe import VideoFacts, probe
-from edge_emotion.preprocess.audio import audio_windows, is_silent, spectrograms
-from edge_emotion.preprocess.faces import FaceDetector, crop_face
-from edge_emotion.preprocess.tracks import Crop, TrackStore
-from edge_emotion.run.pieces import Crops, Piece
+from edge_emotion.preprocess.audio import audio_windows
+from edge_emotion.preprocess.faces import FaceDetector
+from edge_emotion.preprocess.tracks import TrackStore
+from edge_emotion.run.pieces import Piece
 from edge_emotion.timeline.chunks import Chunk, RecordingTask, whole
 from edge_emotion.timeline.grid import Timeline, make_grid, plan_timeline
+from edge_emotion.timeline.inputs import audio_inputs, person_crops, track_frame
 from edge_emotion.timeline.people import part_crops
 
 PART_SEGMENTS = 16  # scored segments per part: with N - 1 more tracked, 25 full frames held at N = 10 (69 MB at 720p)
@@ -64,9 +66,7 @@ class _Chunk:
         start = time.perf_counter()
         for position, frame in grid_pass.frames():
             self.timings["decode"] = self.timings.get("decode", 0.0) + time.perf_counter() - start
-            start = time.perf_counter()
-            self.tracks.add(position, self.detector.track([frame], tracker)[0])
-            self.timings["faces"] = self.timings.get("faces", 0.0) + time.perf_counter() - start
+            track_frame(self.detector, tracker, self.tracks, position, frame, self.timings)
             if self.chunk.score[0] <= position < end_of_chunk:
                 self.held[position] = frame
             while next_part < end_of_chunk and self._ready(grid_pass, range(next_part, self._end(next_part)), position):
@@ -95,24 +95,20 @@ class _Chunk:
         end = round(centres[-1] * params.sample_rate) - half + length
         waveform = grid_pass.buffer.take(first, end) if grid_pass.has_audio else np.zeros(0, np.float32)
         windows = audio_windows(waveform, params.sample_rate, centres - first / params.sample_rate, params.window_s)
-        specs, silent = spectrograms(windows, params), is_silent(windows)  # [C, 1, F, T], [C]
+        specs, silent = audio_inputs(windows, params)  # [C, 1, F, T], [C]
         self.timings["spectrogram"] = time.perf_counter() - start
         start = time.perf_counter()
         needed = part_crops(self.tracks, self.timeline, range(*self.chunk.windows), part)
-        people = [self._crops(person, used, part) for person, used in needed.items()]
+        positions = np.arange(part.start, part.stop)  # [C]
+        people = [person_crops(person, used, self.held.__getitem__, positions, self.config.face) for person, used in needed.items()]
         self.timings["faces"] = self.timings.get("faces", 0.0) + time.perf_counter() - start
         last = part.stop == self.chunk.score[1]
-        piece = Piece(self.task.file, str(self.task.path), self.chunk, np.arange(part.start, part.stop), specs, silent, people,
+        piece = Piece(self.task.file, str(self.task.path), self.chunk, positions, specs, silent, people,
                       last, self.facts if last else None, self.tracks if last else None, timings=self.timings)
         self.timings = {}
         for p in [p for p in self.held if p < part.stop]:
             del self.held[p]
         return piece
-
-    def _crops(self, person: int | None, used: list[Crop], part: range) -> Crops:
-        faces = np.stack([crop_face(self.held[c.position], c.box, self.config.face) for c in used])  # [M, S, S, 3] uint8
-        rows = np.array([c.position - part.start for c in used])  # [M] into the part
-        return Crops(person, rows, faces, [c.box for c in used], np.array([c.own for c in used]))
 
 
 def recording_pieces(
