@@ -7,11 +7,13 @@ decoded from a keyframe can give the very numbers of the whole file.
 
 from __future__ import annotations
 
+import csv
 import json
 import signal
 import subprocess
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -214,12 +216,22 @@ def test_off_the_beat_a_chunk_differs_only_by_the_followers_boxes(off_beat, peop
 
 
 KILLABLE = """
-import sys
+import os, signal, sys
+from edge_emotion.run.results_file import ResultsFile
 from edge_emotion.run.score import ScoreOptions
 from edge_emotion.timeline.chunks import Chunking
 from edge_emotion.timeline.score import score_timelines
-score_timelines(sys.argv[1], sys.argv[2], sys.argv[3], ScoreOptions(workers=2, window=1.0, hop=0.5, faces="all"),
-                chunking=Chunking(max_s=6.0, min_s=3.0))
+folder, model, out, faces, max_s, min_s, kill_at = sys.argv[1:]
+write, writes = ResultsFile.write_rows, []
+def write_then_die(self, rows):  # the kill_at-th write: half its rows, then SIGKILL (0: never)
+    writes.append(len(rows))
+    if len(writes) == int(kill_at):
+        write(self, rows[: len(rows) // 2])
+        os.kill(os.getpid(), signal.SIGKILL)
+    write(self, rows)
+ResultsFile.write_rows = write_then_die
+score_timelines(folder, model, out, ScoreOptions(workers=2, window=1.0, hop=0.5, faces=faces),
+                chunking=Chunking(max_s=float(max_s), min_s=float(min_s)))
 """
 
 
@@ -232,7 +244,7 @@ def test_chunked_scoring_killed_and_resumed_equals_one_run(scene, hap_clip_path,
     (folder / "b_two.mkv").write_bytes(scene.read_bytes())
     (folder / "c_two.mkv").write_bytes(scene.read_bytes())
     out = tmp_path / "killed.jsonl"
-    cmd = [sys.executable, "-c", KILLABLE, str(folder), str(sharp_checkpoint), str(out)]
+    cmd = [sys.executable, "-c", KILLABLE, str(folder), str(sharp_checkpoint), str(out), "all", "6.0", "3.0", "0"]
 
     def kill_after(seconds: float, first_row: bool = False) -> None:
         proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -253,6 +265,65 @@ def test_chunked_scoring_killed_and_resumed_equals_one_run(scene, hap_clip_path,
     assert names == ["a_clip.flv"] * names.count("a_clip.flv") + ["b_two.mkv"] * len(whole_rows["all"]) + ["c_two.mkv"] * len(whole_rows["all"])
     assert_same_rows(rows[-2 * len(whole_rows["all"]) : -len(whole_rows["all"])], whole_rows["all"])
     assert_same_rows(rows[-len(whole_rows["all"]) :], whole_rows["all"])
+
+
+def _rows(path: Path) -> list[dict]:
+    """A results file's rows, JSON lines or CSV (its fields as text, probabilities under their labels)."""
+    if path.suffix == ".jsonl":
+        return [{**r, **r.pop("probabilities")} for r in rows_of(path)]
+    with path.open(newline="") as f:
+        return list(csv.DictReader(f))
+
+
+def _assert_same(got: list[dict], want: list[dict], labels: list[str]) -> None:
+    """The same rows in the same order, person numbers, people and boxes included; probabilities to 1e-5."""
+    exact = [k for k in want[0] if k not in labels and k != "mtime_ns"]
+    assert [[r[k] for k in exact] for r in got] == [[r[k] for k in exact] for r in want]
+    for g, w in zip(got, want):
+        np.testing.assert_allclose([float(g[k]) for k in labels], [float(w[k]) for k in labels], atol=1e-5)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(("video", "faces", "suffix"), [("off_beat", "all", ".jsonl"), ("scene", "largest", ".csv")])
+def test_a_recording_killed_part_way_resumes_from_its_first_unfinished_chunk(video, faces, suffix, request, sharp_checkpoint, tmp_path, monkeypatch):
+    """The real command SIGKILLs itself half-way through writing the last of its recording's three chunks (its
+    third write), resumed: only that chunk is scored again, and the file equals one run's. Its rows need what the
+    chunks before left: off_beat's third chunk sees B alone (counted afresh B would be 0, not 1); the scene's starts
+    with A in view (afresh, the main-person rule would pick the larger B)."""
+    import edge_emotion.run.score as run_score
+
+    folder = tmp_path / "videos"
+    folder.mkdir()
+    source = request.getfixturevalue(video)
+    (folder / source.name).write_bytes(source.read_bytes())
+    sizes = (3.0, 2.0) if video == "off_beat" else (4.0, 3.0)  # three chunks either way: windows from 10, from 15
+    options = ScoreOptions(workers=2, window=WINDOW, hop=HOP, faces=faces)
+    reference = tmp_path / f"reference{suffix}"
+    score_timelines(folder, sharp_checkpoint, reference, options, chunking=Chunking(*sizes))
+    want = _rows(reference)
+    third = 10 if video == "off_beat" else 15
+    late = [str(r["person"]) for r in want if int(r["window"]) >= third]  # what a lost state would change
+    assert set(late) == {"1"} if faces == "all" else (late[0], set(late)) == ("0", {"0", "1"})
+
+    out = tmp_path / f"killed{suffix}"
+    cmd = [sys.executable, "-c", KILLABLE, str(folder), str(sharp_checkpoint), str(out), faces, *map(str, sizes), "3"]
+    assert subprocess.run(cmd, capture_output=True).returncode == -signal.SIGKILL
+    written = [int(r["window"]) for r in _rows(out)]
+    assert len(written) > sum(int(r["window"]) < third for r in want) and max(written) < len(want) - 1  # half the third chunk
+
+    scored_chunks = set()
+    score_pieces = run_score.score_pieces
+
+    def counting(pieces, *args, **kwargs):  # the real scorer; notes which chunk each scored piece came from
+        for item in score_pieces(pieces, *args, **kwargs):
+            scored_chunks.add((item.piece.chunk.number, item.piece.chunk.count))
+            yield item
+
+    monkeypatch.setattr(run_score, "score_pieces", counting)
+    summary = score_timelines(folder, sharp_checkpoint, out, replace(options, workers=0), chunking=Chunking(*sizes))
+    assert scored_chunks == {(2, 3)} and (summary.scored, summary.skipped) == (1, 0)  # in one process: cut as the first run cut
+    _assert_same(_rows(out), want, ["ANG", "DIS", "FEA", "HAP", "NEU", "SAD"])
+    assert not out.with_name(out.name + ".chunks.json").exists()  # the log goes with its file's last row
 
 
 @pytest.mark.parametrize(("suffix", "rate"), [(".mkv", 16_000), (".mov", 48_000), (".mp4", 44_100)])
