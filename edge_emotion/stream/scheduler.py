@@ -20,7 +20,6 @@ source's end, --duration, a stop request, or the watchdog's stall check.
 
 from __future__ import annotations
 
-import math
 import threading
 import time
 from collections.abc import Callable
@@ -215,11 +214,10 @@ class WindowScheduler:
             self.lost_seen = b.lost
 
     def _last_window(self, g: EpochGrid) -> int:
-        """The last window that ends within --duration (NO_WINDOW without one)."""
+        """The last window that ends within --duration, as a file's grid counts them (NO_WINDOW without one)."""
         if self.duration_end is None:
             return NO_WINDOW
-        segments = (self.duration_end + g.tolerance - g.t0) / g.grid.segment_s
-        return math.floor((segments - g.grid.n) / g.grid.hop + 1e-9)
+        return g.grid.window_count(self.duration_end + g.tolerance - g.t0) - 1
 
     def _start_grid(self) -> None:
         after = self.resume_after
