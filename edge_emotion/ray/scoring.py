@@ -11,7 +11,7 @@
 
 Because the driver writes every row itself, in scan order, through the same ResultsFile, a killed driver
 resumes exactly like local `score`, and a results file can be continued by either executor. Ray Data's
-output order is not kept; the driver restores it (`score.in_order`: finished rows wait there, never model
+output order is not kept; the driver restores it (`score.in_file_order`: finished rows wait there, never model
 inputs). The artifact travels through the object store, so worker nodes need only the videos, at the same
 path as on the driver (a shared file system). Windows (`--window`) are not offered on Ray yet: the driver and
 the stages take recording tasks as they are (a task carries its file's place), but a preprocessing actor

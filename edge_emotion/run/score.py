@@ -3,11 +3,13 @@
     tasks: files (clips), or recordings cut into keyframe chunks (--window, timeline/chunks.py)
     --an executor's readers (local workers, run/read.py; Ray actors, ray/scoring.py)--> pieces (run/pieces.py)
     --SegmentBatcher: segments of many files and people, normalised and run through the backend exactly
-    `batch_size` at a time--> [M, K] per person of a piece --run/rows.py: per file its windows' rows (a clip:
-    one window over the file)--> in scan order --> ResultsFile (CSV / JSONL)
+    `batch_size` at a time--> [M, K] per person of a piece --run/rows.py: per chunk of a file its windows' rows
+    (a clip: one window over the file)--> in scan order, chunk after chunk --> ResultsFile (CSV / JSONL)
 
-Rows are written in the order of the sorted file list, whatever order the workers finish in, so a run that
-was killed and resumed writes exactly the file an uninterrupted run writes. Workers and threads follow
+Rows are written in the order of the sorted file list and of each file's windows, whatever order the workers
+finish in, a chunk's as soon as every earlier window is written, so a run that was killed and resumed (from
+the first unfinished chunk of a recording, run/results_file.py) writes exactly the file an uninterrupted run
+writes. Workers and threads follow
 run/threads.py. `score_files` is the one driver: `score_folder`, `score_timelines` and Ray's
 `score_folder_ray` call it with their output and executor; `predict` is one file through the same path.
 """
