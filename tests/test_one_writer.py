@@ -20,7 +20,7 @@ from reliability_helpers import hold, release
 from edge_emotion import LABELS
 from edge_emotion.io.atomic import FileLockedError, lock_path
 from edge_emotion.run.result import FileKey, Result, error_result
-from edge_emotion.run.results_file import ResultsFile
+from edge_emotion.run.results_file import WINDOWS, ResultsFile
 from edge_emotion.run.score import ScoreOptions, score_folder
 
 
@@ -127,3 +127,41 @@ def test_results_rows_are_never_duplicated_by_sequential_runs(tmp_path):
                     results.write(_row(i))
     assert len(out.read_text().splitlines()) == 3
     assert np.unique([line for line in out.read_text().splitlines()]).size == 3
+
+
+def _window(key: FileKey, window: int) -> Result:
+    from edge_emotion.run.result import window_result
+
+    return window_result("window", key, key.path, person=0, people=1, window=window, n_windows=6, t_start=float(window),
+                         t_end=window + 1.0, segment_probs=np.full((1, 6), 1 / 6), detected=[True], silent=0, labels=LABELS)
+
+
+@pytest.mark.parametrize("suffix", [".csv", ".jsonl"])
+def test_a_chunked_recording_keeps_its_finished_chunks_and_only_its_own_log_resumes_it(tmp_path, suffix):
+    """Three chunks of windows [0, 2), [2, 4), [4, 6): killed half-way through the second one's rows (its log entry
+    written before them), reopened: the first chunk's rows stay, the torn second one's go, the resume starts at it
+    with what the first chunk left. The log resumes nothing for another version of the file, or after its last row."""
+    from edge_emotion.timeline.chunks import Chunk
+
+    out, key = tmp_path / f"r{suffix}", FileKey("/v/long.mp4", 100, 7)
+    chunks = [Chunk(c, 3, (2 * c, 2 * c + 2), (0, 1), (0, 1), None) for c in range(3)]
+    with ResultsFile(out, LABELS, kind=WINDOWS) as results:
+        for c, windows in ((0, [0, 1]), (1, [2])):
+            results.log_chunk(key, chunks[c], {"next_id": 1, "main": 0, "shared": {"0": {str(c): [1.0, 2.0, 3.0, 4.0]}}})
+            results.write_rows([_window(key, w) for w in windows])
+    other = tmp_path / f"other{suffix}"  # the same, for a file changed since (another mtime)
+    other.write_bytes(out.read_bytes())
+    Path(f"{other}.chunks.json").write_bytes(Path(f"{out}.chunks.json").read_bytes())
+    with ResultsFile(other, LABELS, kind=WINDOWS) as results:
+        assert results.pending([FileKey(key.path, 100, 8)]) == [FileKey(key.path, 100, 8)]
+        assert results.resume is None and not results.files  # every row of the old version goes
+    with ResultsFile(out, LABELS, kind=WINDOWS) as results:
+        assert results.pending([key]) == [key] and results.resume is not None
+        assert results.resume.windows == [(0, 2)] and results.resume.state["shared"] == {"0": {"0": [1.0, 2.0, 3.0, 4.0]}}
+        assert results.files[key.path].window == 1 and not results.done(key)  # window 2's rows gone
+        for w in range(2, 6):
+            results.write_rows([_window(key, w)])
+        assert results.done(key)
+    assert [int(line.split('"window": ')[1].split(",")[0]) if suffix == ".jsonl" else int(line.split(",")[4])
+            for line in out.read_text().splitlines()[suffix == ".csv":]] == list(range(6))
+    assert not results.chunks_path.exists()  # closed with its recording complete: the log goes

@@ -202,6 +202,6 @@ class People:
         if state is None:
             return cls(beat)
         shared = {int(p): {int(q): tuple(box) for q, box in seen.items()} for p, seen in state["shared"].items()}
-        people = cls(beat, int(state["next_id"]), shared)  # type: ignore[arg-type]
+        people = cls(beat, int(state["next_id"]), shared)
         people.main.current = state["main"]
         return people
