@@ -9,7 +9,9 @@ then, in fresh processes of the runtime-only venv:
 - decoding alone: every video frame decoded (no conversion) and the audio, on one thread: the floor;
 - `edge-emotion score REC --window W --hop H --workers K`, cold: wall, times real time, the ratio to decoding
   alone, and the peak RSS of the parent and of each worker, sampled from /proc every 0.25 s (with the samples at
-  a tenth, half and the end of the run, to show whether memory grows with length).
+  a tenth, half and the end of the run, to show whether memory grows with length);
+- with --before VENV, the same `score` of the same recording by an older install right after (before/after in one
+  run, on one decoding-alone yardstick).
 """
 
 from __future__ import annotations
@@ -146,6 +148,7 @@ def main() -> None:
     parser.add_argument("--window", type=float, default=2.5)
     parser.add_argument("--hop", type=float, default=0.5)
     parser.add_argument("--json", type=Path)
+    parser.add_argument("--before", type=Path, metavar="VENV", help="an older runtime venv to score the same files")
     args = parser.parse_args()
     report = {"load_before": os.getloadavg()[0], "workers": args.workers, "window": args.window, "hop": args.hop,
               "runs": []}
@@ -158,19 +161,20 @@ def main() -> None:
             recording = folder / f"rec{minutes}min.mp4"
             repeat_piece(piece, recording, minutes)
             decode_s = decode_alone(args.venv, recording)
-            out = Path(tmp) / f"rows{minutes}.csv"
-            command = [str(args.venv / "bin" / "edge-emotion"), "score", str(folder), "-m", str(args.model), "-o",
-                       str(out), "-q", "--window", str(args.window), "--hop", str(args.hop), "--workers",
-                       str(args.workers)]
-            run = score_with_rss(command)
-            media = minutes * 60.0
-            run.update(minutes=minutes, decode_alone_s=round(decode_s, 2),
-                       times_real_time=round(media / run["wall_s"], 2),
-                       decode_alone_times_real_time=round(media / decode_s, 1),
-                       wall_over_decode_alone=round(run["wall_s"] / decode_s, 2),
-                       rows=sum(1 for _ in out.open()) - 1)
-            report["runs"].append(run)
-            print(json.dumps(run), flush=True)
+            for install, venv in [("now", args.venv)] + ([("before", args.before)] if args.before else []):
+                out = Path(tmp) / f"rows{minutes}{install}.csv"
+                command = [str(venv / "bin" / "edge-emotion"), "score", str(folder), "-m", str(args.model), "-o",
+                           str(out), "-q", "--window", str(args.window), "--hop", str(args.hop), "--workers",
+                           str(args.workers)]
+                run = score_with_rss(command)
+                media = minutes * 60.0
+                run.update(install=install, minutes=minutes, decode_alone_s=round(decode_s, 2),
+                           times_real_time=round(media / run["wall_s"], 2),
+                           decode_alone_times_real_time=round(media / decode_s, 1),
+                           wall_over_decode_alone=round(run["wall_s"] / decode_s, 2),
+                           rows=sum(1 for _ in out.open()) - 1)
+                report["runs"].append(run)
+                print(json.dumps(run), flush=True)
     if args.json:
         args.json.write_text(json.dumps(report, indent=1) + "\n")
     print(json.dumps(report, indent=1), file=sys.stderr)
