@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -59,3 +60,20 @@ def _blas_threads(path: Path, index: int) -> Piece:
 
     counts = sorted({pool["num_threads"] for pool in threadpool_info() if pool["user_api"] == "blas"})
     return _piece(path, index, f"blas threads {counts}")
+
+
+@dataclass(frozen=True)
+class BulkyJob:
+    """Tasks larger than a pipe's buffer, each answered by many results larger than it (a long recording's chunk
+    carries its frame times in; its pieces go out)."""
+
+    parts: int = 12
+
+    def setup(self, threads: int) -> FileFn[bytes]:
+        return self._run
+
+    def _run(self, task: bytes, index: int) -> Iterator[bytes]:
+        return iter([bytes([index % 256]) * len(task)] * self.parts)
+
+    def failed(self, index: int, path: object, cause: str) -> bytes:
+        return cause.encode()

@@ -81,7 +81,11 @@ def _worker_main(tasks: Connection, results: Connection, job: WorkerJob[Any], th
     """Body of a worker process: set the job up, then run it on each (index, path) task until told to stop.
 
     Results go out through a sender thread, so a large result waiting for the
-    parent (busy running the backend) does not stop the next file's decoding.
+    parent (busy running the backend) does not stop the next file's decoding; tasks
+    come in through a receiver thread, so the parent's send of a task larger than
+    the pipe (a long recording's chunk carries its frame times) never waits for a
+    worker that is itself waiting for the parent to read its results (a deadlock
+    seen on a 10-minute recording). At most `prefetch` tasks are ever in flight.
     The worker also leaves when its parent is gone (a SIGKILLed `score`).
     """
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle
@@ -97,13 +101,13 @@ def _worker_main(tasks: Connection, results: Connection, job: WorkerJob[Any], th
     outbox: queue.Queue = queue.Queue(maxsize=2)
     sender = threading.Thread(target=_send_all, args=(outbox, results), daemon=True)
     sender.start()
+    inbox: queue.Queue = queue.Queue()
+    threading.Thread(target=_receive_all, args=(tasks, inbox), daemon=True).start()
     while os.getppid() == parent:  # an orphan (its `score` was killed) stops instead of finishing queued files
-        if not tasks.poll(1.0):
-            continue
         try:
-            task = tasks.recv()
-        except (EOFError, OSError):
-            break
+            task = inbox.get(timeout=1.0)
+        except queue.Empty:
+            continue
         if task is None:
             break
         index, path = task
@@ -131,6 +135,18 @@ def _post(outbox: queue.Queue, message: tuple | None, parent: int) -> bool:
         except queue.Full:
             if os.getppid() != parent:
                 return False
+
+
+def _receive_all(tasks: Connection, inbox: queue.Queue) -> None:
+    """Take every task off the pipe as it comes (None: the parent closed it, or said stop)."""
+    while True:
+        try:
+            task = tasks.recv()
+        except (EOFError, OSError):
+            task = None
+        inbox.put(task)
+        if task is None:
+            return
 
 
 def _send_all(outbox: queue.Queue, results: Connection) -> None:
