@@ -142,19 +142,26 @@ def test_the_whole_file_rows_tell_inputs_apart(whole_rows):
     assert np.ptp(probs, axis=0).max() > 0.05
 
 
-@pytest.mark.parametrize("faces", ["all", "largest"])
-def test_chunks_on_two_workers_give_the_rows_of_the_whole_file(scene, whole_rows, sharp_checkpoint, tmp_path, faces, monkeypatch):
+def _count_chunks(monkeypatch) -> set[tuple[int, int]]:
+    """The (number, count) of each chunk the real scorer scores from now on (run.score.score_pieces, wrapped)."""
     import edge_emotion.run.score as run_score
 
-    scored_chunks = set()
+    scored: set[tuple[int, int]] = set()
     score_pieces = run_score.score_pieces
 
-    def counting(pieces, *args, **kwargs):  # the real scorer; notes which chunk each scored piece came from
+    def counting(pieces, *args, **kwargs):
         for item in score_pieces(pieces, *args, **kwargs):
-            scored_chunks.add((item.piece.chunk.number, item.piece.chunk.count))
+            scored.add((item.piece.chunk.number, item.piece.chunk.count))
             yield item
 
     monkeypatch.setattr(run_score, "score_pieces", counting)
+    return scored
+
+
+@pytest.mark.parametrize("faces", ["all", "largest"])
+def test_chunks_on_two_workers_give_the_rows_of_the_whole_file(scene, whole_rows, sharp_checkpoint, tmp_path, faces, monkeypatch):
+
+    scored_chunks = _count_chunks(monkeypatch)
     out = tmp_path / "rows.jsonl"
     options = ScoreOptions(workers=2, window=WINDOW, hop=HOP, faces=faces)
     summary = score_timelines(scene, sharp_checkpoint, out, options, chunking=SMALL_CHUNKS)
@@ -290,7 +297,6 @@ def test_a_recording_killed_part_way_resumes_from_its_first_unfinished_chunk(vid
     third write), resumed: only that chunk is scored again, and the file equals one run's. Its rows need what the
     chunks before left: off_beat's third chunk sees B alone (counted afresh B would be 0, not 1); the scene's starts
     with A in view (afresh, the main-person rule would pick the larger B)."""
-    import edge_emotion.run.score as run_score
 
     folder = tmp_path / "videos"
     folder.mkdir()
@@ -311,15 +317,7 @@ def test_a_recording_killed_part_way_resumes_from_its_first_unfinished_chunk(vid
     written = [int(r["window"]) for r in _rows(out)]
     assert len(written) > sum(int(r["window"]) < third for r in want) and max(written) < len(want) - 1  # half the third chunk
 
-    scored_chunks = set()
-    score_pieces = run_score.score_pieces
-
-    def counting(pieces, *args, **kwargs):  # the real scorer; notes which chunk each scored piece came from
-        for item in score_pieces(pieces, *args, **kwargs):
-            scored_chunks.add((item.piece.chunk.number, item.piece.chunk.count))
-            yield item
-
-    monkeypatch.setattr(run_score, "score_pieces", counting)
+    scored_chunks = _count_chunks(monkeypatch)
     summary = score_timelines(folder, sharp_checkpoint, out, replace(options, workers=0), chunking=Chunking(*sizes))
     assert scored_chunks == {(2, 3)} and (summary.scored, summary.skipped) == (1, 0)  # in one process: cut as the first run cut
     _assert_same(_rows(out), want, ["ANG", "DIS", "FEA", "HAP", "NEU", "SAD"])
