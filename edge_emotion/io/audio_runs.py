@@ -83,20 +83,21 @@ class AudioRuns:
                 return []
             frame, t = aligned, None
         pieces: list[tuple[int, np.ndarray]] = []
-        shape = (frame.sample_rate, frame.format.name, frame.layout.name)
-        seconds = frame.samples / frame.sample_rate
-        follows = self.resampler is not None and (not self.restart or (shape == self.shape and (
-            t is None or self.expected is None or abs(t - self.expected) <= seconds / 2
-        )))
-        if not follows:
-            pieces += self.flush()
-            self.resampler = mono_resampler(self.rate)
-            self.shape = shape
-            self.position = self.position if t is None else round(t * self.rate)
-        if t is not None:
-            self.expected = t + seconds
-        elif self.expected is not None:
-            self.expected += seconds
+        if self.restart or self.resampler is None:  # one run from the first frame needs no bookkeeping per frame
+            shape = (frame.sample_rate, frame.format.name, frame.layout.name)
+            seconds = frame.samples / frame.sample_rate
+            follows = self.resampler is not None and shape == self.shape and (
+                t is None or self.expected is None or abs(t - self.expected) <= seconds / 2
+            )
+            if not follows:
+                pieces += self.flush()
+                self.resampler = mono_resampler(self.rate)
+                self.shape = shape
+                self.position = self.position if t is None else round(t * self.rate)
+            if t is not None:
+                self.expected = t + seconds
+            elif self.expected is not None:
+                self.expected += seconds
         assert self.resampler is not None
         return pieces + self._place(self.resampler.resample(frame))
 
