@@ -23,7 +23,7 @@ import stat
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import IO
+from typing import IO, Any
 
 from edge_emotion.errors import EdgeEmotionError
 
@@ -202,3 +202,12 @@ def _acquire(lock: Path, path: Path) -> int:
         os.ftruncate(fd, 0)
         os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
         return fd
+
+
+def write_png(fig: Any, output: str | Path, dpi: int = 110) -> None:
+    """Save a laid-out matplotlib figure as PNG atomically (all or nothing at `output`), then free it."""
+    import matplotlib.pyplot as plt
+
+    with atomic_path(output) as tmp:
+        fig.savefig(tmp, format="png", dpi=dpi)
+    plt.close(fig)

@@ -21,7 +21,7 @@ import numpy as np
 
 from edge_emotion.deps import require
 from edge_emotion.errors import EdgeEmotionError
-from edge_emotion.io.atomic import atomic_path
+from edge_emotion.io.atomic import write_png
 from edge_emotion.run.codec import CsvFormat, csv_labels, from_record
 from edge_emotion.run.result import Result
 
@@ -157,9 +157,7 @@ def plot_timelines(series: list[Series], output: str | Path) -> None:
     handles = [plt.Line2D([], [], color=_colour(i), lw=2) for i in range(len(labels))]
     fig.legend(handles, labels, loc="upper center", ncol=len(labels), frameon=False, fontsize=8)
     fig.tight_layout(rect=(0, 0, 1, 1 - 0.3 / (PANEL_HEIGHT_IN * len(series))))
-    with atomic_path(output) as tmp:
-        fig.savefig(tmp, format="png", dpi=DPI)
-    plt.close(fig)
+    write_png(fig, output, DPI)
 
 
 def _colour(i: int) -> str:

@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING
 
 from edge_emotion import LABELS
 from edge_emotion.deps import require
-from edge_emotion.io.atomic import atomic_path
+from edge_emotion.io.atomic import write_png
 
 if TYPE_CHECKING:
     from edge_emotion.run.bench.report import BenchReport
@@ -196,9 +196,7 @@ def plot_latency(report: BenchReport, output: Path) -> None:
     if series:
         ax.legend(fontsize=7)
     fig.tight_layout()
-    with atomic_path(output) as tmp:
-        fig.savefig(tmp, format="png", dpi=110)
-    plt.close(fig)
+    write_png(fig, output)
 
 
 def run_demo(config: DemoConfig = DemoConfig(), say: Callable[[str], None] = print) -> DemoResult:

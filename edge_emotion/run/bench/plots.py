@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from edge_emotion.deps import require
-from edge_emotion.io.atomic import atomic_path
+from edge_emotion.io.atomic import write_png
 from edge_emotion.run.bench.report import BenchReport
 
 
@@ -31,6 +31,4 @@ def plot_report(report: BenchReport, output: str | Path) -> None:
     if series:
         ax.legend(fontsize=7)
     fig.tight_layout()
-    with atomic_path(output) as tmp:
-        fig.savefig(tmp, format="png", dpi=110)
-    plt.close(fig)
+    write_png(fig, output)

@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 
 from edge_emotion.deps import require
-from edge_emotion.io.atomic import atomic_path
+from edge_emotion.io.atomic import write_png
 
 
 def _pyplot() -> Any:
@@ -20,11 +20,8 @@ def _pyplot() -> Any:
 
 
 def _save(fig: Any, output: Path) -> None:
-    plt = _pyplot()
     fig.tight_layout()
-    with atomic_path(output) as tmp:
-        fig.savefig(tmp, format="png", dpi=110)
-    plt.close(fig)
+    write_png(fig, output)
 
 
 def read_jsonl(path: str | Path) -> list[dict[str, Any]]:
