@@ -36,9 +36,6 @@ FACE_FOLLOW = "onet"  # between full detections: "onet" (MTCNN's ONet near the l
 TRACK_MAX_MISSES = 3  # a person missing from this many full detections in a row is dropped (a new track if they return)
 TRACK_MATCH_IOU = 0.3  # a detection continues the track whose last box it overlaps at least this much (IoU)
 
-# training cache
-DETECT_EVERY = 3  # prepare (training box cache): MTCNN on every k-th frame, boxes interpolated between
-
 # live streams (edge-emotion stream)
 STREAM_HOP_S = 0.5  # seconds between events
 STREAM_TIMEOUT_S = 10.0  # seconds without data before a source counts as stalled or lost
